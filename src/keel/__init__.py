@@ -1,0 +1,1 @@
+"""Keel: a metadata-driven CRM platform that speaks Salesforce\x27s APIs."""

@@ -1,0 +1,169 @@
+"""Apply: execute a plan's metadata rows and DDL in ONE transaction, after checking it would lose no data."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from keel.errors import ConflictError, MetadataError
+from keel.metadata.model import FieldDef, ObjectDef
+from keel.metadata.plan import Plan
+from keel.metadata.store import SnapshotCache, current_version, field_to_json, object_to_json
+from keel.metadata.tables import build_table, field_columns, index_specs
+from keel.metadata.types import TYPES
+from keel.storage import ddl
+from keel.storage import system as S
+from keel.storage.engine import Database
+
+
+def data_problems(conn: Connection, plan: Plan) -> list[str]:
+    """Changes in the plan that existing rows forbid, each with the number of rows affected."""
+    problems: list[str] = []
+    for op in plan.ops:
+        if op.kind != "update_field":
+            continue
+        old, new = op.before, op.after
+        assert isinstance(old, FieldDef) and isinstance(new, FieldDef)
+        if not new.column:
+            continue
+        table = (plan.after.find_object(op.object) or plan.before.get_object(op.object)).table
+        col = f'"{new.column}"'
+        live = "is_deleted = false"
+        at = f"{op.object}.{new.api_name}"
+        if TYPES[new.type].storage == "text" and new.length and (old.length or 0) > new.length:
+            n = ddl.count_rows(conn, table, f"length({col}) > {int(new.length)}")
+            if n:
+                problems.append(f"{at}: narrowing the length to {new.length} would truncate {n} row(s)")
+        if new.required and not old.required and new.type != "checkbox":
+            n = ddl.count_rows(conn, table, f"{col} IS NULL AND {live}")
+            if n:
+                problems.append(f"{at}: {n} row(s) have no value, so the field cannot become required")
+        if new.unique and not old.unique:
+            expr = f"lower({col})" if TYPES[new.type].storage == "text" else col
+            n = int(conn.exec_driver_sql(
+                f'SELECT COUNT(*) FROM (SELECT {expr} FROM "{table}" WHERE {col} IS NOT NULL AND {live} '
+                f"GROUP BY {expr} HAVING COUNT(*) > 1) d"
+            ).scalar() or 0)
+            if n:
+                problems.append(f"{at}: {n} value(s) are duplicated, so the field cannot become unique")
+        if new.restricted and new.type == "picklist":
+            allowed = [v.value.lower() for v in new.values]
+            marks = ", ".join(f":v{i}" for i in range(len(allowed)))
+            n = int(conn.execute(
+                sa.text(f'SELECT COUNT(*) FROM "{table}" WHERE {col} IS NOT NULL AND lower({col}) NOT IN ({marks})'),
+                {f"v{i}": v for i, v in enumerate(allowed)},
+            ).scalar() or 0)
+            if n:
+                problems.append(f"{at}: {n} row(s) hold values that are not in the restricted picklist")
+        if TYPES[new.type].storage == "number" and new.precision and new.scale is not None and old.precision:
+            if (new.precision - new.scale) < (old.precision - (old.scale or 0)):
+                limit = 10 ** (new.precision - new.scale)
+                n = ddl.count_rows(conn, table, f"abs({col}) >= {limit}")
+                if n:
+                    problems.append(f"{at}: {n} row(s) exceed the new precision")
+    return problems
+
+
+def apply_plan(db: Database, plan: Plan, cache: SnapshotCache | None = None) -> None:
+    """Run the plan atomically. Raises ``MetadataError`` (data would be lost) or ``ConflictError`` (stale plan)."""
+    if plan.empty:
+        return
+    with db.transaction() as conn:
+        S.create_system_tables(conn)
+        _lock_schema(conn)
+        if current_version(conn) != plan.before.version:
+            raise ConflictError("The schema changed since this plan was made; plan again.")
+        problems = data_problems(conn, plan)
+        if problems:
+            raise MetadataError("The change would lose or break data:\n  " + "\n  ".join(problems))
+        execute(conn, plan)
+        S.set_meta(conn, "schema_version", str(plan.after.version))
+    if cache is not None:
+        cache.replace(plan.after)
+
+
+def _lock_schema(conn: Connection) -> None:
+    """Serialise metadata changes across processes (SQLite already has a single writer)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(4242)")
+
+
+def execute(conn: Connection, plan: Plan) -> None:
+    touched: dict[str, ObjectDef] = {}
+    for op in plan.ops:
+        if op.kind == "create_object":
+            assert isinstance(op.after, ObjectDef)
+            obj = op.after
+            ddl.create_table(conn, build_table(obj))
+            for spec in index_specs(obj):
+                ddl.create_index(conn, obj.table, spec)
+            conn.execute(sa.insert(S.objects).values(id=obj.id, api_name=obj.api_name, key_prefix=obj.key_prefix,
+                                                     table_name=obj.table, definition=""))
+            touched[obj.key] = obj
+        elif op.kind == "delete_object":
+            assert isinstance(op.before, ObjectDef)
+            ddl.drop_table(conn, op.before.table)
+            conn.execute(sa.delete(S.fields).where(S.fields.c.object_id == op.before.id))
+            conn.execute(sa.delete(S.objects).where(S.objects.c.id == op.before.id))
+        elif op.kind in ("add_field", "update_field", "delete_field"):
+            obj = plan.after.get_object(op.object) if op.kind != "delete_field" or plan.after.find_object(
+                op.object) else None
+            _field_ddl(conn, op.kind, op.before, op.after, obj or _table_owner(plan, op.object))
+            if obj is not None:
+                touched[obj.key] = obj
+        else:  # rename_object, update_object, rename_field: metadata only
+            target = plan.after.find_object(op.object)
+            if target is not None:
+                touched[target.key] = target
+    for obj in touched.values():
+        _write_rows(conn, obj)
+    for op in plan.ops:
+        if op.kind == "delete_field":
+            obj = plan.after.find_object(op.object)
+            if obj is not None:
+                _write_rows(conn, obj)
+
+
+def _table_owner(plan: Plan, name: str) -> ObjectDef:
+    return plan.before.get_object(name)
+
+
+def _field_ddl(conn: Connection, kind: str, before: object, after: object, obj: ObjectDef) -> None:
+    old = before if isinstance(before, FieldDef) else None
+    new = after if isinstance(after, FieldDef) else None
+    single = obj.with_fields(tuple(f for f in (old,) if f is not None))
+    if old is not None and old.column:
+        for spec in index_specs(single):
+            if spec.columns and spec.columns[0] == old.column:
+                ddl.drop_index(conn, spec.name)
+    if kind == "delete_field" and old is not None and old.column:
+        for col in field_columns(old):
+            ddl.drop_column(conn, obj.table, col.name)
+    if kind == "add_field" and new is not None:
+        for col in field_columns(new):
+            ddl.add_column(conn, obj.table, col)
+            if new.type == "checkbox":
+                conn.exec_driver_sql(f'UPDATE "{obj.table}" SET "{col.name}" = false WHERE "{col.name}" IS NULL')
+    if new is not None and new.column:
+        for spec in index_specs(obj.with_fields((new,))):
+            if spec.columns and spec.columns[0] == new.column:
+                ddl.create_index(conn, obj.table, spec)
+
+
+def _write_rows(conn: Connection, obj: ObjectDef) -> None:
+    conn.execute(sa.update(S.objects).where(S.objects.c.id == obj.id).values(
+        api_name=obj.api_name, definition=object_to_json(obj).decode()))
+    conn.execute(sa.delete(S.fields).where(S.fields.c.object_id == obj.id))
+    conn.execute(sa.insert(S.fields), [
+        {"id": f.id, "object_id": obj.id, "api_name": f.api_name, "column_name": f.column, "position": i,
+         "definition": field_to_json(f).decode()}
+        for i, f in enumerate(obj.fields)
+    ])
+
+
+def ensure_initialised(db: Database) -> None:
+    with db.transaction() as conn:
+        S.create_system_tables(conn)
+        if S.get_meta(conn, "schema_version") is None:
+            S.set_meta(conn, "schema_version", "0")
+            S.set_meta(conn, "system_schema", str(S.SCHEMA_VERSION))

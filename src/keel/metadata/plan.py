@@ -1,0 +1,182 @@
+"""Plan: a pure diff of the current snapshot and a desired set of objects into a list of operations.
+
+The plan already carries every new id, key prefix and physical name, and the snapshot that will result, so
+``apply`` only executes it. Checks that need the data (would this lose values?) are ``apply``'s, and
+``keel plan`` runs them too, so an administrator sees the row counts before anything changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from keel.errors import MetadataError
+from keel.metadata.model import FieldDef, ObjectDef, SchemaSnapshot
+from keel.metadata.package import check_cross_references
+from keel.storage.ids import ALPHABET
+
+# Type changes that keep every value as it is; anything else is refused.
+_COMPATIBLE = {
+    frozenset({"text", "textarea"}), frozenset({"text", "longtext"}), frozenset({"textarea", "longtext"}),
+    frozenset({"text", "email"}), frozenset({"text", "phone"}), frozenset({"text", "url"}),
+    frozenset({"picklist", "text"}), frozenset({"number", "currency"}), frozenset({"number", "percent"}),
+    frozenset({"currency", "percent"}), frozenset({"lookup", "master_detail"}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    kind: str  # create_object | update_object | rename_object | delete_object | add_field | update_field
+    #            | rename_field | delete_field
+    object: str
+    field: str | None = None
+    detail: str = ""
+    before: FieldDef | ObjectDef | None = None
+    after: FieldDef | ObjectDef | None = None
+
+    def describe(self) -> str:
+        target = f"{self.object}.{self.field}" if self.field else self.object
+        return f"{self.kind:<14} {target}" + (f"  ({self.detail})" if self.detail else "")
+
+
+@dataclass(frozen=True)
+class Plan:
+    before: SchemaSnapshot
+    after: SchemaSnapshot
+    ops: tuple[Op, ...] = field(default_factory=tuple)
+
+    @property
+    def empty(self) -> bool:
+        return not self.ops
+
+
+def next_key_prefix(used: set[str]) -> str:
+    """Custom objects get ``a00``, ``a01`` … in base-62 order, skipping prefixes already taken."""
+    for i in range(62 * 62):
+        candidate = "a" + ALPHABET[i // 62] + ALPHABET[i % 62]
+        if candidate not in used:
+            return candidate
+    raise MetadataError("no key prefixes left for custom objects")
+
+
+def plan(before: SchemaSnapshot, desired: Sequence[ObjectDef], *, delete: Sequence[str] = ()) -> Plan:
+    """Diff ``before`` against ``desired`` (objects not mentioned are left alone; ``delete`` names objects to drop)."""
+    ops: list[Op] = []
+    next_object = max((o.id for o in before), default=0) + 1
+    next_field = max((f.id for o in before for f in o.fields), default=0) + 1
+    used_prefixes = {o.key_prefix for o in before}
+    result: dict[str, ObjectDef] = {o.key: o for o in before}
+
+    for name in delete:
+        old = before.find_object(name)
+        if old is None:
+            raise MetadataError(f"cannot delete object {name!r}: it does not exist")
+        if not old.custom:
+            raise MetadataError(f"cannot delete standard object {old.api_name!r}")
+        ops.append(Op("delete_object", old.api_name, before=old))
+        del result[old.key]
+
+    seen: set[str] = set()
+    for want in desired:
+        if want.key in seen:
+            raise MetadataError(f"object {want.api_name!r} is defined twice")
+        seen.add(want.key)
+        old = before.find_object(want.api_name)
+        if old is None and want.renamed_from:
+            old = before.find_object(want.renamed_from)
+            if old is not None:
+                ops.append(Op("rename_object", want.api_name, detail=f"from {old.api_name}", before=old))
+                del result[old.key]
+        if old is None:
+            prefix = want.key_prefix or next_key_prefix(used_prefixes)
+            if prefix in used_prefixes:
+                raise MetadataError(f"object {want.api_name!r}: key prefix {prefix} is already used")
+            used_prefixes.add(prefix)
+            oid = next_object
+            next_object += 1
+            fields = []
+            for f in want.fields:
+                fid = next_field
+                next_field += 1
+                fields.append(_place(f, fid))
+            new = replace(want, id=oid, key_prefix=prefix, table=f"o_{oid}", fields=tuple(fields), renamed_from=None)
+            ops.append(Op("create_object", new.api_name, detail=f"{len(fields)} fields, prefix {prefix}", after=new))
+            result[new.key] = new
+            continue
+        fields_after: list[FieldDef] = []
+        old_by_key = {f.key: f for f in old.fields}
+        matched: set[str] = set()
+        for f in want.fields:
+            prior = old_by_key.get(f.key)
+            if prior is None and f.renamed_from:
+                prior = old_by_key.get(f.renamed_from.lower())
+                if prior is not None:
+                    ops.append(Op("rename_field", want.api_name, f.api_name, f"from {prior.api_name}", prior))
+            if prior is None:
+                fid = next_field
+                next_field += 1
+                placed = _place(f, fid)
+                ops.append(Op("add_field", want.api_name, f.api_name, f.type, after=placed))
+                fields_after.append(placed)
+                continue
+            matched.add(prior.key)
+            merged = replace(f, id=prior.id, column=prior.column, renamed_from=None)
+            changes = _field_changes(want.api_name, prior, merged)
+            if changes:
+                ops.append(Op("update_field", want.api_name, f.api_name, changes, prior, merged))
+            fields_after.append(merged)
+        for prior in old.fields:
+            if prior.key not in matched:
+                if prior.standard:
+                    fields_after.append(prior)
+                    continue
+                ops.append(Op("delete_field", old.api_name, prior.api_name, before=prior))
+        new = replace(want, id=old.id, key_prefix=old.key_prefix, table=old.table, fields=tuple(fields_after),
+                      renamed_from=None)
+        obj_changes = _object_changes(old, new)
+        if obj_changes:
+            ops.append(Op("update_object", new.api_name, detail=obj_changes, before=old, after=new))
+        result[new.key] = new
+
+    ordered = list(result.values())
+    check_cross_references(ordered)
+    after = SchemaSnapshot(version=before.version + (1 if ops else 0), objects=tuple(ordered))
+    return Plan(before=before, after=after, ops=tuple(ops))
+
+
+def _place(f: FieldDef, fid: int) -> FieldDef:
+    """Give a new field its id and physical column (formulas have none)."""
+    if f.standard:
+        return replace(f, id=fid, renamed_from=None)
+    return replace(f, id=fid, column=None if f.column is None else f"f_{fid}", renamed_from=None)
+
+
+def _field_changes(obj: str, old: FieldDef, new: FieldDef) -> str:
+    at = f"object {obj!r}, field {new.api_name!r}"
+    if old.type != new.type and frozenset({old.type, new.type}) not in _COMPATIBLE:
+        raise MetadataError(f"{at}: changing the type from {old.type} to {new.type} is not supported")
+    if (old.column is None) != (new.column is None):
+        raise MetadataError(f"{at}: cannot turn a stored field into a formula or back; add a new field instead")
+    changes = []
+    for attr in ("type", "label", "length", "precision", "scale", "required", "unique", "external_id", "indexed",
+                 "restricted", "reference_to", "on_delete", "default", "formula", "returns", "blank_as", "rollup",
+                 "display_format", "track_history", "sensitive", "help_text", "description",
+                 "relationship_name", "child_relationship_name", "controlling_field", "parts"):
+        if getattr(old, attr) != getattr(new, attr):
+            changes.append(f"{attr}: {getattr(old, attr)!r} -> {getattr(new, attr)!r}")
+    if old.values != new.values:
+        added = [v.value for v in new.values if old.picklist_value(v.value) is None]
+        removed = [v.value for v in old.values if new.picklist_value(v.value) is None]
+        changes.append(f"picklist values +{added} -{removed}")
+    if old.reference_to != new.reference_to:
+        raise MetadataError(f"{at}: a lookup cannot be pointed at another object; add a new field instead")
+    return "; ".join(changes)
+
+
+def _object_changes(old: ObjectDef, new: ObjectDef) -> str:
+    changes = []
+    for attr in ("label", "plural_label", "sharing", "track_history", "role_hierarchy", "validation_rules",
+                 "description", "extra"):
+        if getattr(old, attr) != getattr(new, attr):
+            changes.append(attr)
+    return ", ".join(changes)

@@ -1,0 +1,94 @@
+"""Physical tables for objects: SQLAlchemy ``Table``s built from ``ObjectDef``s, and the indexes they need."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from keel.metadata.model import FieldDef, ObjectDef, SchemaSnapshot
+from keel.metadata.types import TYPES
+from keel.storage.ddl import IndexSpec
+
+_IDS = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # INTEGER PRIMARY KEY is SQLite's rowid
+
+
+def column_type(f: FieldDef) -> sa.types.TypeEngine[object]:
+    storage = "number" if f.type == "rollup" else TYPES[f.type].storage
+    if f.type == "id":
+        return _IDS
+    if storage == "text":
+        return sa.Text()
+    if storage == "number":
+        return sa.Numeric().with_variant(sa.Float(), "sqlite")
+    if storage == "boolean":
+        return sa.Boolean()
+    if storage == "date":
+        return sa.Date()
+    if storage == "datetime":
+        return sa.DateTime()
+    if storage == "time":
+        return sa.Time()
+    if storage == "reference":
+        return sa.BigInteger()
+    raise ValueError(f"field {f.api_name} of type {f.type} has no column")
+
+
+def is_polymorphic(f: FieldDef) -> bool:
+    return f.is_relationship and len(f.reference_to) > 1
+
+
+def type_column(f: FieldDef) -> str:
+    """The companion column holding a polymorphic lookup's target key prefix."""
+    assert f.column
+    return f.column + "_t"
+
+
+def field_columns(f: FieldDef) -> list[sa.Column[object]]:
+    if not f.column:
+        return []
+    if f.type == "id":
+        return [sa.Column(f.column, _IDS, primary_key=True, autoincrement=False)]
+    nullable = f.type != "checkbox"
+    cols: list[sa.Column[object]] = [
+        sa.Column(f.column, column_type(f), nullable=nullable, server_default=sa.false() if not nullable else None)
+    ]
+    if is_polymorphic(f):
+        cols.append(sa.Column(type_column(f), sa.String(3)))
+    return cols
+
+
+def build_table(obj: ObjectDef, metadata: sa.MetaData | None = None) -> sa.Table:
+    cols: list[sa.Column[object]] = []
+    for f in obj.fields:
+        cols.extend(field_columns(f))
+    cols.append(sa.Column("version", sa.Integer, nullable=False, server_default="1"))
+    return sa.Table(obj.table, metadata or sa.MetaData(), *cols)
+
+
+def table_for(schema: SchemaSnapshot, obj: ObjectDef) -> sa.Table:
+    """The cached ``Table`` of ``obj`` in this snapshot; all tables of a snapshot share one ``MetaData``."""
+    cache = schema.cache
+    md = cache.setdefault("sa_metadata", sa.MetaData())
+    tables: dict[str, sa.Table] = cache.setdefault("sa_tables", {})
+    t = tables.get(obj.key)
+    if t is None:
+        t = tables[obj.key] = build_table(obj, md)
+    return t
+
+
+def index_specs(obj: ObjectDef) -> list[IndexSpec]:
+    """Indexes every object gets: name, owner, lookups, unique/external ids and fields marked indexed."""
+    specs = [IndexSpec(f"ix_{obj.table}_modstamp", ("system_modstamp",))]
+    for f in obj.fields:
+        if not f.column or f.type == "id":
+            continue
+        text = TYPES[f.type].storage == "text"
+        if f.unique or f.external_id:
+            specs.append(IndexSpec(f"ux_{obj.table}_{f.column}", (f.column,), unique=f.unique, lower=text,
+                                   live_only=f.unique))
+            if text and not f.unique:
+                continue
+        if f.indexed or f.is_relationship or f.api_name == "Name":
+            specs.append(IndexSpec(f"ix_{obj.table}_{f.column}", (f.column,)))
+            if text:
+                specs.append(IndexSpec(f"il_{obj.table}_{f.column}", (f.column,), lower=True))
+    return specs

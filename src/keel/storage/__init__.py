@@ -1,0 +1,1 @@
+"""Storage: engines, transactions, dialect differences, DDL primitives, the id codec and system tables."""

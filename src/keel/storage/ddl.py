@@ -1,0 +1,77 @@
+"""DDL primitives. ``metadata.apply`` turns a plan into calls to these; storage never sees a plan.
+
+Both SQLite and PostgreSQL run DDL inside the caller's transaction, so a failing metadata change leaves nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+
+@dataclass(frozen=True, slots=True)
+class IndexSpec:
+    name: str
+    columns: tuple[str, ...]
+    unique: bool = False
+    lower: bool = False  # index lower(column): case-insensitive lookups, as SOQL compares strings
+    live_only: bool = False  # partial: only rows not in the recycle bin
+
+
+def create_table(conn: Connection, table: sa.Table) -> None:
+    table.create(conn)
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f'CREATE SEQUENCE IF NOT EXISTS "{table.name}_id_seq"')
+
+
+def drop_table(conn: Connection, name: str) -> None:
+    conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}"')
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f'DROP SEQUENCE IF EXISTS "{name}_id_seq"')
+
+
+def add_column(conn: Connection, table: str, column: sa.Column[object]) -> None:
+    ctype = column.type.compile(dialect=conn.dialect)
+    conn.exec_driver_sql(f'ALTER TABLE "{table}" ADD COLUMN "{column.name}" {ctype}')
+
+
+def drop_column(conn: Connection, table: str, column: str) -> None:
+    conn.exec_driver_sql(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
+
+
+def create_index(conn: Connection, table: str, spec: IndexSpec) -> None:
+    cols = ", ".join(f'lower("{c}")' if spec.lower else f'"{c}"' for c in spec.columns)
+    where = " WHERE is_deleted = false" if spec.live_only else ""
+    unique = "UNIQUE " if spec.unique else ""
+    conn.exec_driver_sql(f'CREATE {unique}INDEX IF NOT EXISTS "{spec.name}" ON "{table}" ({cols}){where}')
+
+
+def drop_index(conn: Connection, name: str) -> None:
+    conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{name}"')
+
+
+def allocate_ids(conn: Connection, table: str, count: int) -> Sequence[int]:
+    """Reserve ``count`` primary keys for ``table`` inside the caller's transaction.
+
+    PostgreSQL uses a sequence, which never blocks concurrent inserters. SQLite has a single writer, so a counter
+    row is enough and keeps ids dense.
+    """
+    if count <= 0:
+        return ()
+    if conn.dialect.name == "postgresql":
+        rows = conn.exec_driver_sql(
+            f"SELECT nextval('\"{table}_id_seq\"') FROM generate_series(1, %(n)s)", {"n": count}
+        ).all()
+        return [int(r[0]) for r in rows]
+    from keel.storage.system import next_values
+
+    first = next_values(conn, f"ids:{table}", count)
+    return range(first, first + count)
+
+
+def count_rows(conn: Connection, table: str, where: str = "") -> int:
+    sql = f'SELECT COUNT(*) FROM "{table}"' + (f" WHERE {where}" if where else "")
+    return int(conn.exec_driver_sql(sql).scalar() or 0)

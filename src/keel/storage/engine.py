@@ -1,0 +1,109 @@
+"""Engines and transactions for SQLite and PostgreSQL.
+
+SQLite runs in WAL mode with foreign keys on and a busy timeout. Writers are serialised in-process by a lock and in
+the database by ``BEGIN IMMEDIATE``, so two writers never deadlock on a lock upgrade and readers never block.
+PostgreSQL uses psycopg 3; an optional schema (one organisation per schema) is set on every connection's
+``search_path``, which keeps every query single-schema for Citus.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import NullPool
+
+Dialect = Literal["sqlite", "postgresql"]
+DEFAULT_URL = "sqlite:///keel.db"
+
+
+def normalise_url(url: str) -> tuple[str, str | None]:
+    """Map user-facing URLs onto SQLAlchemy driver URLs; split off ``?schema=`` for PostgreSQL."""
+    schema = None
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        query = dict(parsed.query)
+        raw = query.pop("schema", None)
+        schema = raw if isinstance(raw, str) else None
+        parsed = parsed.set(drivername="postgresql+psycopg", query=query)
+    return parsed.render_as_string(hide_password=False), schema
+
+
+class Database:
+    """One organisation's database: an engine plus the write discipline Keel relies on."""
+
+    def __init__(self, url: str = DEFAULT_URL, *, echo: bool = False) -> None:
+        self.url = url
+        driver_url, self.schema = normalise_url(url)
+        self.dialect: Dialect = "postgresql" if driver_url.startswith("postgresql") else "sqlite"
+        self._write_lock = threading.RLock()
+        self.engine: Engine = self._make_engine(driver_url, echo)
+
+    def _make_engine(self, url: str, echo: bool) -> Engine:
+        if self.dialect == "sqlite":
+            memory = ":memory:" in url or url.rstrip("/").endswith("sqlite:")
+            kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+            if memory:
+                kwargs["poolclass"] = sa.pool.StaticPool
+            engine = sa.create_engine(url, echo=echo, **kwargs)
+
+            @event.listens_for(engine, "connect")
+            def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+                dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+                cur = dbapi_conn.cursor()
+                if not memory:
+                    cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute("PRAGMA cache_size=-65536")
+                cur.close()
+
+            @event.listens_for(engine, "begin")
+            def _on_begin(conn: Connection) -> None:
+                conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
+
+            return engine
+        engine = sa.create_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True,
+                                  poolclass=NullPool if url.endswith("nullpool") else None)
+        if self.schema:
+            schema = self.schema
+
+            @event.listens_for(engine, "connect")
+            def _on_pg_connect(dbapi_conn: Any, _record: Any) -> None:
+                with dbapi_conn.cursor() as cur:
+                    cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                    cur.execute(f'SET search_path TO "{schema}"')
+                dbapi_conn.commit()
+
+        return engine
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction. On SQLite it holds the single-writer lock from BEGIN IMMEDIATE to COMMIT."""
+        if self.dialect == "sqlite":
+            with self._write_lock, self.engine.connect() as conn:
+                conn = conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+                with conn.begin():
+                    yield conn
+        else:
+            with self.engine.begin() as conn:
+                yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only unit of work; it sees one consistent snapshot."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def in_transaction(conn: Connection) -> bool:
+    return conn.in_transaction()

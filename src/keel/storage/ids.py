@@ -1,0 +1,92 @@
+"""Salesforce-style record ids over integer primary keys.
+
+A public id is the object's 3-character key prefix, then the integer in base 62 padded to 12 characters (15 in all),
+then a 3-character checksum that makes the id safe in case-insensitive places (18 in all). The database only ever
+sees the integer; the prefix tells which object an id belongs to, so a wrong-object id is caught at decode time.
+"""
+
+from __future__ import annotations
+
+from keel.errors import MalformedIdError
+
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_INDEX = {c: i for i, c in enumerate(ALPHABET)}
+_CHECKSUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+BODY_LENGTH = 12
+MAX_INT = 62**BODY_LENGTH - 1
+
+
+def checksum(id15: str) -> str:
+    """The 3-character suffix: one character per 5-character chunk, a bit per upper-case letter."""
+    out = []
+    for k in range(3):
+        chunk = id15[k * 5 : k * 5 + 5]
+        bits = 0
+        for j, c in enumerate(chunk):
+            if "A" <= c <= "Z":
+                bits |= 1 << j
+        out.append(_CHECKSUM[bits])
+    return "".join(out)
+
+
+def to18(id15: str) -> str:
+    return id15 + checksum(id15)
+
+
+def encode(prefix: str, n: int) -> str:
+    """The 18-character id of integer ``n`` on the object with key ``prefix``."""
+    if not 0 <= n <= MAX_INT:
+        raise ValueError(f"id {n} is out of range")
+    digits = []
+    while n:
+        n, r = divmod(n, 62)
+        digits.append(ALPHABET[r])
+    body = "".join(reversed(digits)).rjust(BODY_LENGTH, "0")
+    return to18(prefix + body)
+
+
+def split(public_id: str) -> tuple[str, int]:
+    """Return ``(prefix, integer)`` for a 15- or 18-character id, checking length, characters and checksum."""
+    if not isinstance(public_id, str) or len(public_id) not in (15, 18):
+        raise MalformedIdError(f"Invalid id: {public_id!r}. An id has 15 or 18 characters.")
+    id15 = public_id[:15]
+    if len(public_id) == 18:
+        suffix = public_id[15:]
+        if suffix.upper() != checksum(id15):
+            # The suffix encodes the case of the first 15 characters; a case-folded id can be repaired from it.
+            id15 = _restore_case(id15, suffix.upper())
+    value = 0
+    for c in id15[3:]:
+        i = _INDEX.get(c)
+        if i is None:
+            raise MalformedIdError(f"Invalid id: {public_id!r} contains {c!r}.")
+        value = value * 62 + i
+    return id15[:3], value
+
+
+def decode(public_id: str, prefix: str) -> int:
+    """The integer behind ``public_id``, which must belong to the object with key ``prefix``."""
+    got, value = split(public_id)
+    if got != prefix:
+        raise MalformedIdError(f"Invalid id: {public_id!r} does not belong to this object (key prefix {prefix}).")
+    return value
+
+
+def _restore_case(id15: str, suffix: str) -> str:
+    """Rebuild the case of a case-folded 15-character id from its checksum, or reject the id."""
+    chars = list(id15)
+    for k in range(3):
+        bits = _CHECKSUM.find(suffix[k])
+        if bits < 0:
+            raise MalformedIdError(f"Invalid id: {id15 + suffix!r} has a bad checksum.")
+        for j in range(5):
+            c = chars[k * 5 + j]
+            if not c.isalpha():
+                if bits & (1 << j):
+                    raise MalformedIdError(f"Invalid id: {id15 + suffix!r} has a bad checksum.")
+                continue
+            chars[k * 5 + j] = c.upper() if bits & (1 << j) else c.lower()
+    restored = "".join(chars)
+    if checksum(restored) != suffix:
+        raise MalformedIdError(f"Invalid id: {id15 + suffix!r} has a bad checksum.")
+    return restored
