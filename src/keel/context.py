@@ -10,12 +10,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from keel.metadata.model import SchemaSnapshot
+from keel.metadata.model import ObjectDef, SchemaSnapshot
 from keel.metadata.store import SnapshotCache
 from keel.settings import Settings
 from keel.storage.engine import Database
 
 if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement, FromClause
     from sqlalchemy.engine import Connection
 
 
@@ -33,6 +34,10 @@ class Access(Protocol):
 
     def field_editable(self, obj: str, field: str) -> bool: ...
 
+    def record_filter(self, obj: ObjectDef, table: FromClause, mode: str) -> ColumnElement[bool] | None:
+        """The visibility predicate for ``mode`` (read | edit | delete) on ``table``; None means every row."""
+        ...
+
 
 class FullAccess:
     """The access of administrators and of the explicit system actor."""
@@ -45,6 +50,9 @@ class FullAccess:
 
     def field_editable(self, obj: str, field: str) -> bool:
         return True
+
+    def record_filter(self, obj: ObjectDef, table: FromClause, mode: str) -> ColumnElement[bool] | None:
+        return None
 
 
 @dataclass(frozen=True, slots=True)

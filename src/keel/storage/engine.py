@@ -8,9 +8,11 @@ PostgreSQL uses psycopg 3; an optional schema (one organisation per schema) is s
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -20,6 +22,9 @@ from sqlalchemy.pool import NullPool
 
 Dialect = Literal["sqlite", "postgresql"]
 DEFAULT_URL = "sqlite:///keel.db"
+
+# SQLite has no decimal type; numbers are stored as REAL, so bind Decimals as floats.
+sqlite3.register_adapter(Decimal, float)
 
 
 def normalise_url(url: str) -> tuple[str, str | None]:

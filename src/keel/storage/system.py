@@ -69,6 +69,18 @@ outbox = sa.Table(
     sa.Index("ix_keel_outbox_due", "state", "next_attempt_at"),
 )
 
+recycle_bin = sa.Table(
+    "keel_recycle_bin", system,
+    sa.Column("object_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("record_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("deleted_date", sa.DateTime, nullable=False),
+    sa.Column("deleted_by_id", sa.BigInteger),
+    sa.Column("root_object_id", sa.Integer, nullable=False),
+    sa.Column("root_record_id", sa.BigInteger, nullable=False),
+    sa.Index("ix_keel_recycle_root", "root_object_id", "root_record_id"),
+    sa.Index("ix_keel_recycle_date", "object_id", "deleted_date"),
+)
+
 credentials = sa.Table(
     "keel_credential", system,
     sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),

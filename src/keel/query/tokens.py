@@ -1,0 +1,148 @@
+"""SOQL tokenizer.
+
+The tokenizer is deliberately dumb: it knows literal shapes (strings, numbers, dates, datetimes) and punctuation, and
+leaves keywords as identifiers, because SOQL keywords are not reserved everywhere (``Order`` is an object name,
+``Type`` a field). Every token carries its 1-based line and column so every later error can point at the text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from keel.errors import MalformedQueryError
+
+IDENT = "IDENT"
+STRING = "STRING"
+NUMBER = "NUMBER"
+DATE = "DATE"
+DATETIME = "DATETIME"
+OP = "OP"
+EOF = "EOF"
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    kind: str
+    text: str  # for STRING: the raw text between the quotes, escapes still in place
+    line: int
+    column: int
+    offset: int
+
+    @property
+    def upper(self) -> str:
+        return self.text.upper()
+
+
+_DATETIME = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})"
+_MASTER = re.compile(
+    rf"""
+    (?P<ws>[ \t\r\n\f]+)
+  | (?P<datetime>{_DATETIME})(?![A-Za-z0-9_])
+  | (?P<date>\d{{4}}-\d{{2}}-\d{{2}})(?![A-Za-z0-9_:])
+  | (?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)(?![A-Za-z_])
+  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<op>!=|<>|<=|>=|[=<>(),.:])
+  | (?P<quote>')
+""",
+    re.VERBOSE,
+)
+_ESCAPES = {"'": "'", '"': '"', "\\": "\\", "n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f"}
+
+
+def position(text: str, offset: int) -> tuple[int, int]:
+    """1-based (line, column) of a character offset."""
+    line = text.count("\n", 0, offset) + 1
+    start = text.rfind("\n", 0, offset) + 1
+    return line, offset - start + 1
+
+
+def tokenize(text: str) -> list[Token]:
+    """Split SOQL into tokens, ending with an EOF token; raise MALFORMED_QUERY at the first unknown character."""
+    out: list[Token] = []
+    i, n = 0, len(text)
+    line, line_start = 1, 0
+    while i < n:
+        m = _MASTER.match(text, i)
+        if m is None:
+            raise MalformedQueryError(f"unexpected character: {text[i]!r}", line=line, column=i - line_start + 1)
+        kind = m.lastgroup
+        col = i - line_start + 1
+        if kind == "ws":
+            chunk = m.group()
+            nl = chunk.count("\n")
+            if nl:
+                line += nl
+                line_start = i + chunk.rfind("\n") + 1
+            i = m.end()
+            continue
+        if kind == "quote":
+            j = i + 1
+            while j < n and text[j] != "'":
+                if text[j] == "\\":
+                    j += 1
+                elif text[j] == "\n":
+                    break
+                j += 1
+            if j >= n or text[j] != "'":
+                raise MalformedQueryError("unterminated string literal", line=line, column=col)
+            raw = text[i + 1 : j]
+            unescape(raw, line=line, column=col)  # validate escapes now, so errors point at the literal
+            out.append(Token(STRING, raw, line, col, i))
+            i = j + 1
+            continue
+        assert kind is not None
+        out.append(Token(kind.upper(), m.group(), line, col, i))
+        i = m.end()
+    out.append(Token(EOF, "", line, n - line_start + 1, n))
+    return out
+
+
+def unescape(raw: str, *, like: bool = False, line: int = 1, column: int = 1) -> str:
+    """The value of a SOQL string literal. With ``like``, ``\\%`` and ``\\_`` stay escaped (for LIKE ... ESCAPE '\\')
+    and a literal backslash becomes ``\\\\``; otherwise they are plain ``%`` and ``_``."""
+    if "\\" not in raw:
+        return raw
+    out: list[str] = []
+    i = 0
+    while i < len(raw):
+        c = raw[i]
+        if c != "\\":
+            out.append(c)
+            i += 1
+            continue
+        nxt = raw[i + 1] if i + 1 < len(raw) else ""
+        if nxt in _ESCAPES:
+            val = _ESCAPES[nxt]
+            out.append("\\\\" if like and val == "\\" else val)
+            i += 2
+        elif nxt in ("%", "_"):
+            out.append("\\" + nxt if like else nxt)
+            i += 2
+        elif nxt == "u" and re.fullmatch(r"[0-9A-Fa-f]{4}", raw[i + 2 : i + 6]):
+            out.append(chr(int(raw[i + 2 : i + 6], 16)))
+            i += 6
+        else:
+            raise MalformedQueryError(f"invalid escape sequence in string literal: \\{nxt}", line=line, column=column)
+    return "".join(out)
+
+
+def escape(value: str) -> str:
+    """The SOQL literal body for ``value`` (the inverse of ``unescape`` without LIKE)."""
+    out = []
+    for c in value:
+        if c in ("'", "\\"):
+            out.append("\\" + c)
+        elif c == "\n":
+            out.append("\\n")
+        elif c == "\r":
+            out.append("\\r")
+        elif c == "\t":
+            out.append("\\t")
+        elif c == "\b":
+            out.append("\\b")
+        elif c == "\f":
+            out.append("\\f")
+        else:
+            out.append(c)
+    return "".join(out)

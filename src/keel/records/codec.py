@@ -1,0 +1,81 @@
+"""Python values to the database's bind form on the fast write path, matching what SQLAlchemy Core writes.
+
+The lifecycle writes through the DBAPI cursor directly (executemany, or COPY on PostgreSQL) because per-row
+SQLAlchemy processing would cost more than the whole rest of the lifecycle. Reads go through SQLAlchemy types, so
+SQLite's text forms here must be exactly SQLAlchemy's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+from keel.metadata.model import FieldDef
+from keel.metadata.types import TYPES
+
+Encoder = Callable[[Any], Any]
+
+
+def _sqlite_datetime(v: Any) -> Any:
+    if v is None:
+        return None
+    d: datetime = v
+    return (f"{d.year:04d}-{d.month:02d}-{d.day:02d} {d.hour:02d}:{d.minute:02d}:{d.second:02d}"
+            f".{d.microsecond:06d}")
+
+
+def _sqlite_date(v: Any) -> Any:
+    return None if v is None else f"{v.year:04d}-{v.month:02d}-{v.day:02d}"
+
+
+def _sqlite_time(v: Any) -> Any:
+    if v is None:
+        return None
+    t: time = v
+    return f"{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{t.microsecond:06d}"
+
+
+def _sqlite_number(v: Any) -> Any:
+    return float(v) if isinstance(v, Decimal) else v
+
+
+def _sqlite_bool(v: Any) -> Any:
+    return None if v is None else (1 if v else 0)
+
+
+def _identity(v: Any) -> Any:
+    return v
+
+
+def encoder(f: FieldDef, dialect: str) -> Encoder:
+    if dialect != "sqlite":
+        return _identity
+    storage = "number" if f.type == "rollup" else TYPES[f.type].storage
+    return {
+        "datetime": _sqlite_datetime,
+        "date": _sqlite_date,
+        "time": _sqlite_time,
+        "number": _sqlite_number,
+        "boolean": _sqlite_bool,
+    }.get(storage, _identity)
+
+
+def encode_datetime(v: datetime, dialect: str) -> Any:
+    return _sqlite_datetime(v) if dialect == "sqlite" else v
+
+
+def history_text(v: Any) -> str | None:
+    """A value as history shows it: stable text, independent of the database."""
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, datetime):
+        return v.isoformat(timespec="milliseconds") + "Z"
+    if isinstance(v, date | time):
+        return v.isoformat()
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)

@@ -1,0 +1,130 @@
+"""Per-object write plans, built once per schema snapshot: coercers, encoders and the column order.
+
+Everything that does not depend on the row is decided here, so the per-row loop in ``save`` only does per-row work.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from keel.metadata.model import FieldDef, ObjectDef, SchemaSnapshot
+from keel.metadata.tables import is_polymorphic, type_column
+from keel.metadata.types import Coercer, FieldValueError, value_coercer
+from keel.records.codec import Encoder, encoder
+from keel.storage import ids
+
+AUDIT_COLUMNS = ("created_date", "created_by_id", "last_modified_date", "last_modified_by_id", "system_modstamp")
+
+
+@dataclass(frozen=True)
+class WritePlan:
+    obj: ObjectDef
+    by_key: dict[str, FieldDef]
+    coercers: dict[str, Coercer]  # API name -> coercer (value fields and references)
+    encoders: dict[str, Encoder]
+    writable: tuple[FieldDef, ...]  # fields with a column a caller or the lifecycle fills (not audit/id)
+    insert_columns: tuple[str, ...]
+    required: tuple[FieldDef, ...]
+    unique: tuple[FieldDef, ...]
+    references: tuple[FieldDef, ...]
+    defaults: tuple[tuple[str, Any], ...]  # literal defaults, already coerced
+    formula_defaults: tuple[tuple[FieldDef, str], ...]
+    auto_numbers: tuple[FieldDef, ...]
+    composite: FieldDef | None
+
+
+def write_plan(schema: SchemaSnapshot, obj: ObjectDef, dialect: str) -> WritePlan:
+    key = f"write_plan:{obj.key}:{dialect}"
+    cached = schema.cache.get(key)
+    if cached is None:
+        cached = schema.cache[key] = _build(schema, obj, dialect)
+    assert isinstance(cached, WritePlan)
+    return cached
+
+
+def _build(schema: SchemaSnapshot, obj: ObjectDef, dialect: str) -> WritePlan:
+    coercers: dict[str, Coercer] = {}
+    encoders: dict[str, Encoder] = {}
+    writable: list[FieldDef] = []
+    columns: list[str] = ["id", *AUDIT_COLUMNS, "is_deleted", "version"]
+    defaults: list[tuple[str, Any]] = []
+    formula_defaults: list[tuple[FieldDef, str]] = []
+    for f in obj.fields:
+        if f.is_relationship:
+            coercers[f.api_name] = reference_coercer(schema, f)
+        else:
+            c = value_coercer(f)
+            if c is not None:
+                coercers[f.api_name] = c
+        if not f.column or f.type == "id" or f.column in AUDIT_COLUMNS or f.column == "is_deleted":
+            continue
+        writable.append(f)
+        encoders[f.api_name] = encoder(f, dialect)
+        columns.append(f.column)
+        if is_polymorphic(f):
+            columns.append(type_column(f))
+        if isinstance(f.default, dict) and "formula" in f.default:
+            formula_defaults.append((f, str(f.default["formula"])))
+        elif f.default is not None and f.api_name in coercers:
+            defaults.append((f.api_name, coercers[f.api_name](f.default)))
+        elif f.type in ("picklist", "multipicklist"):
+            d = next((v.value for v in f.values if v.default), None)
+            if d is not None:
+                defaults.append((f.api_name, d))
+        elif f.type == "checkbox":
+            defaults.append((f.api_name, False))
+    name = obj.find_field("Name")
+    computed = ("auto_number", "composite", "rollup", "checkbox")
+    required = tuple(
+        f for f in writable if f.type not in computed and (f.required or (f.api_name == "Name" and f.type == "text"))
+    )
+    return WritePlan(
+        obj=obj,
+        by_key={f.key: f for f in obj.fields},
+        coercers=coercers,
+        encoders=encoders,
+        writable=tuple(writable),
+        insert_columns=tuple(columns),
+        required=required,
+        unique=tuple(f for f in writable if f.unique),
+        references=tuple(f for f in writable if f.is_relationship),
+        defaults=tuple(defaults),
+        formula_defaults=tuple(formula_defaults),
+        auto_numbers=tuple(f for f in obj.fields if f.type == "auto_number" and f.column),
+        composite=name if name is not None and name.type == "composite" else None,
+    )
+
+
+def reference_coercer(schema: SchemaSnapshot, f: FieldDef) -> Callable[[Any], Any]:
+    """Accept a 15- or 18-character id of one of the field's target objects; return the 18-character form."""
+    prefixes = {}
+    for target in f.reference_to:
+        t = schema.find_object(target)
+        if t is not None:
+            prefixes[t.key_prefix] = t
+
+    def coerce(v: Any) -> Any:
+        if v is None or v == "":
+            return None
+        if not isinstance(v, str):
+            raise FieldValueError("MALFORMED_ID", f"{f.label}: id value of incorrect type: {v}")
+        try:
+            prefix, n = ids.split(v.strip())
+        except Exception:
+            raise FieldValueError("MALFORMED_ID", f"{f.label}: id value of incorrect type: {v}") from None
+        if prefix not in prefixes:
+            raise FieldValueError(
+                "INVALID_CROSS_REFERENCE_KEY",
+                f"{f.label}: id value of incorrect type: {v}; expected an id of {', '.join(f.reference_to)}",
+            )
+        return ids.encode(prefix, n)
+
+    return coerce
+
+
+def format_auto_number(fmt: str, n: int) -> str:
+    """``POS-{0000}`` with n=7 gives ``POS-0007``."""
+    return re.sub(r"\{(0+)\}", lambda m: str(n).zfill(len(m.group(1))), fmt, count=1)

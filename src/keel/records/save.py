@@ -1,0 +1,256 @@
+"""``save_many``: the one path by which records are created and updated.
+
+Inside one transaction: check access, coerce, apply defaults, run before-save hooks, validate (required, unique,
+picklists, lookups, validation rules), write with executemany (COPY on PostgreSQL for big batches), write field
+history, recompute roll-ups, run after-save hooks, and write outbox events. Every error of every row is collected
+before anything is written, so a caller sees them all at once. With ``all_or_none`` (the default) one bad row
+rolls back the batch; otherwise good rows commit and bad rows are reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import Connection
+
+from keel.errors import ROLLED_BACK, BatchError, ErrorDetail, KeelError, RowResult
+from keel.metadata.types import FieldValueError
+from keel.records import validate, write
+from keel.records.hooks import RowError, RowState
+from keel.records.prepare import WritePlan, format_auto_number, write_plan
+from keel.storage import ids
+from keel.storage.system import next_values
+
+if TYPE_CHECKING:
+    from keel.context import Context
+
+Draft = Mapping[str, Any]
+
+
+class Batch:
+    """Rows of one call with their results; failing a row removes it from every later step."""
+
+    def __init__(self, count: int) -> None:
+        self.results = [RowResult(index=i) for i in range(count)]
+        self.rows: list[RowState] = []
+
+    def fail(self, index: int, code: str, message: str, fields: Sequence[str] = ()) -> None:
+        self.results[index].errors.append(ErrorDetail(code, message, tuple(fields), index))
+
+    def prune(self) -> None:
+        self.rows = [r for r in self.rows if not self.results[r.index].errors]
+
+    @property
+    def failed(self) -> bool:
+        return any(r.errors for r in self.results)
+
+
+def save_many(ctx: Context, obj_name: str, drafts: Sequence[Draft], *, all_or_none: bool = True,
+              conn: Connection | None = None) -> list[RowResult]:
+    """Create (no ``Id``) or update (with ``Id``) records; return one result per draft, in order."""
+    if conn is None:
+        with ctx.db.transaction() as c:
+            return _save(ctx, c, obj_name, drafts, all_or_none)
+    return _save(ctx, conn, obj_name, drafts, all_or_none)
+
+
+def upsert_many(ctx: Context, obj_name: str, drafts: Sequence[Draft], external_id: str, *,
+                all_or_none: bool = True, conn: Connection | None = None) -> list[RowResult]:
+    """Match drafts on an external-id field (or ``Id``): matches update, the rest insert."""
+    if conn is None:
+        with ctx.db.transaction() as c:
+            return _upsert(ctx, c, obj_name, drafts, external_id, all_or_none)
+    return _upsert(ctx, conn, obj_name, drafts, external_id, all_or_none)
+
+
+def _upsert(ctx: Context, conn: Connection, obj_name: str, drafts: Sequence[Draft], external_id: str,
+            all_or_none: bool) -> list[RowResult]:
+    schema = ctx.schema(conn)
+    obj = schema.get_object(obj_name)
+    key_field = obj.get_field(external_id)
+    if key_field.api_name != "Id" and not (key_field.external_id or key_field.unique):
+        raise KeelError(f"{key_field.api_name} is not an external id or unique field on {obj.api_name}.",
+                        code="INVALID_FIELD", fields=[key_field.api_name])
+    matches = validate.match_external_ids(conn, schema, obj, key_field, drafts)
+    prepared: list[dict[str, Any]] = []
+    pre_errors: dict[int, ErrorDetail] = {}
+    for i, d in enumerate(drafts):
+        row = {k: v for k, v in d.items() if k.lower() != "id"}
+        hit = matches.get(i)
+        if isinstance(hit, list):
+            pre_errors[i] = ErrorDetail("MULTIPLE_RECORDS_FOUND" if len(hit) > 1 else "NOT_FOUND",
+                                        f"{key_field.api_name} matches {len(hit)} records: {', '.join(hit)}",
+                                        (key_field.api_name,), i)
+        elif hit is not None:
+            row["Id"] = hit
+            if key_field.api_name != "Id":
+                row.pop(next((k for k in row if k.lower() == key_field.key), ""), None)
+        elif key_field.api_name == "Id":
+            pre_errors[i] = ErrorDetail("NOT_FOUND", "No record matches the given Id.", ("Id",), i)
+        prepared.append(row)
+    good = [i for i in range(len(drafts)) if i not in pre_errors]
+    if pre_errors and all_or_none:
+        results = [RowResult(i, errors=[pre_errors[i]] if i in pre_errors else
+                             [ErrorDetail(ROLLED_BACK, "Rolled back because another record failed.", (), i)])
+                   for i in range(len(drafts))]
+        raise BatchError(results)
+    sub = _save(ctx, conn, obj_name, [prepared[i] for i in good], all_or_none)
+    out = [RowResult(i, errors=[pre_errors[i]]) if i in pre_errors else RowResult(i) for i in range(len(drafts))]
+    for pos, r in zip(good, sub, strict=True):
+        out[pos] = RowResult(pos, r.id, r.created, [ErrorDetail(e.code, e.message, e.fields, pos) for e in r.errors])
+    return out
+
+
+def _save(ctx: Context, conn: Connection, obj_name: str, drafts: Sequence[Draft], all_or_none: bool) -> list[RowResult]:
+    schema = ctx.schema(conn)
+    obj = schema.get_object(obj_name)
+    plan = write_plan(schema, obj, ctx.db.dialect)
+    batch = Batch(len(drafts))
+    if not drafts:
+        return []
+    if ctx.depth > ctx.settings.automation_depth_limit:
+        raise KeelError(f"Automation saved records more than {ctx.settings.automation_depth_limit} levels deep; "
+                        "a flow is probably updating records in a loop.", code="AUTOMATION_LOOP")
+    _coerce(ctx, plan, drafts, batch)
+    updates = [r for r in batch.rows if r.pk is not None]
+    if updates:
+        validate.load_prior(ctx, conn, schema, obj, updates, batch)
+        batch.prune()
+    for r in batch.rows:
+        if r.prior is None:
+            _apply_defaults(ctx, plan, r)
+        else:
+            merged = dict(r.prior)
+            merged.update(r.values)
+            r.changed = {k for k, v in r.values.items() if r.prior.get(k) != v}
+            r.values = merged
+    _compose_names(plan, batch.rows)
+    hooks = ctx.hooks
+    if hooks is not None and batch.rows:
+        _run_hook(batch, lambda rows: hooks.before_save(ctx, conn, obj, rows))
+        batch.prune()
+    write.allocate(conn, plan, batch.rows)
+    validate.validate(ctx, conn, schema, plan, batch)
+    batch.prune()
+    if batch.failed and all_or_none:
+        raise BatchError(_rolled_back(batch))
+    if batch.rows:
+        _number_new(conn, plan, batch.rows)
+        write.write_rows(ctx, conn, schema, plan, batch.rows)
+        if hooks is not None:
+            _run_hook(batch, lambda rows: hooks.after_save(ctx, conn, obj, rows))
+            if batch.failed and all_or_none:
+                raise BatchError(_rolled_back(batch))
+    for r in batch.rows:
+        res = batch.results[r.index]
+        assert r.pk is not None
+        res.id = ids.encode(obj.key_prefix, r.pk)
+        res.created = r.prior is None
+    return batch.results
+
+
+def _run_hook(batch: Batch, call: Any) -> None:
+    try:
+        call(batch.rows)
+    except RowError as e:
+        batch.fail(e.index, e.code, e.message, e.fields)
+
+
+def _rolled_back(batch: Batch) -> list[RowResult]:
+    for res in batch.results:
+        if not res.errors:
+            res.errors.append(ErrorDetail(ROLLED_BACK, "Rolled back because another record in the batch failed.",
+                                          (), res.index))
+    return batch.results
+
+
+def _coerce(ctx: Context, plan: WritePlan, drafts: Sequence[Draft], batch: Batch) -> None:
+    obj = plan.obj
+    access = ctx.actor.access
+    can_create = access.can(obj.api_name, "create")
+    can_edit = access.can(obj.api_name, "edit")
+    by_key = plan.by_key
+    coercers = plan.coercers
+    editable_cache: dict[str, bool] = {}
+    for i, draft in enumerate(drafts):
+        values: dict[str, Any] = {}
+        pk: int | None = None
+        bad: list[tuple[str, str, str]] = []
+        for key, raw in draft.items():
+            if key == "__version__":  # optimistic concurrency token from forms
+                values[key] = raw
+                continue
+            f = by_key.get(key.lower())
+            if f is None:
+                if key == "attributes":
+                    continue
+                bad.append(("INVALID_FIELD", f"No such column '{key}' on sobject of type {obj.api_name}", key))
+                continue
+            if f.type == "id":
+                if raw in (None, ""):
+                    continue
+                try:
+                    pk = ids.decode(str(raw), obj.key_prefix)
+                except KeelError as e:
+                    bad.append((e.code, e.message, "Id"))
+                continue
+            ok = editable_cache.get(f.api_name)
+            if ok is None:
+                ok = editable_cache[f.api_name] = not f.system_managed and (
+                    ctx.actor.is_system or access.field_editable(obj.api_name, f.api_name))
+            if not ok:
+                bad.append(("INVALID_FIELD_FOR_INSERT_UPDATE",
+                            f"Unable to create/update fields: {f.api_name}. Please check the security settings of "
+                            "this field and verify that it is read/write for your profile or permission set.",
+                            f.api_name))
+                continue
+            coerce = coercers.get(f.api_name)
+            try:
+                values[f.api_name] = coerce(raw) if coerce is not None else raw
+            except FieldValueError as e:
+                bad.append((e.code, e.message, f.api_name))
+        if pk is None and not can_create:
+            bad.append(("INSUFFICIENT_ACCESS_OR_READONLY", f"You do not have permission to create {obj.label} "
+                        "records.", ""))
+        elif pk is not None and not can_edit:
+            bad.append(("INSUFFICIENT_ACCESS_OR_READONLY", f"You do not have permission to edit {obj.label} records.",
+                        ""))
+        for code, message, field in bad:
+            batch.fail(i, code, message, [field] if field else [])
+        if not bad:
+            batch.rows.append(RowState(index=i, values=values, pk=pk))
+
+
+def _apply_defaults(ctx: Context, plan: WritePlan, r: RowState) -> None:
+    values = r.values
+    for name, value in plan.defaults:
+        if name not in values:
+            values[name] = value
+    if values.get("OwnerId") is None:
+        values["OwnerId"] = ids.encode("005", ctx.actor.user_id)
+    r.changed = set(values)
+
+
+def _compose_names(plan: WritePlan, rows: Sequence[RowState]) -> None:
+    f = plan.composite
+    if f is None:
+        return
+    for r in rows:
+        if r.prior is not None and not (r.changed & set(f.parts)):
+            continue
+        name = " ".join(str(r.values[p]) for p in f.parts if r.values.get(p) not in (None, ""))
+        r.values["Name"] = name[: f.length or 255] or None
+        r.changed.add("Name")
+
+
+def _number_new(conn: Connection, plan: WritePlan, rows: Sequence[RowState]) -> None:
+    """Auto-numbers come from a sequence row written in the same transaction, so two saves never share a number."""
+    new = [r for r in rows if r.prior is None]
+    if not new:
+        return
+    for f in plan.auto_numbers:
+        first = next_values(conn, f"auto:{plan.obj.table}:{f.column}", len(new))
+        fmt = f.display_format or "{0}"
+        for n, r in enumerate(new):
+            r.values[f.api_name] = format_auto_number(fmt, first + n)

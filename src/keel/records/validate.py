@@ -1,0 +1,221 @@
+"""Loading prior versions of updated rows and the validation step: required fields, lookups, uniqueness and
+validation rules. Each check runs once per batch (one query per target object or unique field), not per row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from keel.metadata.model import FieldDef, ObjectDef, SchemaSnapshot
+from keel.metadata.tables import is_polymorphic, table_for, type_column
+from keel.metadata.types import TYPES, FieldValueError
+from keel.records.hooks import RowState
+from keel.records.prepare import WritePlan
+from keel.storage import ids
+
+if TYPE_CHECKING:
+    from keel.context import Context
+    from keel.records.save import Batch
+
+CHUNK = 900
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def row_to_values(schema: SchemaSnapshot, obj: ObjectDef, row: Mapping[str, Any]) -> dict[str, Any]:
+    """A database row (by column) as the lifecycle sees a record: API names, public ids, Python values."""
+    out: dict[str, Any] = {}
+    for f in obj.stored_fields:
+        v = row.get(f.column)  # type: ignore[call-overload]
+        if f.type == "id":
+            v = ids.encode(obj.key_prefix, v)
+        elif f.is_relationship and v is not None:
+            if is_polymorphic(f):
+                prefix = row.get(type_column(f))  # type: ignore[call-overload]
+            else:
+                target = schema.find_object(f.reference_to[0])
+                prefix = target.key_prefix if target else "000"
+            v = ids.encode(prefix, v)
+        out[f.api_name] = v
+    return out
+
+
+def load_prior(ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: ObjectDef, rows: Sequence[RowState],
+               batch: Batch) -> None:
+    """Fetch (and on PostgreSQL lock) the current version of every updated row; fail rows that are gone,
+    deleted, or not editable by the actor."""
+    t = table_for(schema, obj)
+    pks = [r.pk for r in rows]
+    found: dict[int, Mapping[str, Any]] = {}
+    editable: set[int] | None = None
+    for part in chunks(pks):
+        q = sa.select(t).where(t.c.id.in_(part))
+        if conn.dialect.name == "postgresql":
+            q = q.with_for_update()
+        for row in conn.execute(q).mappings():
+            found[row["id"]] = row
+        pred = ctx.actor.access.record_filter(obj, t, "edit")
+        if pred is not None and not ctx.actor.is_system:
+            editable = editable or set()
+            editable.update(conn.execute(sa.select(t.c.id).where(t.c.id.in_(part), pred)).scalars())
+    for r in rows:
+        assert r.pk is not None
+        row = found.get(r.pk)
+        if row is None:
+            batch.fail(r.index, "NOT_FOUND", f"No {obj.label} record has id {ids.encode(obj.key_prefix, r.pk)}.",
+                       ["Id"])
+        elif row["is_deleted"]:
+            batch.fail(r.index, "ENTITY_IS_DELETED", "entity is deleted", ["Id"])
+        elif editable is not None and r.pk not in editable:
+            batch.fail(r.index, "INSUFFICIENT_ACCESS_OR_READONLY",
+                       "You do not have edit access to this record.", ["Id"])
+        else:
+            expected = r.values.pop("__version__", None)
+            if expected is not None and int(expected) != row["version"]:
+                batch.fail(r.index, "CONCURRENT_MODIFICATION",
+                           "Someone else saved this record after you opened it. Reload it and try again.", ["Id"])
+                continue
+            r.prior = row_to_values(schema, obj, row)
+            r.prior["__version__"] = row["version"]
+
+
+def validate(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: WritePlan, batch: Batch) -> None:
+    _required(plan, batch)
+    batch.prune()
+    _references(ctx, conn, schema, plan, batch)
+    _unique(conn, schema, plan, batch)
+    rules = ctx.extras.get("validation_rules")
+    if rules is not None:
+        rules(ctx, conn, plan.obj, batch)
+
+
+def _required(plan: WritePlan, batch: Batch) -> None:
+    for r in batch.rows:
+        missing = [f.api_name for f in plan.required if r.values.get(f.api_name) is None]
+        if missing:
+            batch.fail(r.index, "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]",
+                       missing)
+
+
+def _references(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: WritePlan, batch: Batch) -> None:
+    """Every lookup value must name a live record of a target object that the actor can see."""
+    wanted: dict[str, set[int]] = {}
+    for f in plan.references:
+        for r in batch.rows:
+            v = r.values.get(f.api_name)
+            if v is None or (r.prior is not None and f.api_name not in r.changed):
+                continue
+            prefix, n = ids.split(v)
+            wanted.setdefault(prefix, set()).add(n)
+    live: dict[str, set[int]] = {plan.obj.key_prefix: {r.pk for r in batch.rows if r.prior is None and r.pk}}
+    for prefix, numbers in wanted.items():
+        target = schema.find_by_prefix(prefix)
+        if target is None:
+            continue
+        t = table_for(schema, target)
+        pred = None if ctx.actor.is_system else ctx.actor.access.record_filter(target, t, "read")
+        got: set[int] = set()
+        for part in chunks(sorted(numbers)):
+            q = sa.select(t.c.id).where(t.c.id.in_(part), t.c.is_deleted == sa.false())
+            if pred is not None:
+                q = q.where(pred)
+            got.update(conn.execute(q).scalars())
+        live.setdefault(prefix, set()).update(got)
+    for f in plan.references:
+        for r in batch.rows:
+            v = r.values.get(f.api_name)
+            if v is None or (r.prior is not None and f.api_name not in r.changed):
+                continue
+            prefix, n = ids.split(v)
+            if n not in live.get(prefix, ()):
+                batch.fail(r.index, "INVALID_CROSS_REFERENCE_KEY",
+                           f"invalid cross reference id: {f.label} {v} does not exist or is not visible",
+                           [f.api_name])
+
+
+def _unique(conn: Connection, schema: SchemaSnapshot, plan: WritePlan, batch: Batch) -> None:
+    if not plan.unique:
+        return
+    t = table_for(schema, plan.obj)
+    for f in plan.unique:
+        text = TYPES[f.type].storage == "text"
+        col = t.c[f.column]
+        seen: dict[Any, int] = {}
+        candidates: list[RowState] = []
+        for r in batch.rows:
+            v = r.values.get(f.api_name)
+            if v is None or (r.prior is not None and f.api_name not in r.changed):
+                continue
+            key = v.lower() if text else v
+            if key in seen:
+                batch.fail(r.index, "DUPLICATE_VALUE",
+                           f"duplicate value found: {f.api_name} duplicates value on another record in this batch",
+                           [f.api_name])
+                continue
+            seen[key] = r.index
+            candidates.append(r)
+        if not candidates:
+            continue
+        keys = list(seen)
+        existing: dict[Any, int] = {}
+        expr = sa.func.lower(col) if text else col
+        for part in chunks(keys):
+            q = sa.select(expr, t.c.id).where(expr.in_(part), t.c.is_deleted == sa.false())
+            for key, pk in conn.execute(q):
+                existing[key] = pk
+        for r in candidates:
+            v = r.values[f.api_name]
+            pk = existing.get(v.lower() if text else v)
+            if pk is not None and pk != r.pk:
+                batch.fail(r.index, "DUPLICATE_VALUE",
+                           f"duplicate value found: {f.api_name} duplicates value on record with id: "
+                           f"{ids.encode(plan.obj.key_prefix, pk)}", [f.api_name])
+
+
+def match_external_ids(conn: Connection, schema: SchemaSnapshot, obj: ObjectDef, key_field: FieldDef,
+                       drafts: Sequence[Mapping[str, Any]]) -> dict[int, str | list[str]]:
+    """For each draft index: the matching record's id, or a list of ids when zero (for Id) or several match."""
+    t = table_for(schema, obj)
+    text = TYPES[key_field.type].storage == "text"
+    out: dict[int, str | list[str]] = {}
+    wanted: dict[Any, list[int]] = {}
+    for i, d in enumerate(drafts):
+        raw = next((v for k, v in d.items() if k.lower() == key_field.key), None)
+        if raw in (None, ""):
+            continue
+        if key_field.type == "id":
+            try:
+                wanted.setdefault(ids.decode(str(raw), obj.key_prefix), []).append(i)
+            except Exception:
+                out[i] = []
+            continue
+        coerce = None
+        try:
+            from keel.metadata.types import value_coercer
+
+            coerce = value_coercer(key_field)
+            v = coerce(raw) if coerce else raw
+        except FieldValueError:
+            continue
+        wanted.setdefault(v.lower() if text and isinstance(v, str) else v, []).append(i)
+    col = t.c.id if key_field.type == "id" else t.c[key_field.column]
+    expr = sa.func.lower(col) if text else col
+    hits: dict[Any, list[int]] = {}
+    keys = list(wanted)
+    for part in chunks(keys):
+        for key, pk in conn.execute(sa.select(expr, t.c.id).where(expr.in_(part), t.c.is_deleted == sa.false())):
+            hits.setdefault(key, []).append(pk)
+    for key, idxs in wanted.items():
+        found = hits.get(key, [])
+        for i in idxs:
+            if len(found) == 1:
+                out[i] = ids.encode(obj.key_prefix, found[0])
+            elif len(found) > 1:
+                out[i] = [ids.encode(obj.key_prefix, pk) for pk in found]
+    return out

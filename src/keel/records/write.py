@@ -1,0 +1,180 @@
+"""The write step: rows to the database, field history, and outbox events, all in the caller's transaction.
+
+Inserts go through the DBAPI cursor's executemany, or COPY on PostgreSQL for large batches, because that is what
+keeps a full-lifecycle bulk load close to the raw database's speed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from keel.metadata.model import SchemaSnapshot
+from keel.metadata.tables import is_polymorphic, table_for, type_column
+from keel.records.codec import encode_datetime, history_text
+from keel.records.hooks import RowState
+from keel.records.prepare import WritePlan
+from keel.storage import ddl, ids
+from keel.storage import system as S
+
+if TYPE_CHECKING:
+    from keel.context import Context
+
+COPY_THRESHOLD = 200
+
+
+def write_rows(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: WritePlan, rows: Sequence[RowState]) -> None:
+    now = ctx.clock()
+    actor = ctx.actor.user_id
+    inserts = [r for r in rows if r.prior is None]
+    updates = [r for r in rows if r.prior is not None and r.changed]
+    if inserts:
+        _insert(conn, plan, inserts, now, actor)
+    if updates:
+        _update(conn, schema, plan, updates, now, actor)
+    _history(conn, plan, inserts, updates, now, actor)
+    _outbox(conn, plan, inserts, updates, now)
+
+
+def _row_tuple(plan: WritePlan, r: RowState, stamp: Any, actor: int, is_deleted: Any) -> list[Any]:
+    v = r.values
+    out: list[Any] = [r.pk, stamp, actor, stamp, actor, stamp, is_deleted, 1]
+    enc = plan.encoders
+    for f in plan.writable:
+        raw = v.get(f.api_name)
+        if f.is_relationship:
+            if raw is None:
+                out.append(None)
+                if is_polymorphic(f):
+                    out.append(None)
+            else:
+                prefix, n = ids.split(raw)
+                out.append(n)
+                if is_polymorphic(f):
+                    out.append(prefix)
+        else:
+            out.append(enc[f.api_name](raw))
+    return out
+
+
+def allocate(conn: Connection, plan: WritePlan, rows: Sequence[RowState]) -> None:
+    """Give new rows their primary keys before validation, so records in one batch may point at each other."""
+    new = [r for r in rows if r.prior is None and r.pk is None]
+    for r, pk in zip(new, ddl.allocate_ids(conn, plan.obj.table, len(new)), strict=True):
+        r.pk = pk
+
+
+def _insert(conn: Connection, plan: WritePlan, rows: Sequence[RowState], now: datetime, actor: int) -> None:
+    table = plan.obj.table
+    dialect = conn.dialect.name
+    cols = plan.insert_columns
+    col_sql = ", ".join(f'"{c}"' for c in cols)
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    if dialect == "postgresql":
+        tuples = [_row_tuple(plan, r, now, actor, False) for r in rows]
+        with raw.cursor() as cur:
+            if len(rows) >= COPY_THRESHOLD:
+                with cur.copy(f'COPY "{table}" ({col_sql}) FROM STDIN') as copy:
+                    for t in tuples:
+                        copy.write_row(t)
+            else:
+                marks = ", ".join(["%s"] * len(cols))
+                cur.executemany(f'INSERT INTO "{table}" ({col_sql}) VALUES ({marks})', tuples)
+        return
+    stamp = encode_datetime(now, "sqlite")
+    marks = ", ".join(["?"] * len(cols))
+    cur = raw.cursor()
+    try:
+        cur.executemany(f'INSERT INTO "{table}" ({col_sql}) VALUES ({marks})',
+                        [_row_tuple(plan, r, stamp, actor, 0) for r in rows])
+    finally:
+        cur.close()
+
+
+def _update(conn: Connection, schema: SchemaSnapshot, plan: WritePlan, rows: Sequence[RowState], now: datetime,
+            actor: int) -> None:
+    t = table_for(schema, plan.obj)
+    by_shape: dict[tuple[str, ...], list[RowState]] = {}
+    for r in rows:
+        shape = tuple(sorted(f for f in r.changed if f in plan.encoders))
+        by_shape.setdefault(shape, []).append(r)
+    for shape, group in by_shape.items():
+        values: dict[str, Any] = {
+            "last_modified_date": now, "last_modified_by_id": actor, "system_modstamp": now,
+            "version": t.c.version + 1,
+        }
+        fields = [plan.by_key[name.lower()] for name in shape]
+        for f in fields:
+            assert f.column
+            values[f.column] = sa.bindparam(f"v_{f.column}")
+            if is_polymorphic(f):
+                values[type_column(f)] = sa.bindparam(f"t_{f.column}")
+        stmt = sa.update(t).where(t.c.id == sa.bindparam("b_id")).values(values)
+        params = []
+        for r in group:
+            p: dict[str, Any] = {"b_id": r.pk}
+            for f in fields:
+                raw = r.values.get(f.api_name)
+                assert f.column
+                if f.is_relationship:
+                    prefix, n = ids.split(raw) if raw is not None else (None, None)
+                    p[f"v_{f.column}"] = n
+                    if is_polymorphic(f):
+                        p[f"t_{f.column}"] = prefix
+                else:
+                    p[f"v_{f.column}"] = raw
+            params.append(p)
+        conn.execute(stmt, params)
+
+
+def _history(conn: Connection, plan: WritePlan, inserts: Sequence[RowState], updates: Sequence[RowState],
+             now: datetime, actor: int) -> None:
+    tracked = plan.obj.tracked_fields
+    if not tracked:
+        return
+    rows: list[dict[str, Any]] = []
+    oid = plan.obj.id
+    for r in inserts:
+        rows.append({"object_id": oid, "record_id": r.pk, "field": "created", "old_value": None, "new_value": None,
+                     "created_date": now, "created_by_id": actor})
+    for r in updates:
+        assert r.prior is not None
+        for f in tracked:
+            if f.api_name in r.changed:
+                rows.append({"object_id": oid, "record_id": r.pk, "field": f.api_name,
+                             "old_value": history_text(r.prior.get(f.api_name)),
+                             "new_value": history_text(r.values.get(f.api_name)),
+                             "created_date": now, "created_by_id": actor})
+    if rows:
+        conn.execute(sa.insert(S.history), rows)
+
+
+def _outbox(conn: Connection, plan: WritePlan, inserts: Sequence[RowState], updates: Sequence[RowState],
+            now: datetime) -> None:
+    """One change event per batch and kind, like Salesforce's ChangeEvent with its ``recordIds`` list."""
+    events = []
+    prefix = plan.obj.key_prefix
+    for kind, group in (("CREATE", inserts), ("UPDATE", updates)):
+        if not group:
+            continue
+        changed = sorted({f for r in group for f in r.changed if f != "__version__"})
+        events.append(change_event(plan.obj.id, plan.obj.api_name, kind,
+                                   [ids.encode(prefix, r.pk) for r in group if r.pk is not None], changed, now))
+    if events:
+        conn.execute(sa.insert(S.outbox), events)
+
+
+def change_event(object_id: int, object_name: str, kind: str, record_ids: Sequence[str], changed: Sequence[str],
+                 now: datetime) -> dict[str, Any]:
+    payload = {"entityName": object_name, "changeType": kind, "recordIds": list(record_ids),
+               "changedFields": list(changed), "commitTimestamp": int(now.timestamp() * 1000)}
+    return {"topic": "change", "object_id": object_id, "record_id": None,
+            "payload": orjson.dumps(payload).decode(), "idempotency_key": uuid.uuid4().hex, "state": "pending",
+            "attempts": 0, "next_attempt_at": now, "created_date": now}

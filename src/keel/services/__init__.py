@@ -1,0 +1,1 @@
+"""Use cases the edges (CLI, API, web) call. They open transactions and wire hooks; the rules live below."""
