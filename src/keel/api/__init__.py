@@ -1,0 +1,1 @@
+"""Salesforce-compatible REST, SOAP login, OAuth2 and Bulk APIs."""

@@ -1,0 +1,40 @@
+"""Metadata deploys: plan and apply a package directory, the same path for apps and administrators."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from keel.context import Context
+from keel.metadata.apply import apply_plan, data_problems, ensure_initialised
+from keel.metadata.package import load_package
+from keel.metadata.plan import Plan, plan
+from keel.metadata.store import load_snapshot
+
+
+def _deletions(path: Path) -> list[str]:
+    manifest = path / "package.yaml"
+    if not manifest.is_file():
+        return []
+    doc = yaml.safe_load(manifest.read_text(encoding="utf-8")) or {}
+    return [str(x) for x in doc.get("delete_objects") or []]
+
+
+def plan_package(ctx: Context, path: str | Path) -> tuple[Plan, list[str]]:
+    path = Path(path)
+    ensure_initialised(ctx.db)
+    with ctx.db.read() as conn:
+        before = load_snapshot(conn)
+        p = plan(before, load_package(path), delete=_deletions(path))
+        return p, data_problems(conn, p)
+
+
+def apply_package(ctx: Context, path: str | Path) -> Plan:
+    path = Path(path)
+    ensure_initialised(ctx.db)
+    with ctx.db.read() as conn:
+        before = load_snapshot(conn)
+    p = plan(before, load_package(path), delete=_deletions(path))
+    apply_plan(ctx.db, p, ctx.metadata)
+    return p
