@@ -76,6 +76,6 @@ def history_text(v: Any) -> str | None:
         return v.isoformat(timespec="milliseconds") + "Z"
     if isinstance(v, date | time):
         return v.isoformat()
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
+    if isinstance(v, float | Decimal):
+        return format(Decimal(str(v)).normalize(), "f")  # 150, 150.0 and 150.00 read the same on both databases
     return str(v)

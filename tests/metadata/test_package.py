@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from keel.errors import MetadataError
+from keel.metadata.package import load_package, parse_object
+from keel.metadata.types import TYPES
+
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "every_type"
+
+
+def test_every_field_type_parses() -> None:
+    objs = {o.api_name: o for o in load_package(FIXTURE)}
+    pos = objs["Position__c"]
+    used = {f.type for o in objs.values() for f in o.fields}
+    assert used >= set(TYPES) - {"formula", "rollup", "composite"}
+    assert pos.get_field("hiring_manager__c").relationship_name == "Hiring_Manager__r"
+    assert pos.get_field("Job_Code__c").external_id
+    assert objs["Posting__c"].get_field("Position__c").child_relationship_name == "Postings__r"
+    assert all(f.track_history for f in pos.fields if not f.standard)
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"object": "Bad"}, "custom object names end in __c"),
+        ({"object": "X__c", "fields": [{"name": "A__c", "type": "nope"}]}, "field 'A__c': unknown type 'nope'"),
+        ({"object": "X__c", "fields": [{"name": "A", "type": "text"}]}, "custom field names end in __c"),
+        ({"object": "X__c", "fields": [{"name": "A__c", "type": "text", "length": 0}]}, "length must be"),
+        ({"object": "X__c", "fields": [{"name": "A__c", "type": "text", "scale": 2}]}, "do not apply to type text"),
+        ({"object": "X__c", "fields": [{"name": "A__c", "type": "number", "scale": 20}]}, "scale must be between"),
+        ({"object": "X__c", "fields": [{"name": "A__c", "type": "picklist"}]}, "non-empty 'values'"),
+        ({"object": "X__c", "fields": [{"name": "A__c", "type": "picklist", "values": ["a", "A"]}]}, "repeated"),
+        ({"object": "X__c", "fields": [{"name": "A__c", "type": "lookup"}]}, "needs 'to'"),
+        ({"object": "X__c", "fields": [{"name": "A__c", "type": "lookup", "to": "Account", "on_delete": "cascade"}]},
+         "on_delete must be set_null or restrict"),
+        ({"object": "X__c", "fields": [{"name": "A__c", "type": "auto_number"}]}, "needs a format"),
+        ({"object": "X__c", "fields": [{"name": "A__c", "type": "text", "required": "yes"}]}, "must be true or false"),
+        ({"object": "X__c", "sharing": "open"}, "sharing must be one of"),
+        ({"object": "X__c", "fields": [{"name": "A__c", "type": "text"}, {"name": "a__c", "type": "text"}]},
+         "defined twice"),
+        ({"object": "X__c", "fields": [{"name": "A__c", "type": "formula", "returns": "blob", "formula": "1"}]},
+         "formula 'returns'"),
+    ],
+)
+def test_invalid_options_name_file_object_and_field(doc: dict[str, object], message: str) -> None:
+    with pytest.raises(MetadataError) as e:
+        parse_object(doc, source="x.yaml")
+    assert message in str(e.value)
+    assert "x.yaml" in str(e.value)
+
+
+def test_bad_yaml_file_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "Broken__c.yaml").write_text("object: [unclosed")
+    with pytest.raises(MetadataError) as e:
+        load_package(tmp_path)
+    assert "Broken__c.yaml" in str(e.value)
