@@ -1,0 +1,229 @@
+"""Executing compiled SOQL: first pages, queryMore pages, child subqueries and counts.
+
+Service-level entry points (the CLI, REST API and UI call these; they never build SQL themselves):
+
+- ``run_soql(conn, schema, text, *, dialect, query_all=False, api_version="59.0", row_filter=None,
+  field_mask=None, time_zone="UTC", now=None, batch_size=2000, security_key=None, cache=None, owner=None, …)``
+  returns the first page as ``{"totalSize", "done", "records"[, "nextRecordsUrl"]}``.
+- ``fetch_more(conn, schema, locator, *, dialect, api_version="59.0", row_filter=None, field_mask=None, …)``
+  serves ``/query/{locator}`` for both query and queryAll cursors.
+
+Pages use keyset pagination on the ORDER BY keys plus the record id, so page N costs the same as page 1. Child
+subqueries run once per page and relationship (``WHERE parent IN (…)``), with ROW_NUMBER for per-parent LIMITs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from keel.errors import KeelError
+from keel.metadata.model import SchemaSnapshot
+from keel.query import cursors
+from keel.query import shape as S
+from keel.query.compiler import CompiledQuery, PlanCache
+from keel.query.emit import ChildPlan, OrderKey, order_clause
+
+MIN_BATCH, MAX_BATCH = 200, 2000
+
+
+def plan_cache(schema: SchemaSnapshot) -> PlanCache:
+    """The default plan cache lives on the snapshot, so a new schema version starts with a fresh cache."""
+    cache = schema.cache.get("soql_plans")
+    if cache is None:
+        cache = schema.cache.setdefault("soql_plans", PlanCache())
+    assert isinstance(cache, PlanCache)
+    return cache
+
+
+def first_page_statement(cq: CompiledQuery) -> sa.Select[Any]:
+    p = cq.plan
+    stmt = p.base
+    if p.kind == "count":
+        return stmt
+    stmt = stmt.order_by(*(order_clause(k, cq.dialect) for k in p.order))
+    return stmt.limit(sa.bindparam("_lim", type_=sa.Integer)).offset(sa.bindparam("_off", type_=sa.Integer))
+
+
+def _after(k: OrderKey, name: str, is_null: bool) -> sa.ColumnElement[bool]:
+    """Rows strictly after a key value, in this key's direction and null placement."""
+    e = k.expr
+    if is_null:
+        return e.is_not(None) if k.nulls_first else sa.false()
+    p = sa.bindparam(name)
+    beyond = e < p if k.desc else e > p
+    return beyond if k.nulls_first or not k.nullable else sa.or_(beyond, e.is_(None))
+
+
+def next_page_statement(cq: CompiledQuery, nulls: tuple[bool, ...]) -> sa.Select[Any]:
+    p = cq.plan
+    alts: list[sa.ColumnElement[bool]] = []
+    for i, k in enumerate(p.order):
+        eqs = [p.order[j].expr.is_(None) if nulls[j] else p.order[j].expr == sa.bindparam(f"_k{j}")
+               for j in range(i)]
+        alts.append(sa.and_(*eqs, _after(k, f"_k{i}", nulls[i])))
+    stmt = p.base.where(sa.or_(*alts)).order_by(*(order_clause(k, cq.dialect) for k in p.order))
+    return stmt.limit(sa.bindparam("_lim", type_=sa.Integer))
+
+
+def _exec(conn: Connection, cq: CompiledQuery, key: Hashable, build: Any, values: dict[str, Any]) -> list[Any]:
+    r = cq.rendered(key, build)
+    return list(conn.exec_driver_sql(r.sql, r.params(values, cq.dialect)).fetchall())  # type: ignore[arg-type]
+
+
+def _count(conn: Connection, cq: CompiledQuery, rv: dict[str, Any]) -> int:
+    p = cq.plan
+
+    def build() -> sa.Select[Any]:
+        if p.kind == "count":
+            return p.base
+        return sa.select(sa.func.count()).select_from(p.base.subquery())
+
+    n = int(_exec(conn, cq, ("count",), build, rv)[0][0])
+    n = max(0, n - (p.offset or 0))
+    return min(n, p.limit) if p.limit is not None else n
+
+
+def _children(conn: Connection, cq: CompiledQuery, rows: Sequence[Any], rv: dict[str, Any],
+              base_url: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [{} for _ in rows]
+    if not cq.plan.children or not rows:
+        return out
+    pos = {row[0]: i for i, row in enumerate(rows)}
+    ids = list(pos)
+    for ci, child in enumerate(cq.plan.children):
+        windowed = child.limit is not None or child.offset is not None
+        p_idx = len(child.select.selected_columns) - (2 if windowed else 1)
+        values = dict(rv)
+        values.update({f"_i{j}": v for j, v in enumerate(ids)})
+        found: dict[Any, list[Any]] = {}
+        for row in _exec(conn, cq, ("child", ci, len(ids)), lambda c=child, n=len(ids): _child_stmt(c, n, cq),
+                         values):
+            found.setdefault(row[p_idx], []).append(S.build_record(child.shape, row, base_url))
+        for pid, recs in found.items():
+            out[pos[pid]][child.key] = {"totalSize": len(recs), "done": True, "records": recs}
+    return out
+
+
+def _child_stmt(child: ChildPlan, n: int, cq: CompiledQuery) -> sa.Select[Any]:
+    stmt = child.select.where(child.fk.in_([sa.bindparam(f"_i{j}") for j in range(n)]))
+    if child.limit is None and child.offset is None:
+        return stmt.order_by(child.fk, *(order_clause(k, cq.dialect) for k in child.order))
+    sub = stmt.subquery()
+    lo = child.offset or 0
+    conds = [sub.c._rn > lo]
+    if child.limit is not None:
+        conds.append(sub.c._rn <= lo + child.limit)
+    return sa.select(*sub.c).where(*conds).order_by(sub.c._p, sub.c._rn)
+
+
+def _records(cq: CompiledQuery, rows: Sequence[Any], kids: list[dict[str, Any]], base_url: str) -> list[Any]:
+    shape = cq.plan.shape
+    assert isinstance(shape, S.ObjShape)
+    return [S.build_record(shape, row, base_url, kids[i]) for i, row in enumerate(rows)]
+
+
+def execute(conn: Connection, cq: CompiledQuery, *, api_version: str = "59.0", batch_size: int = MAX_BATCH,
+            now: dt.datetime | None = None, time_zone: str | None = None, owner: str | None = None,
+            cursor_idle: dt.timedelta = cursors.DEFAULT_IDLE) -> dict[str, Any]:
+    """Run a compiled query and return the first page in Salesforce's response shape."""
+    batch = max(MIN_BATCH, min(MAX_BATCH, batch_size))
+    now = now or cq.now or dt.datetime.now(dt.UTC)
+    rv = cq.runtime_values(now, time_zone)
+    base_url = f"/services/data/v{api_version}"
+    p = cq.plan
+    if p.kind == "count":
+        return {"totalSize": _count(conn, cq, rv), "done": True, "records": []}
+    if p.kind == "aggregate":
+        def build_agg() -> sa.Select[Any]:
+            stmt = p.base.order_by(*(order_clause(k, cq.dialect) for k in p.order))
+            if p.limit is not None:
+                stmt = stmt.limit(p.limit)
+            if p.offset:
+                stmt = stmt.offset(p.offset)
+            return stmt
+
+        rows = _exec(conn, cq, ("agg",), build_agg, rv)
+        assert isinstance(p.shape, S.AggShape)
+        recs = [p.shape.build(r) for r in rows]
+        return {"totalSize": len(recs), "done": True, "records": recs}
+    fetch_n = min(p.limit, batch + 1) if p.limit is not None else batch + 1
+    values = {**rv, "_lim": fetch_n, "_off": p.offset or 0}
+    rows = _exec(conn, cq, ("first", None), lambda: first_page_statement(cq), values)
+    if len(rows) <= batch:
+        kids = _children(conn, cq, rows, rv, base_url)
+        return {"totalSize": len(rows), "done": True, "records": _records(cq, rows, kids, base_url)}
+    rows = rows[:batch]
+    total = _count(conn, cq, rv)
+    if total <= batch:  # rows were deleted between the two statements
+        total = batch
+    kids = _children(conn, cq, rows, rv, base_url)
+    result: dict[str, Any] = {"totalSize": total, "done": total <= batch,
+                              "records": _records(cq, rows, kids, base_url)}
+    if total > batch:
+        cid = cursors.new_cursor_id()
+        state = {"q": cq.text, "all": cq.query_all, "now": now.isoformat(),
+                 "tz": time_zone or cq.time_zone, "fy": cq.fiscal_start_month, "uid": cq.user_id,
+                 "batch": batch, "total": total, "owner": owner,
+                 "pos": {str(batch): [cursors.encode_value(v) for v in rows[-1][p.key_start:]]}}
+        cursors.save(conn, cid, state, cursor_idle, new=True)
+        result["nextRecordsUrl"] = f"{base_url}/query/{cid}-{batch}"
+    return result
+
+
+def run_soql(conn: Connection, schema: SchemaSnapshot, text: str, *, dialect: str, query_all: bool = False,
+             api_version: str = "59.0", row_filter: Any = None, field_mask: Any = None, time_zone: str = "UTC",
+             now: dt.datetime | None = None, batch_size: int = MAX_BATCH, security_key: Hashable = None,
+             cache: PlanCache | None = None, owner: str | None = None, formula_sql: Any = None,
+             user_id: int | None = None, fiscal_start_month: int = 1,
+             cursor_idle: dt.timedelta = cursors.DEFAULT_IDLE) -> dict[str, Any]:
+    """Compile (through the plan cache) and run SOQL; return the first page response dict."""
+    cache = cache if cache is not None else plan_cache(schema)
+    cq = cache.get(text, schema, dialect=dialect, security_key=security_key, query_all=query_all,
+                   row_filter=row_filter, field_mask=field_mask, time_zone=time_zone, formula_sql=formula_sql,
+                   user_id=user_id, fiscal_start_month=fiscal_start_month)
+    return execute(conn, cq, api_version=api_version, batch_size=batch_size, now=now, time_zone=time_zone,
+                   owner=owner, cursor_idle=cursor_idle)
+
+
+def fetch_more(conn: Connection, schema: SchemaSnapshot, locator: str, *, dialect: str, api_version: str = "59.0",
+               row_filter: Any = None, field_mask: Any = None, security_key: Hashable = None,
+               cache: PlanCache | None = None, owner: str | None = None, formula_sql: Any = None,
+               cursor_idle: dt.timedelta = cursors.DEFAULT_IDLE) -> dict[str, Any]:
+    """The next page of a cursor (``/query/{cursorId}-{offset}``)."""
+    cid, offset, state = cursors.load(conn, locator)
+    if state.get("owner") != owner:
+        raise cursors.invalid_locator(locator)
+    keys = state["pos"].get(str(offset))
+    if keys is None:
+        raise cursors.invalid_locator(locator)
+    cache = cache if cache is not None else plan_cache(schema)
+    try:
+        cq = cache.get(state["q"], schema, dialect=dialect, security_key=security_key, query_all=state["all"],
+                       row_filter=row_filter, field_mask=field_mask, time_zone=state["tz"],
+                       formula_sql=formula_sql, user_id=state["uid"], fiscal_start_month=state["fy"])
+    except KeelError:
+        raise cursors.invalid_locator(locator) from None  # the schema changed under the cursor
+    now = dt.datetime.fromisoformat(state["now"])
+    rv = cq.runtime_values(now, state["tz"], state["fy"])
+    base_url = f"/services/data/v{api_version}"
+    batch, total = int(state["batch"]), int(state["total"])
+    want = max(0, min(batch, total - offset))
+    key_vals = [cursors.decode_value(v) for v in keys]
+    nulls = tuple(v is None for v in key_vals)
+    values = {**rv, "_lim": want}
+    values.update({f"_k{i}": v for i, v in enumerate(key_vals) if v is not None})
+    rows = _exec(conn, cq, ("next", nulls), lambda: next_page_statement(cq, nulls), values) if want else []
+    kids = _children(conn, cq, rows, rv, base_url)
+    end = offset + len(rows)
+    done = end >= total or len(rows) < want
+    result: dict[str, Any] = {"totalSize": total, "done": done, "records": _records(cq, rows, kids, base_url)}
+    if not done:
+        state["pos"][str(end)] = [cursors.encode_value(v) for v in rows[-1][cq.plan.key_start:]]
+        cursors.save(conn, cid, state, cursor_idle)
+        result["nextRecordsUrl"] = f"{base_url}/query/{cid}-{end}"
+    return result
