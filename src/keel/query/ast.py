@@ -12,46 +12,42 @@ Pos = tuple[int, int]
 NOPOS: Pos = (0, 0)
 
 
-def _pos() -> Pos:
-    return field(default=NOPOS, compare=False, repr=False)  # type: ignore[return-value]
-
-
 # --- values ---------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class StringLit:
     raw: str  # escapes still in place; see tokens.unescape
-    pos: Pos = _pos()
+    pos: Pos = field(default=NOPOS, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class NumberLit:
     text: str
-    pos: Pos = _pos()
+    pos: Pos = field(default=NOPOS, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class BoolLit:
     value: bool
-    pos: Pos = _pos()
+    pos: Pos = field(default=NOPOS, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class NullLit:
-    pos: Pos = _pos()
+    pos: Pos = field(default=NOPOS, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class DateLit:
     text: str
-    pos: Pos = _pos()
+    pos: Pos = field(default=NOPOS, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class DateTimeLit:
     text: str
-    pos: Pos = _pos()
+    pos: Pos = field(default=NOPOS, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +56,14 @@ class DateFormula:
 
     name: str
     n: int | None = None
-    pos: Pos = _pos()
+    pos: Pos = field(default=NOPOS, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class CurrencyLit:
     code: str
     amount: str
-    pos: Pos = _pos()
+    pos: Pos = field(default=NOPOS, compare=False, repr=False)
 
 
 Literal = StringLit | NumberLit | BoolLit | NullLit | DateLit | DateTimeLit | DateFormula | CurrencyLit
@@ -76,7 +72,7 @@ Literal = StringLit | NumberLit | BoolLit | NullLit | DateLit | DateTimeLit | Da
 @dataclass(frozen=True, slots=True)
 class ListValue:
     items: tuple[Literal, ...]
-    pos: Pos = _pos()
+    pos: Pos = field(default=NOPOS, compare=False, repr=False)
 
 
 # --- expressions ----------------------------------------------------------------------------------------------
@@ -85,7 +81,7 @@ class ListValue:
 @dataclass(frozen=True, slots=True)
 class FieldRef:
     path: tuple[str, ...]
-    pos: Pos = _pos()
+    pos: Pos = field(default=NOPOS, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +90,7 @@ class Call:
 
     name: str
     args: tuple[Expr, ...]
-    pos: Pos = _pos()
+    pos: Pos = field(default=NOPOS, compare=False, repr=False)
 
 
 Expr = FieldRef | Call
@@ -104,13 +100,13 @@ Expr = FieldRef | Call
 class SelectExpr:
     expr: Expr
     alias: str | None = None
-    pos: Pos = _pos()
+    pos: Pos = field(default=NOPOS, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class SubSelect:
     query: Query
-    pos: Pos = _pos()
+    pos: Pos = field(default=NOPOS, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,16 +117,16 @@ class TypeOfWhen:
 
 @dataclass(frozen=True, slots=True)
 class TypeOf:
-    field: FieldRef
+    ref: FieldRef
     whens: tuple[TypeOfWhen, ...]
     else_fields: tuple[FieldRef, ...] = ()
-    pos: Pos = _pos()
+    pos: Pos = field(default=NOPOS, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class FieldsFn:
     kind: str  # ALL | STANDARD | CUSTOM
-    pos: Pos = _pos()
+    pos: Pos = field(default=NOPOS, compare=False, repr=False)
 
 
 SelectItem = SelectExpr | SubSelect | TypeOf | FieldsFn
@@ -144,25 +140,25 @@ class Comparison:
     lhs: Expr
     op: str  # = != < <= > >= LIKE IN NOT IN INCLUDES EXCLUDES
     value: Literal | ListValue | Query
-    pos: Pos = _pos()
+    pos: Pos = field(default=NOPOS, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Not:
     cond: Cond
-    pos: Pos = _pos()
+    pos: Pos = field(default=NOPOS, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class And:
     items: tuple[Cond, ...]
-    pos: Pos = _pos()
+    pos: Pos = field(default=NOPOS, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Or:
     items: tuple[Cond, ...]
-    pos: Pos = _pos()
+    pos: Pos = field(default=NOPOS, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +166,7 @@ class Paren:
     """Kept so the formatter reproduces the user's grouping (and so ``a AND (b OR c)`` is not an error)."""
 
     cond: Cond
-    pos: Pos = _pos()
+    pos: Pos = field(default=NOPOS, compare=False, repr=False)
 
 
 Cond = Comparison | Not | And | Or | Paren
@@ -185,7 +181,7 @@ class OrderItem:
     descending: bool = False
     nulls: str | None = None  # FIRST | LAST | None (default)
     explicit_dir: bool = False
-    pos: Pos = _pos()
+    pos: Pos = field(default=NOPOS, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,5 +200,5 @@ class Query:
     offset: int | None = None
     for_: tuple[str, ...] = ()
     update: str | None = None
-    pos: Pos = _pos()
-    from_pos: Pos = _pos()
+    pos: Pos = field(default=NOPOS, compare=False, repr=False)
+    from_pos: Pos = field(default=NOPOS, compare=False, repr=False)

@@ -8,6 +8,7 @@ overhead close to hand-written SQL.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 from collections import OrderedDict
@@ -18,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from keel.metadata.model import SchemaSnapshot
 from keel.query import ast as A
@@ -26,7 +28,10 @@ from keel.query.emit import Emitter, Plan
 from keel.query.parser import parse
 from keel.query.resolve import FieldMask, FormulaSql, Options, RowFilter
 
-_DIALECTS: dict[str, Dialect] = {"sqlite": sqlite.dialect(), "postgresql": postgresql.psycopg.dialect()}
+_DIALECTS: dict[str, Dialect] = {
+    "sqlite": sqlite.dialect(),
+    "postgresql": postgresql.psycopg.dialect(),  # type: ignore[no-untyped-call]
+}
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,8 @@ def _pg_value(v: Any) -> Any:
 def render(stmt: sa.ClauseElement, dialect: str) -> Rendered:
     """Render once; the text is reused for every execution of the plan."""
     compiled = stmt.compile(dialect=_DIALECTS[dialect], compile_kwargs={"render_postcompile": True})
-    params = compiled.construct_params(_check=False)
+    assert isinstance(compiled, SQLCompiler)
+    params: dict[str, Any] = dict(compiled.construct_params(_check=False) or {})
     if compiled.positiontup is not None:
         return Rendered(compiled.string, tuple(compiled.positiontup), params, True)
     return Rendered(compiled.string, tuple(params), params, False)
@@ -165,10 +171,8 @@ class PlanCache:
         hit = self._data.get(key)
         if hit is not None:
             self.hits += 1
-            try:
+            with contextlib.suppress(KeyError):  # evicted concurrently
                 self._data.move_to_end(key)
-            except KeyError:  # evicted concurrently
-                pass
             return hit
         self.misses += 1
         cq = compile_soql(text, schema, dialect=dialect, query_all=query_all, **kwargs)

@@ -270,10 +270,10 @@ class Emitter:
         return S.value_getter(idx, S.converter(v.type, scale))
 
     def typeof(self, scope: Scope, item: A.TypeOf, shape: S.ObjShape, add: Any) -> None:
-        path = scope.strip_prefix(item.field.path)
+        path = scope.strip_prefix(item.ref.path)
         if len(path) != 1:
             raise malformed("TYPEOF needs a relationship name such as What", item.pos)
-        f = scope.relationship(scope.obj, path[0], item.field.pos)
+        f = scope.relationship(scope.obj, path[0], item.ref.pos)
         j = scope.join((path[0].lower(),), f, scope.obj, scope.table)
         assert f.column
         fk = scope.table.c[f.column]
@@ -426,7 +426,7 @@ class Emitter:
             if name in ("SUM", "AVG") and inner.type not in NUMBER_TYPES:
                 raise malformed(f"field {inner.label} does not support aggregate operator {name}", e.pos,
                                 code="INVALID_FIELD")
-            fn = {"COUNT": sa.func.count, "SUM": sa.func.sum, "AVG": sa.func.avg, "MIN": sa.func.min,
+            fn: dict[str, Any] = {"COUNT": sa.func.count, "SUM": sa.func.sum, "AVG": sa.func.avg, "MIN": sa.func.min,
                   "MAX": sa.func.max}
             if name == "COUNT_DISTINCT":
                 return Val(sa.func.count(sa.distinct(inner.expr)), "int", inner.label, key=f"cd:{inner.key}")

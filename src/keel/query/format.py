@@ -42,7 +42,7 @@ def _item(i: A.SelectItem) -> str:
         return f"FIELDS({i.kind})"
     whens = " ".join(f"WHEN {w.type_name} THEN " + ", ".join(format_expr(f) for f in w.fields) for w in i.whens)
     els = (" ELSE " + ", ".join(format_expr(f) for f in i.else_fields)) if i.else_fields else ""
-    return f"TYPEOF {format_expr(i.field)} {whens}{els} END"
+    return f"TYPEOF {format_expr(i.ref)} {whens}{els} END"
 
 
 def _order(o: A.OrderItem) -> str:

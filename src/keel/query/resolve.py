@@ -226,7 +226,7 @@ class Scope:
         if low == "type":
             whens = [(tcol == t.key_prefix, sa.literal(t.api_name)) for t, _ in j.targets]
             return Val(sa.case(*whens, else_=sa.null()), "text", "Type", None, None, (), None, hops,
-                       hop_ids + (fk,), hop_joins, key)
+                       (*hop_ids, fk), hop_joins, key)
         exprs: list[sa.ColumnElement[Any]] = []
         found: FieldDef | None = None
         for t, alias in j.targets:
@@ -239,10 +239,10 @@ class Scope:
                                  "field, be sure to append the '__c' after the custom field name.", ref.pos, (name,))
         if low == "id":
             return Val(fk, "lookup", "Id", j.field, None, tuple(t for t, _ in j.targets), tcol, hops,
-                       hop_ids + (fk,), hop_joins, key)
+                       (*hop_ids, fk), hop_joins, key)
         expr = exprs[0] if len(exprs) == 1 else sa.func.coalesce(*exprs)
         typ = effective_type(found)
-        return Val(expr, typ, found.api_name, found, None, (), None, hops, hop_ids + (fk,), hop_joins, key)
+        return Val(expr, typ, found.api_name, found, None, (), None, hops, (*hop_ids, fk), hop_joins, key)
 
 
 def resolve_object(schema: SchemaSnapshot, name: str, pos: A.Pos) -> ObjectDef:

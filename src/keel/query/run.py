@@ -33,7 +33,7 @@ MIN_BATCH, MAX_BATCH = 200, 2000
 
 def plan_cache(schema: SchemaSnapshot) -> PlanCache:
     """The default plan cache lives on the snapshot, so a new schema version starts with a fresh cache."""
-    cache = schema.cache.get("soql_plans")
+    cache: Any = schema.cache.get("soql_plans")
     if cache is None:
         cache = schema.cache.setdefault("soql_plans", PlanCache())
     assert isinstance(cache, PlanCache)
@@ -54,7 +54,7 @@ def _after(k: OrderKey, name: str, is_null: bool) -> sa.ColumnElement[bool]:
     e = k.expr
     if is_null:
         return e.is_not(None) if k.nulls_first else sa.false()
-    p = sa.bindparam(name)
+    p: sa.BindParameter[Any] = sa.bindparam(name)
     beyond = e < p if k.desc else e > p
     return beyond if k.nulls_first or not k.nullable else sa.or_(beyond, e.is_(None))
 
@@ -72,7 +72,7 @@ def next_page_statement(cq: CompiledQuery, nulls: tuple[bool, ...]) -> sa.Select
 
 def _exec(conn: Connection, cq: CompiledQuery, key: Hashable, build: Any, values: dict[str, Any]) -> list[Any]:
     r = cq.rendered(key, build)
-    return list(conn.exec_driver_sql(r.sql, r.params(values, cq.dialect)).fetchall())  # type: ignore[arg-type]
+    return list(conn.exec_driver_sql(r.sql, r.params(values, cq.dialect)).fetchall())
 
 
 def _count(conn: Connection, cq: CompiledQuery, rv: dict[str, Any]) -> int:

@@ -41,6 +41,7 @@ _MASTER = re.compile(
   | (?P<datetime>{_DATETIME})(?![A-Za-z0-9_])
   | (?P<date>\d{{4}}-\d{{2}}-\d{{2}})(?![A-Za-z0-9_:])
   | (?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)(?![A-Za-z_])
+  | (?P<currency>[A-Za-z]{{3}}\d+\.\d+)(?![A-Za-z0-9_])
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<op>!=|<>|<=|>=|[=<>(),.:])
   | (?P<quote>')
@@ -92,7 +93,7 @@ def tokenize(text: str) -> list[Token]:
             i = j + 1
             continue
         assert kind is not None
-        out.append(Token(kind.upper(), m.group(), line, col, i))
+        out.append(Token(IDENT if kind == "currency" else kind.upper(), m.group(), line, col, i))
         i = m.end()
     out.append(Token(EOF, "", line, n - line_start + 1, n))
     return out
