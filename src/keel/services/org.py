@@ -29,8 +29,10 @@ class InitResult:
 
 def open_context(url: str | None = None, *, settings: Settings | None = None, actor: Actor = SYSTEM_ACTOR) -> Context:
     settings = settings or Settings.load()
+    from keel.services.security import wire_security
+
     db = Database(url or settings.database_url)
-    return Context(db=db, actor=actor, settings=settings, metadata=SnapshotCache())
+    return wire_security(Context(db=db, actor=actor, settings=settings, metadata=SnapshotCache()))
 
 
 def is_initialised(db: Database) -> bool:
@@ -57,6 +59,10 @@ def init_org(ctx: Context, *, admin_username: str, admin_password: str, admin_em
     with db.read() as conn:
         before = load_snapshot(conn)
     apply_plan(db, plan(before, load_package(STANDARD_PACKAGE, standard=True)), ctx.metadata)
+    from keel.services.security import install_security, install_security_tables, wire_security
+
+    ctx = wire_security(ctx)
+    install_security_tables(ctx)
     with db.transaction() as conn:
         results = save_many(ctx, "User", [{
             "Username": SYSTEM_USERNAME, "LastName": "Automated Process", "FirstName": "Keel", "Email":
@@ -68,8 +74,9 @@ def init_org(ctx: Context, *, admin_username: str, admin_password: str, admin_em
         assert org is not None
         S.set_meta(conn, "org_id", org)
         S.set_meta(conn, "org_name", org_name)
-    admin = create_user(ctx, username=admin_username, password=admin_password, last_name="Administrator",
-                        email=admin_email or (admin_username if "@" in admin_username else f"{admin_username}@keel.local"),
+    install_security(ctx)
+    email = admin_email or (admin_username if "@" in admin_username else f"{admin_username}@keel.local")
+    admin = create_user(ctx, username=admin_username, password=admin_password, last_name="Administrator", email=email,
                         profile="System Administrator")
     return InitResult(True, admin)
 

@@ -1,0 +1,88 @@
+"""Security's own system tables: sessions, login throttling, connected apps, share rows and the closures.
+
+They live beside (not inside) ``storage/system.py`` because only ``security/`` reads them. Share rows and the
+closures are what the visibility predicate joins to, so each is indexed for exactly that probe:
+``keel_share(object_id, record_id, principal)`` and ``keel_principal_member(principal, user_id)``.
+
+A *principal* is one integer: a user's pk, or a group/role/role-and-subordinates pk tagged in the high bits
+(see ``principals.py``), so one ``IN`` list covers "me and every group I am in".
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+_BIG = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+security = sa.MetaData()
+
+sessions = sa.Table(
+    "keel_session", security,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # session | api | oauth
+    sa.Column("client_id", sa.String(80)),
+    sa.Column("created_date", sa.DateTime, nullable=False),
+    sa.Column("last_seen", sa.DateTime, nullable=False),
+    sa.Column("expires_at", sa.DateTime, nullable=False),
+    sa.Column("revoked_at", sa.DateTime),
+    sa.Column("ip", sa.String(64)),
+    sa.Index("ix_keel_session_user", "user_id"),
+)
+
+login_ip = sa.Table(
+    "keel_login_ip", security,
+    sa.Column("ip", sa.String(64), primary_key=True),
+    sa.Column("window_start", sa.DateTime, nullable=False),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+)
+
+connected_apps = sa.Table(
+    "keel_connected_app", security,
+    sa.Column("id", _BIG, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(80), nullable=False),
+    sa.Column("client_id", sa.String(80), nullable=False, unique=True),
+    sa.Column("secret_hash", sa.Text, nullable=False),
+    sa.Column("run_as_user_id", sa.BigInteger),
+    sa.Column("created_date", sa.DateTime, nullable=False),
+    sa.Column("is_active", sa.Boolean, nullable=False, server_default=sa.true()),
+)
+
+totp_state = sa.Table(
+    "keel_totp_state", security,
+    sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("last_step", sa.BigInteger, nullable=False),
+)
+
+shares = sa.Table(
+    "keel_share", security,
+    sa.Column("id", _BIG, primary_key=True, autoincrement=True),
+    sa.Column("object_id", sa.Integer, nullable=False),
+    sa.Column("record_id", sa.BigInteger, nullable=False),
+    sa.Column("principal", sa.BigInteger, nullable=False),
+    sa.Column("access_level", sa.SmallInteger, nullable=False),  # 1 Read, 2 Edit, 3 All
+    sa.Column("row_cause", sa.String(40), nullable=False),  # Manual | <programmatic reason>
+    sa.Column("created_date", sa.DateTime, nullable=False),
+    sa.Column("created_by_id", sa.BigInteger),
+    sa.UniqueConstraint("object_id", "record_id", "principal", "row_cause", name="ux_keel_share"),
+    sa.Index("ix_keel_share_principal", "principal", "object_id"),
+)
+
+role_closure = sa.Table(
+    "keel_role_closure", security,
+    sa.Column("ancestor_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("role_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("depth", sa.Integer, nullable=False),
+)
+
+principal_members = sa.Table(
+    "keel_principal_member", security,
+    sa.Column("principal", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Index("ix_keel_principal_member_user", "user_id"),
+)
+
+
+def create_security_tables(conn: sa.Connection) -> None:
+    """Idempotent: ``keel init`` calls it, and so does every upgrade path."""
+    security.create_all(conn, checkfirst=True)

@@ -1,0 +1,334 @@
+"""Security use cases that write through the record lifecycle: profiles at init, assigning profiles and roles,
+deploying permission-set YAML, sharing records, single-record reads, the audited system context, and wiring
+security into a Context.
+
+Wiring (``wire_security``) puts ``SecurityHooks`` into ``ctx.hooks`` and these functions into ``ctx.extras``:
+``revoke_sessions`` and ``assign_profile`` (called by ``services/users.py``) and ``access_cache``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from keel.context import SYSTEM_ACTOR, Context
+from keel.errors import AccessDeniedError, KeelError, NotFoundError
+from keel.metadata.model import SchemaSnapshot
+from keel.metadata.tables import table_for
+from keel.records import save_many
+from keel.records.validate import row_to_values
+from keel.security import sessions
+from keel.security.access import bump_security_version
+from keel.security.audit import audit, audit_sensitive_read
+from keel.security.hooks import MANUAL, SecurityHooks
+from keel.security.package import PermissionSetSpec, check_against
+from keel.security.predicate import ALL, EDIT, READ
+from keel.security.principals import RecalcResult, principal_for_id, recalculate
+from keel.security.tables import create_security_tables, shares
+from keel.storage import ids
+
+ADMIN_PROFILE = "System Administrator"
+STANDARD_PROFILE = "Standard User"
+STANDARD_CRM_OBJECTS = ("Account", "Contact", "Lead", "Opportunity", "Case", "Task", "Event", "Note", "Attachment")
+ACCESS_LEVELS = {"Read": READ, "Edit": EDIT, "All": ALL}
+
+
+def wire_security(ctx: Context) -> Context:
+    """A Context whose lifecycle keeps security data consistent and whose user services can revoke sessions
+    and assign profiles. Idempotent."""
+    hooks = ctx.hooks if isinstance(ctx.hooks, SecurityHooks) else SecurityHooks(inner=ctx.hooks)
+    ctx.extras.setdefault("revoke_sessions", sessions.revoke_sessions)
+    ctx.extras.setdefault("assign_profile", assign_profile)
+    sessions.access_cache(ctx)
+    return replace(ctx, hooks=hooks)
+
+
+def user_context(ctx: Context, user_id: str | int) -> Context:
+    """``ctx`` acting as a user, with that user's current ``Access`` (for tests, jobs run on behalf of a user,
+    and the API after ``resolve_token``)."""
+    pk = user_id if isinstance(user_id, int) else ids.decode(user_id, "005")
+    with ctx.db.read() as conn:
+        actor = sessions.actor_for(ctx, conn, pk)
+    if actor is None:
+        raise KeelError("That user is inactive or does not exist.", code="INACTIVE_OWNER_OR_USER")
+    return ctx.as_actor(actor)
+
+
+def system_context(ctx: Context, reason: str, *, conn: Connection | None = None) -> Context:
+    """The explicit system context for internal jobs: full access, and every use is in the audit log."""
+    def write(c: Connection) -> None:
+        audit(c, "system_context", actor_id=SYSTEM_ACTOR.user_id, on_behalf_of_id=ctx.actor.user_id,
+              detail={"reason": reason}, at=ctx.clock())
+    if conn is not None:
+        write(conn)
+    else:
+        with ctx.db.transaction() as c:
+            write(c)
+    return ctx.as_actor(SYSTEM_ACTOR)
+
+
+# -- profiles and permission sets ---------------------------------------------------------------------------
+
+def install_security_tables(ctx: Context) -> None:
+    with ctx.db.transaction() as conn:
+        create_security_tables(conn)
+
+
+def install_security(ctx: Context) -> None:
+    """Create security tables and the two standard profiles (``keel init``, after the system user exists).
+    Safe to call again."""
+    with ctx.db.transaction() as conn:
+        create_security_tables(conn)
+        schema = ctx.schema(conn)
+        sysctx = ctx.as_actor(SYSTEM_ACTOR)
+        if _find_by_name(conn, schema, "Profile", ADMIN_PROFILE) is None:
+            deploy_permission_set(sysctx, conn, PermissionSetSpec(
+                ADMIN_PROFILE, ADMIN_PROFILE, True, ("ModifyAllData", "ViewAllData", "ManageUsers",
+                                                     "CustomizeApplication", "ApiEnabled", "ExportReport",
+                                                     "ViewSetup"), {}, {}))
+        if _find_by_name(conn, schema, "Profile", STANDARD_PROFILE) is None:
+            objects: dict[str, tuple[str, ...]] = {
+                o: ("read", "create", "edit") for o in STANDARD_CRM_OBJECTS if schema.find_object(o)}
+            fields: dict[str, tuple[bool, bool]] = {}
+            for o in objects:
+                for f in schema.get_object(o).fields:
+                    if not f.standard and not f.system_managed and not f.required:
+                        fields[f"{o}.{f.api_name}"] = (True, True)
+                    elif f.type in ("formula", "rollup", "auto_number") and not f.standard:
+                        fields[f"{o}.{f.api_name}"] = (True, False)
+            deploy_permission_set(sysctx, conn, PermissionSetSpec(STANDARD_PROFILE, STANDARD_PROFILE, True, (),
+                                                                  objects, fields))
+
+
+def _find_by_name(conn: Connection, schema: SchemaSnapshot, obj_name: str, name: str) -> int | None:
+    obj = schema.get_object(obj_name)
+    t = table_for(schema, obj)
+    v = conn.execute(sa.select(t.c.id).where(sa.func.lower(t.c.name) == name.lower(),
+                                             t.c.is_deleted == sa.false())).scalar()
+    return int(v) if v is not None else None
+
+
+def deploy_permission_set(ctx: Context, conn: Connection, spec: PermissionSetSpec) -> str:
+    """Create or replace a permission set (or profile) and its object and field permissions, in ``conn``'s
+    transaction; returns the PermissionSet id."""
+    schema = ctx.schema(conn)
+    check_against(spec, schema)
+    flags = {f"Permissions{p}": p in spec.system for p in
+             ("ModifyAllData", "ViewAllData", "ManageUsers", "CustomizeApplication", "ApiEnabled", "ExportReport",
+              "ViewSetup", "ForceTwoFactor")}
+    profile_id = None
+    if spec.profile:
+        pk = _find_by_name(conn, schema, "Profile", spec.name)
+        profile_id = ids.encode("00e", pk) if pk is not None else save_many(
+            ctx, "Profile", [{"Name": spec.name, "Description": spec.description}], conn=conn)[0].id
+    ps_pk = _find_by_name(conn, schema, "PermissionSet", spec.name)
+    draft: dict[str, Any] = {"Name": spec.name, "Label": spec.label, "Description": spec.description, **flags}
+    if profile_id:
+        draft.update(ProfileId=profile_id, IsOwnedByProfile=True)
+    if ps_pk is not None:
+        draft["Id"] = ids.encode("0PS", ps_pk)
+        for child in ("ObjectPermissions", "FieldPermissions"):
+            obj = schema.get_object(child)
+            t = table_for(schema, obj)
+            parent = t.c[obj.get_field("ParentId").column or ""]
+            conn.execute(sa.update(t).where(parent == ps_pk).values(is_deleted=True))
+    ps_id = save_many(ctx, "PermissionSet", [draft], conn=conn)[0].id
+    assert ps_id is not None
+    acts = {"read": "PermissionsRead", "create": "PermissionsCreate", "edit": "PermissionsEdit",
+            "delete": "PermissionsDelete", "view_all": "PermissionsViewAllRecords",
+            "modify_all": "PermissionsModifyAllRecords"}
+    ops = [{"ParentId": ps_id, "SobjectType": schema.get_object(o).api_name,
+            **{col: a in actions for a, col in acts.items()}} for o, actions in spec.objects.items()]
+    if ops:
+        save_many(ctx, "ObjectPermissions", ops, conn=conn)
+    fps = []
+    for name, (read, edit) in spec.fields.items():
+        o, _, f = name.partition(".")
+        od = schema.get_object(o)
+        fps.append({"ParentId": ps_id, "SobjectType": od.api_name, "Field": f"{od.api_name}.{od.get_field(f).api_name}",
+                    "PermissionsRead": read, "PermissionsEdit": edit})
+    for start in range(0, len(fps), 500):
+        save_many(ctx, "FieldPermissions", fps[start:start + 500], conn=conn)
+    bump_security_version(conn)
+    return ps_id
+
+
+def assign_permission_set(ctx: Context, conn: Connection, user_id: str, permission_set: str) -> str:
+    schema = ctx.schema(conn)
+    pk = _find_by_name(conn, schema, "PermissionSet", permission_set)
+    if pk is None:
+        raise NotFoundError(f"No permission set named {permission_set!r}.")
+    res = save_many(ctx, "PermissionSetAssignment", [{"AssigneeId": user_id,
+                                                      "PermissionSetId": ids.encode("0PS", pk)}], conn=conn)
+    assert res[0].id is not None
+    return res[0].id
+
+
+def assign_profile(ctx: Context, conn: Connection, user_id: str, profile: str | None, role: str | None) -> None:
+    """Set a user's profile (default "Standard User") and role by name; the hook for ``users.create_user``."""
+    schema = ctx.schema(conn)
+    pk = _find_by_name(conn, schema, "Profile", profile or STANDARD_PROFILE)
+    if pk is None:
+        raise NotFoundError(f"No profile named {profile!r}.")
+    draft: dict[str, Any] = {"Id": user_id, "ProfileId": ids.encode("00e", pk)}
+    if role:
+        rpk = _find_by_name(conn, schema, "UserRole", role)
+        if rpk is None:
+            raise NotFoundError(f"No role named {role!r}.")
+        draft["UserRoleId"] = ids.encode("00E", rpk)
+    save_many(ctx, "User", [draft], conn=conn)
+
+
+def create_role(ctx: Context, conn: Connection, name: str, parent: str | None = None) -> str:
+    schema = ctx.schema(conn)
+    draft: dict[str, Any] = {"Name": name, "DeveloperName": name.replace(" ", "_")}
+    if parent:
+        ppk = _find_by_name(conn, schema, "UserRole", parent)
+        if ppk is None:
+            raise NotFoundError(f"No role named {parent!r}.")
+        draft["ParentRoleId"] = ids.encode("00E", ppk)
+    rid = save_many(ctx, "UserRole", [draft], conn=conn)[0].id
+    assert rid is not None
+    return rid
+
+
+def recalculate_sharing(ctx: Context, progress: Any = None) -> RecalcResult:
+    """Rebuild role and group closures as one transaction, reporting progress; audited."""
+    _require(ctx, "ManageUsers")
+    with ctx.db.transaction() as conn:
+        result = recalculate(conn, ctx.schema(conn), progress)
+        bump_security_version(conn)
+        audit(conn, "sharing_recalculated", actor_id=ctx.actor.user_id, detail=result.__dict__ if hasattr(
+            result, "__dict__") else {"member_rows": result.member_rows}, at=ctx.clock())
+    return result
+
+
+def _require(ctx: Context, permission: str) -> None:
+    access = ctx.actor.access
+    if ctx.actor.is_system:
+        return
+    has = getattr(access, "has", None)
+    if has is None or not (has(permission) or has("ModifyAllData")):
+        raise AccessDeniedError(f"This needs the {permission} permission.")
+
+
+# -- shares --------------------------------------------------------------------------------------------------
+
+def share_record(ctx: Context, obj_name: str, record_id: str, user_or_group_id: str, access_level: str = "Read", *,
+                 reason: str = MANUAL, include_subordinates: bool = False, conn: Connection | None = None) -> None:
+    """Grant ``access_level`` (Read | Edit | All) on one record. Manual shares need full access to the record
+    and vanish when the owner changes; any other ``reason`` is a programmatic share, which needs Modify All Data
+    and survives an owner change."""
+    if conn is None:
+        with ctx.db.transaction() as c:
+            return share_record(ctx, obj_name, record_id, user_or_group_id, access_level, reason=reason,
+                                include_subordinates=include_subordinates, conn=c)
+    schema = ctx.schema(conn)
+    obj = schema.get_object(obj_name)
+    if obj.sharing == "controlled_by_parent":
+        raise KeelError(f"{obj.api_name} is controlled by its parent and cannot be shared.", code="INVALID_OPERATION")
+    level = ACCESS_LEVELS.get(access_level)
+    if level is None:
+        raise KeelError("Access level must be Read, Edit or All.", code="INVALID_ACCESS_LEVEL")
+    pk = ids.decode(record_id, obj.key_prefix)
+    if reason != MANUAL:
+        _require(ctx, "ModifyAllData")
+    elif not ctx.actor.is_system:
+        t = table_for(schema, obj)
+        pred = ctx.actor.access.record_filter(obj, t, "delete")
+        q = sa.select(t.c.id).where(t.c.id == pk, t.c.is_deleted == sa.false())
+        if conn.execute(q.where(pred) if pred is not None else q).first() is None:
+            raise AccessDeniedError("Only the owner, users above the owner in the role hierarchy and administrators "
+                                    "can share this record.", code="INSUFFICIENT_ACCESS_OR_READONLY")
+    principal = principal_for_id(user_or_group_id, subordinates=include_subordinates)
+    now = ctx.clock()
+    existing = conn.execute(sa.select(shares.c.id).where(shares.c.object_id == obj.id, shares.c.record_id == pk,
+                                                         shares.c.principal == principal,
+                                                         shares.c.row_cause == reason)).scalar()
+    if existing is not None:
+        conn.execute(sa.update(shares).where(shares.c.id == existing).values(access_level=level))
+    else:
+        conn.execute(sa.insert(shares).values(object_id=obj.id, record_id=pk, principal=principal,
+                                              access_level=level, row_cause=reason, created_date=now,
+                                              created_by_id=ctx.actor.user_id))
+    audit(conn, "share", actor_id=ctx.actor.user_id, object=obj.api_name, record_id=pk,
+          detail={"to": user_or_group_id, "level": access_level, "cause": reason}, at=now)
+    return None
+
+
+def unshare_record(ctx: Context, obj_name: str, record_id: str, user_or_group_id: str, *, reason: str = MANUAL,
+                   include_subordinates: bool = False) -> int:
+    with ctx.db.transaction() as conn:
+        schema = ctx.schema(conn)
+        obj = schema.get_object(obj_name)
+        pk = ids.decode(record_id, obj.key_prefix)
+        if reason != MANUAL:
+            _require(ctx, "ModifyAllData")
+        principal = principal_for_id(user_or_group_id, subordinates=include_subordinates)
+        n = conn.execute(sa.delete(shares).where(
+            shares.c.object_id == obj.id, shares.c.record_id == pk, shares.c.principal == principal,
+            shares.c.row_cause == reason)).rowcount
+        audit(conn, "unshare", actor_id=ctx.actor.user_id, object=obj.api_name, record_id=pk,
+              detail={"from": user_or_group_id, "cause": reason}, at=ctx.clock())
+        return int(n or 0)
+
+
+# -- reads ---------------------------------------------------------------------------------------------------
+
+def read_record(ctx: Context, obj_name: str, record_id: str, fields: Iterable[str] | None = None) -> dict[str, Any]:
+    """One record as the actor may see it: object Read, record visibility, and only readable fields.
+    A hidden record is NOT_FOUND (existence is not leaked); reads of sensitive fields are audited."""
+    with ctx.db.transaction() as conn:
+        schema = ctx.schema(conn)
+        obj = schema.get_object(obj_name)
+        access = ctx.actor.access
+        if not ctx.actor.is_system and not access.can(obj.api_name, "read"):
+            raise AccessDeniedError(f"You do not have access to {obj.label} records.")
+        pk = ids.decode(record_id, obj.key_prefix)
+        t = table_for(schema, obj)
+        q = sa.select(t).where(t.c.id == pk, t.c.is_deleted == sa.false())
+        pred = None if ctx.actor.is_system else access.record_filter(obj, t, "read")
+        row = conn.execute(q.where(pred) if pred is not None else q).mappings().first()
+        if row is None:
+            raise NotFoundError(f"The requested {obj.label} record does not exist or is not visible.")
+        values = row_to_values(schema, obj, dict(row))
+        wanted = [obj.get_field(f).api_name for f in fields] if fields is not None else list(values)
+        out = {k: values.get(k) for k in wanted if ctx.actor.is_system or access.field_readable(obj.api_name, k)}
+        sensitive = [f.api_name for f in obj.fields if f.sensitive and f.api_name in out]
+        if sensitive:
+            audit_sensitive_read(conn, actor_id=ctx.actor.user_id, object=obj.api_name, fields=sensitive,
+                                 record_ids=[pk], at=ctx.clock())
+        return out
+
+
+def mask_record(ctx: Context, obj_name: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Strip fields the actor cannot read from any outgoing record (history rows, exports, change events)."""
+    access = ctx.actor.access
+    if ctx.actor.is_system:
+        return dict(values)
+    return {k: v for k, v in values.items() if k == "Id" or access.field_readable(obj_name, k)}
+
+
+def kill_sessions(ctx: Context, user_id: str) -> int:
+    """An administrator ends every session and token of a user (ASVS 7.4.5)."""
+    _require(ctx, "ManageUsers")
+    with ctx.db.transaction() as conn:
+        return sessions.revoke_sessions(ctx, conn, ids.decode(user_id, "005"))
+
+
+def unlock_user(ctx: Context, user_id: str) -> None:
+    _require(ctx, "ManageUsers")
+    with ctx.db.transaction() as conn:
+        sessions.unlock_user(ctx, conn, ids.decode(user_id, "005"))
+
+
+def enroll_totp(ctx: Context, user_id: str) -> str:
+    pk = ids.decode(user_id, "005")
+    if pk != ctx.actor.user_id:
+        _require(ctx, "ManageUsers")
+    with ctx.db.transaction() as conn:
+        return sessions.enroll_totp(ctx, conn, pk)
