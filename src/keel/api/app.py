@@ -1,19 +1,143 @@
-"""The ASGI application: routes for the API (and, mounted beside it, the web app)."""
+"""The ASGI application: the Salesforce-compatible API (and, mounted beside it, the web app).
+
+Everything request-scoped hangs off ``app.state`` (the base Context, the auth backend, the rate limiter): there is
+no module-level state, so several apps (tests, benchmarks) can live in one process.
+"""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
+from keel.api import oauth, soap
+from keel.api.auth import RateLimiter, bearer_token
+from keel.api.backend import AuthBackend, Session
+from keel.api.describe import versions_list
+from keel.api.errors import JSON_TYPE, dumps, error_body, invalid_session, json_response
+from keel.api.routing import ApiCall, Reply, dispatch, split_path
 from keel.context import Context
+from keel.errors import ErrorDetail
+
+log = logging.getLogger("keel.api")
+METHODS = ["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD"]
 
 
-def create_app(ctx: Context) -> Starlette:
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+def base_url(request: Request) -> str:
+    return f"{request.url.scheme}://{request.url.netloc}"
 
-    app = Starlette(routes=[Route("/healthz", healthz)])
+
+def to_response(reply: Reply, extra: dict[str, str] | None = None) -> Response:
+    headers = dict(reply.headers)
+    if extra:
+        headers.update(extra)
+    if reply.raw is not None:
+        return Response(reply.raw, reply.status, headers=headers, media_type=reply.media_type)
+    if reply.body is None:
+        return Response(b"", reply.status, headers=headers)
+    return Response(dumps(reply.body), reply.status, headers=headers, media_type=JSON_TYPE)
+
+
+def _fail(code: str, message: str, status: int, headers: dict[str, str] | None = None) -> Response:
+    return json_response(error_body([ErrorDetail(code, message)]), status, headers)
+
+
+async def versions(request: Request) -> Response:
+    return json_response(versions_list())
+
+
+async def data_api(request: Request) -> Response:
+    """``/services/data/vNN.N/…``: authenticate, rate-limit, then dispatch on a worker thread."""
+    state = request.app.state
+    parts = split_path(request.path_params["rest"])
+    if not parts:
+        return json_response(versions_list())
+    ver = parts[0]
+    if not (ver[:1] in "vV" and _is_version(ver[1:])):
+        return _fail("NOT_FOUND", "The requested resource does not exist", 404)
+    token = bearer_token(request.headers)
+    if token is None:
+        return invalid_session()
+    ctx: Context = state.ctx
+    auth: AuthBackend = state.auth
+    session: Session | None = await run_in_threadpool(auth.resolve, ctx, token)
+    if session is None:
+        return invalid_session()
+    if not session.api_enabled:
+        return _fail("API_CURRENTLY_DISABLED", "API is disabled for this User", 403)
+    limiter: RateLimiter = state.limits
+    retry = limiter.hit((f"u:{session.user_id}", f"t:{token}"))
+    usage = {"Sforce-Limit-Info": limiter.usage_header()}
+    if retry is not None:
+        return _fail("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.", 403,
+                     {"Retry-After": str(retry), **usage})
+    body = await request.body()
+    call = ApiCall(ctx.as_actor(session.actor), session, request.method, ver[1:], parts[1:],
+                   dict(request.query_params), body, base_url(request), request.headers,
+                   api_usage=limiter.used_today)
+    try:
+        reply = await run_in_threadpool(dispatch, call)
+    except Exception:  # a real bug: log it, answer 500 (jsforce retries 5xx, so user errors never get here)
+        log.exception("unhandled error in %s %s", request.method, request.url.path)
+        return _fail("UNKNOWN_EXCEPTION", "An unexpected error occurred. Please include this ErrorId if you contact "
+                     "support.", 500, usage)
+    if request.method == "HEAD":
+        reply = Reply(reply.status, None, reply.headers)
+    return to_response(reply, usage)
+
+
+def _is_version(text: str) -> bool:
+    head, dot, tail = text.partition(".")
+    return head.isdigit() and dot == "." and tail.isdigit()
+
+
+async def healthz(request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+async def not_found(request: Request) -> Response:
+    return _fail("NOT_FOUND", "The requested resource does not exist", 404)
+
+
+def create_app(ctx: Context, *, auth: AuthBackend | None = None) -> Starlette:
+    """The app for one organisation. ``auth`` defaults to the security layer's implementation."""
+    from keel.query import create_cursor_tables
+    from keel.services.security import wire_security
+
+    ctx = wire_security(ctx)  # the lifecycle hooks that keep sharing data consistent on every API write
+    with ctx.db.transaction() as conn:
+        create_cursor_tables(conn)
+    if auth is None:
+        from keel.api.backend import default_auth
+
+        auth = default_auth(ctx)
+    routes = [
+        Route("/healthz", healthz),
+        Route("/services/data", versions, methods=["GET", "HEAD"]),
+        Route("/services/data/", versions, methods=["GET", "HEAD"]),
+        Route("/services/data/{rest:path}", data_api, methods=METHODS),
+        Route("/services/Soap/u/{ver:path}", soap.login_endpoint, methods=["POST"]),
+        Route("/services/oauth2/token", oauth.token, methods=["POST"]),
+        Route("/services/oauth2/token/", oauth.token, methods=["POST"]),
+        Route("/services/oauth2/revoke", oauth.revoke, methods=["POST", "GET"]),
+        Route("/services/oauth2/revoke/", oauth.revoke, methods=["POST", "GET"]),
+        Route("/services/oauth2/userinfo", oauth.userinfo, methods=["GET"]),
+        Route("/id/{org}/{user}", oauth.identity, methods=["GET"]),
+        Route("/id/{org}/{user}/", oauth.identity, methods=["GET"]),
+        Route("/services/{rest:path}", not_found, methods=METHODS),
+    ]
+    app = Starlette(routes=routes)
+    app.router.redirect_slashes = False
     app.state.ctx = ctx
+    app.state.auth = auth
+    app.state.limits = RateLimiter(ctx.settings.api_requests_per_minute)
     return app
+
+
+def app_state(request: Request) -> Any:
+    return request.app.state

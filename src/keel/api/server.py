@@ -1,19 +1,41 @@
-"""Running the server: uvicorn on HTTP, and on HTTPS with a self-signed certificate when none is configured."""
+"""Running the server: uvicorn on HTTP and on HTTPS in one process, sharing one app (and so one Context)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from pathlib import Path
 
 import uvicorn
 
 from keel.api.app import create_app
+from keel.api.tls import certificate_paths
 from keel.context import Context
 
 
-def serve(ctx: Context, *, host: str = "127.0.0.1", port: int = 8080, https_port: int = 0) -> None:
+def build_servers(ctx: Context, *, host: str, port: int, https_port: int, log_level: str = "info",
+                  ) -> tuple[list[uvicorn.Server], Path | None]:
     app = create_app(ctx)
-    configs = [uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False)]
-    servers = [uvicorn.Server(c) for c in configs]
+    configs = []
+    if port:
+        configs.append(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
+                                      lifespan="off"))
+    cert: Path | None = None
+    if https_port:
+        cert, key = certificate_paths(ctx.settings)
+        configs.append(uvicorn.Config(app, host=host, port=https_port, log_level=log_level, access_log=False,
+                                      ssl_certfile=str(cert), ssl_keyfile=str(key), lifespan="off"))
+    return [uvicorn.Server(c) for c in configs], cert
+
+
+def serve(ctx: Context, *, host: str = "127.0.0.1", port: int = 8080, https_port: int = 0,
+          announce: Callable[[str], None] = print) -> None:
+    servers, cert = build_servers(ctx, host=host, port=port, https_port=https_port)
+    if port:
+        announce(f"HTTP  http://{host}:{port}")
+    if cert is not None:
+        announce(f"HTTPS https://{host}:{https_port}  (certificate: {cert.resolve()}; trust it with "
+                 f"REQUESTS_CA_BUNDLE={cert.resolve()} or NODE_EXTRA_CA_CERTS={cert.resolve()})")
 
     async def main() -> None:
         await asyncio.gather(*(s.serve() for s in servers))

@@ -1,0 +1,149 @@
+"""Request dispatch for ``/services/data/vNN.N/…``.
+
+Handlers are plain synchronous functions from an ``ApiCall`` to a ``Reply``; they never see Starlette. That lets
+``/composite`` run subrequests through exactly the same code as top-level requests, and keeps the database work on
+worker threads. Path matching is case-insensitive and ignores trailing slashes, as the clients require.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy.engine import Connection
+
+from keel.api.backend import Session
+from keel.api.errors import error, from_exception
+from keel.context import Context
+from keel.errors import KeelError
+
+_MISSING = object()
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: Any = None  # JSON-ready; None means an empty body
+    headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None  # a non-JSON body (OpenAPI YAML, CSV …)
+    media_type: str | None = None
+
+
+@dataclass
+class ApiCall:
+    """One REST call as the authenticated user."""
+
+    ctx: Context
+    session: Session
+    method: str
+    version: str  # "59.0"
+    parts: list[str]  # path segments after /services/data/vNN.N/, trailing empties removed
+    params: Mapping[str, str]
+    body: bytes = b""
+    base_url: str = ""  # scheme://host[:port] as the client addressed us
+    headers: Mapping[str, str] = field(default_factory=dict)
+    parsed: Any = _MISSING
+    conn: Connection | None = None  # set by /composite with allOrNone: every subrequest shares one transaction
+    api_usage: int = 0
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        if self.conn is not None:
+            yield self.conn
+        else:
+            with self.ctx.db.transaction() as c:
+                yield c
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        if self.conn is not None:
+            yield self.conn
+        else:
+            with self.ctx.db.read() as c:
+                yield c
+
+    @property
+    def prefix(self) -> str:
+        return f"/services/data/v{self.version}"
+
+    def json(self) -> Any:
+        if self.parsed is _MISSING:
+            if not self.body.strip():
+                raise error("JSON_PARSER_ERROR", "The request body is empty; a JSON document was expected.")
+            try:
+                self.parsed = orjson.loads(self.body)
+            except orjson.JSONDecodeError as e:
+                raise error("JSON_PARSER_ERROR", f"The request body is not valid JSON: {e}") from None
+        return self.parsed
+
+    def json_object(self) -> dict[str, Any]:
+        data = self.json()
+        if not isinstance(data, dict):
+            raise error("JSON_PARSER_ERROR", "The request body must be a JSON object.")
+        return data
+
+    def sub(self, method: str, parts: list[str], params: Mapping[str, str], body: Any) -> ApiCall:
+        """A subrequest of ``/composite``, already parsed."""
+        return ApiCall(self.ctx, self.session, method, self.version, parts, params, b"", self.base_url, self.headers,
+                       _MISSING if body is None else body, self.conn, self.api_usage)
+
+
+Handler = Callable[[ApiCall], Reply]
+
+
+def split_path(path: str) -> list[str]:
+    return [p for p in path.split("/") if p != ""]
+
+
+def not_found(what: str = "The requested resource does not exist") -> KeelError:
+    return error("NOT_FOUND", what)
+
+
+def method_not_allowed(call: ApiCall, allowed: str) -> KeelError:
+    return error("METHOD_NOT_ALLOWED", f"HTTP Method '{call.method}' not allowed. Allowed are {allowed}")
+
+
+def dispatch(call: ApiCall) -> Reply:
+    """Route a call and turn every ``KeelError`` into its error reply; other exceptions are bugs and propagate."""
+    try:
+        return _route(call)
+    except KeelError as e:
+        status, body = from_exception(e)
+        return Reply(status, body)
+
+
+def _route(call: ApiCall) -> Reply:
+    from keel.api import collections, composite, describe, query, search, sobjects
+
+    p = call.parts
+    if not p:
+        return _only(call, "GET", describe.resources)
+    head = p[0].lower()
+    rest = p[1:]
+    if head == "sobjects":
+        return sobjects.route(call, rest)
+    if head in ("query", "queryall"):
+        return query.route(call, head == "queryall", rest)
+    if head == "search" and not rest:
+        return _only(call, "GET", search.search)
+    if head == "limits" and not rest:
+        return _only(call, "GET", describe.limits)
+    if head == "openapi.json" and not rest:
+        return _only(call, "GET", describe.openapi)
+    if head == "composite":
+        if not rest:
+            return _only(call, "POST", composite.composite)
+        if rest[0].lower() == "sobjects":
+            return collections.route(call, rest[1:])
+    raise not_found()
+
+
+def _only(call: ApiCall, method: str, handler: Handler) -> Reply:
+    if call.method == "HEAD" and method == "GET":
+        return handler(call)
+    if call.method != method:
+        raise method_not_allowed(call, method)
+    return handler(call)
