@@ -124,9 +124,9 @@ def test_update_history_and_outbox(crm: Context) -> None:
         hist = conn.execute(sa.select(S.history.c.field, S.history.c.old_value, S.history.c.new_value)
                             .order_by(S.history.c.id)).all()
         events = [r[0] for r in conn.execute(sa.select(S.outbox.c.payload).order_by(S.outbox.c.id))]
-    assert [tuple(h) for h in hist] == [("created", None, None), ("Max_Pay__c", "100", "150"),
+    assert [tuple(h) for h in hist] == [("Max_Pay__c", "100", "150"),
                                         ("Remote__c", "false", "true")]
-    assert any('"changeType":"UPDATE"' in p and pid in p for p in events)
+    assert any('"changeType":"UPDATE"' in p and str(ids.decode(pid, pid[:3])) in p for p in events)
 
 
 def test_stale_version_is_a_conflict(crm: Context) -> None:

@@ -88,7 +88,6 @@ def index_specs(obj: ObjectDef) -> list[IndexSpec]:
             if text and not f.unique:
                 continue
         if f.indexed or f.is_relationship or f.api_name == "Name":
-            specs.append(IndexSpec(f"ix_{obj.table}_{f.column}", (f.column,)))
-            if text:
-                specs.append(IndexSpec(f"il_{obj.table}_{f.column}", (f.column,), lower=True))
+            # SOQL compares and sorts text case-insensitively, so text is indexed on lower(column) only.
+            specs.append(IndexSpec(f"ix_{obj.table}_{f.column}", (f.column,), lower=text))
     return specs

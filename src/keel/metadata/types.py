@@ -109,6 +109,8 @@ def _text(f: FieldDef) -> Coercer:
     limit = f.length or TYPES[f.type].default_length or 255
 
     def coerce(v: Any) -> Any:
+        if type(v) is str and 0 < len(v) <= limit:  # the common case, first
+            return v
         if v is None:
             return None
         if isinstance(v, bool):
@@ -151,8 +153,10 @@ def _number(f: FieldDef) -> Coercer:
         if v is None or v == "":
             return None
         try:
-            d = V.parse_decimal(v)
-        except ValueError:
+            d = Decimal(v) if type(v) is str and v.isascii() and "," not in v else V.parse_decimal(v)
+            if not d.is_finite():
+                raise ValueError(v)
+        except (ValueError, ArithmeticError):
             raise FieldValueError(
                 "INVALID_TYPE_ON_FIELD_IN_RECORD", f"{f.label}: value not of required type: {v}"
             ) from None
@@ -208,9 +212,13 @@ def _datetime_value(f: FieldDef) -> Coercer:
 
 def _picklist(f: FieldDef) -> Coercer:
     canon = {pv.value.lower(): pv.value for pv in f.values}
+    canon.update({pv.value: pv.value for pv in f.values})
     text = _text(f)
 
     def coerce(v: Any) -> Any:
+        c = canon.get(v) if type(v) is str else None  # exact canonical spelling: no further checks needed
+        if c is not None:
+            return c
         s = text(v)
         if s is None:
             return None

@@ -22,6 +22,15 @@ _FALSE = frozenset({"false", "0", "no", "n", "f", "off", ""})
 
 def parse_datetime(text: str) -> datetime:
     """Parse an ISO-8601-ish datetime into naive UTC; raise ValueError when it is not one."""
+    if len(text) > 10:  # the common, fast case; the regex below handles the quirks
+        try:
+            dt = datetime.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            if dt.tzinfo is not None:
+                dt = dt.astimezone(UTC).replace(tzinfo=None)
+            return dt
     m = _DT.match(text.strip())
     if not m:
         raise ValueError(text)

@@ -147,7 +147,7 @@ def _soft_delete(ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: Ob
          "root_object_id": root.id, "root_record_id": (root_pks or {}).get(pk, pk)} for pk in pks
     ])
     conn.execute(sa.insert(S.outbox), [change_event(obj.id, obj.api_name, "DELETE",
-                                                    [ids.encode(obj.key_prefix, pk) for pk in pks], [], now)])  # type: ignore[arg-type]
+                                                    list(pks), [], now)])  # type: ignore[arg-type]
     for rel in schema.child_relationships(obj):
         if not rel.cascade_delete:
             continue
@@ -185,4 +185,4 @@ def _restore(ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: Object
                 version=t.c.version + 1))
             conn.execute(sa.delete(bin_).where(bin_.c.object_id == oid, bin_.c.record_id.in_(part)))
         conn.execute(sa.insert(S.outbox), [change_event(oid, target.api_name, "UNDELETE",
-                                                        [ids.encode(target.key_prefix, r) for r in rids], [], now)])  # type: ignore[arg-type]
+                                                        rids, [], now)])  # type: ignore[arg-type]

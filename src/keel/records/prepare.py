@@ -34,6 +34,8 @@ class WritePlan:
     formula_defaults: tuple[tuple[FieldDef, str], ...]
     auto_numbers: tuple[FieldDef, ...]
     composite: FieldDef | None
+    # (api name, encoder, reference kind) per writable column: 0 value, 1 lookup, 2 polymorphic lookup
+    row_layout: tuple[tuple[str, Encoder, int], ...]
 
 
 def write_plan(schema: SchemaSnapshot, obj: ObjectDef, dialect: str) -> WritePlan:
@@ -95,6 +97,8 @@ def _build(schema: SchemaSnapshot, obj: ObjectDef, dialect: str) -> WritePlan:
         formula_defaults=tuple(formula_defaults),
         auto_numbers=tuple(f for f in obj.fields if f.type == "auto_number" and f.column),
         composite=name if name is not None and name.type == "composite" else None,
+        row_layout=tuple((f.api_name, encoders[f.api_name],
+                          (2 if is_polymorphic(f) else 1) if f.is_relationship else 0) for f in writable),
     )
 
 

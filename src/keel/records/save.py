@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from keel.errors import ROLLED_BACK, BatchError, ErrorDetail, KeelError, RowResult
+from keel.metadata.model import SchemaSnapshot
 from keel.metadata.types import FieldValueError
 from keel.records import validate, write
 from keel.records.hooks import RowError, RowState
@@ -134,10 +136,12 @@ def _save(ctx: Context, conn: Connection, obj_name: str, drafts: Sequence[Draft]
     validate.validate(ctx, conn, schema, plan, batch)
     batch.prune()
     if batch.failed and all_or_none:
+        validate.unique(conn, schema, plan, batch)  # complete the report before rolling back
         raise BatchError(_rolled_back(batch))
     if batch.rows:
         _number_new(conn, plan, batch.rows)
-        write.write_rows(ctx, conn, schema, plan, batch.rows)
+        if not _write_checked(ctx, conn, schema, plan, batch) and all_or_none:
+            raise BatchError(_rolled_back(batch))
         if hooks is not None:
             _run_hook(batch, lambda rows: hooks.after_save(ctx, conn, obj, rows))
             if batch.failed and all_or_none:
@@ -148,6 +152,25 @@ def _save(ctx: Context, conn: Connection, obj_name: str, drafts: Sequence[Draft]
         res.id = ids.encode(obj.key_prefix, r.pk)
         res.created = r.prior is None
     return batch.results
+
+
+def _write_checked(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: WritePlan, batch: Batch) -> bool:
+    """Write under a savepoint. If a unique index refuses a row, find every offending row, report them, and
+    write the rest; returns False when rows failed that way."""
+    integrity = conn.dialect.dbapi.IntegrityError if conn.dialect.dbapi else Exception
+    try:
+        with conn.begin_nested():
+            write.write_rows(ctx, conn, schema, plan, batch.rows)
+        return True
+    except (sa.exc.IntegrityError, integrity):
+        validate.unique(conn, schema, plan, batch)
+        if not batch.failed:
+            raise
+        batch.prune()
+        if batch.rows:
+            with conn.begin_nested():
+                write.write_rows(ctx, conn, schema, plan, batch.rows)
+        return False
 
 
 def _run_hook(batch: Batch, call: Any) -> None:
@@ -170,24 +193,22 @@ def _coerce(ctx: Context, plan: WritePlan, drafts: Sequence[Draft], batch: Batch
     access = ctx.actor.access
     can_create = access.can(obj.api_name, "create")
     can_edit = access.can(obj.api_name, "edit")
-    by_key = plan.by_key
-    coercers = plan.coercers
-    editable_cache: dict[str, bool] = {}
+    # Per batch, each distinct input key is resolved once: to (api name, coercer) or to an error.
+    resolved: dict[str, tuple[str, Any] | tuple[None, tuple[str, str, str]]] = {}
     for i, draft in enumerate(drafts):
         values: dict[str, Any] = {}
         pk: int | None = None
         bad: list[tuple[str, str, str]] = []
         for key, raw in draft.items():
-            if key == "__version__":  # optimistic concurrency token from forms
-                values[key] = raw
+            hit = resolved.get(key)
+            if hit is None:
+                hit = resolved[key] = _resolve_key(ctx, plan, key)
+            name, how = hit
+            if name is None:
+                if how[0]:
+                    bad.append(how)
                 continue
-            f = by_key.get(key.lower())
-            if f is None:
-                if key == "attributes":
-                    continue
-                bad.append(("INVALID_FIELD", f"No such column '{key}' on sobject of type {obj.api_name}", key))
-                continue
-            if f.type == "id":
+            if name == "Id":
                 if raw in (None, ""):
                     continue
                 try:
@@ -195,31 +216,44 @@ def _coerce(ctx: Context, plan: WritePlan, drafts: Sequence[Draft], batch: Batch
                 except KeelError as e:
                     bad.append((e.code, e.message, "Id"))
                 continue
-            ok = editable_cache.get(f.api_name)
-            if ok is None:
-                ok = editable_cache[f.api_name] = not f.system_managed and (
-                    ctx.actor.is_system or access.field_editable(obj.api_name, f.api_name))
-            if not ok:
-                bad.append(("INVALID_FIELD_FOR_INSERT_UPDATE",
-                            f"Unable to create/update fields: {f.api_name}. Please check the security settings of "
-                            "this field and verify that it is read/write for your profile or permission set.",
-                            f.api_name))
+            if how is None:
+                values[name] = raw
                 continue
-            coerce = coercers.get(f.api_name)
             try:
-                values[f.api_name] = coerce(raw) if coerce is not None else raw
+                values[name] = how(raw)
             except FieldValueError as e:
-                bad.append((e.code, e.message, f.api_name))
+                bad.append((e.code, e.message, name))
         if pk is None and not can_create:
             bad.append(("INSUFFICIENT_ACCESS_OR_READONLY", f"You do not have permission to create {obj.label} "
                         "records.", ""))
         elif pk is not None and not can_edit:
             bad.append(("INSUFFICIENT_ACCESS_OR_READONLY", f"You do not have permission to edit {obj.label} records.",
                         ""))
-        for code, message, field in bad:
-            batch.fail(i, code, message, [field] if field else [])
-        if not bad:
+        if bad:
+            for code, message, field in bad:
+                batch.fail(i, code, message, [field] if field else [])
+        else:
             batch.rows.append(RowState(index=i, values=values, pk=pk))
+
+
+def _resolve_key(ctx: Context, plan: WritePlan, key: str) -> tuple[str, Any] | tuple[None, tuple[str, str, str]]:
+    obj = plan.obj
+    if key == "__version__":  # optimistic concurrency token from forms
+        return key, None
+    f = plan.by_key.get(key.lower())
+    if f is None:
+        if key == "attributes":
+            return None, ("", "", "")
+        return None, ("INVALID_FIELD", f"No such column '{key}' on sobject of type {obj.api_name}", key)
+    if f.type == "id":
+        return "Id", None
+    editable = not f.system_managed and (ctx.actor.is_system or ctx.actor.access.field_editable(obj.api_name,
+                                                                                                 f.api_name))
+    if not editable:
+        return None, ("INVALID_FIELD_FOR_INSERT_UPDATE",
+                      f"Unable to create/update fields: {f.api_name}. Please check the security settings of this "
+                      "field and verify that it is read/write for your profile or permission set.", f.api_name)
+    return f.api_name, plan.coercers.get(f.api_name)
 
 
 def _apply_defaults(ctx: Context, plan: WritePlan, r: RowState) -> None:

@@ -86,10 +86,12 @@ def load_prior(ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: Obje
 
 
 def validate(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: WritePlan, batch: Batch) -> None:
+    """Required, lookups, in-batch uniqueness and validation rules. Uniqueness of new rows against the table is
+    left to the unique index (see ``save``), which is far cheaper than a lookup per batch."""
     _required(plan, batch)
     batch.prune()
     _references(ctx, conn, schema, plan, batch)
-    _unique(conn, schema, plan, batch)
+    unique(conn, schema, plan, batch, against_table="updates")
     rules = ctx.extras.get("validation_rules")
     if rules is not None:
         rules(ctx, conn, plan.obj, batch)
@@ -139,7 +141,10 @@ def _references(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: Wr
                            [f.api_name])
 
 
-def _unique(conn: Connection, schema: SchemaSnapshot, plan: WritePlan, batch: Batch) -> None:
+def unique(conn: Connection, schema: SchemaSnapshot, plan: WritePlan, batch: Batch, *,
+           against_table: str = "all") -> None:
+    """Fail rows whose unique values repeat within the batch, or (for ``against_table`` rows: all | updates)
+    match another live record."""
     if not plan.unique:
         return
     t = table_for(schema, plan.obj)
@@ -159,10 +164,11 @@ def _unique(conn: Connection, schema: SchemaSnapshot, plan: WritePlan, batch: Ba
                            [f.api_name])
                 continue
             seen[key] = r.index
-            candidates.append(r)
+            if against_table == "all" or r.prior is not None:
+                candidates.append(r)
         if not candidates:
             continue
-        keys = list(seen)
+        keys = [r.values[f.api_name].lower() if text else r.values[f.api_name] for r in candidates]
         existing: dict[Any, int] = {}
         expr = sa.func.lower(col) if text else col
         for part in chunks(keys):

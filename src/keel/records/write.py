@@ -38,28 +38,28 @@ def write_rows(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: Wri
         _insert(conn, plan, inserts, now, actor)
     if updates:
         _update(conn, schema, plan, updates, now, actor)
-    _history(conn, plan, inserts, updates, now, actor)
+    _history(conn, plan, updates, now, actor)
     _outbox(conn, plan, inserts, updates, now)
 
 
 def _row_tuple(plan: WritePlan, r: RowState, stamp: Any, actor: int, is_deleted: Any) -> list[Any]:
     v = r.values
     out: list[Any] = [r.pk, stamp, actor, stamp, actor, stamp, is_deleted, 1]
-    enc = plan.encoders
-    for f in plan.writable:
-        raw = v.get(f.api_name)
-        if f.is_relationship:
-            if raw is None:
-                out.append(None)
-                if is_polymorphic(f):
-                    out.append(None)
-            else:
-                prefix, n = ids.split(raw)
-                out.append(n)
-                if is_polymorphic(f):
-                    out.append(prefix)
+    append = out.append
+    split = ids.split
+    for name, enc, ref in plan.row_layout:
+        raw = v.get(name)
+        if not ref:
+            append(enc(raw))
+        elif raw is None:
+            append(None)
+            if ref == 2:
+                append(None)
         else:
-            out.append(enc[f.api_name](raw))
+            prefix, n = split(raw)
+            append(n)
+            if ref == 2:
+                append(prefix)
     return out
 
 
@@ -134,16 +134,14 @@ def _update(conn: Connection, schema: SchemaSnapshot, plan: WritePlan, rows: Seq
         conn.execute(stmt, params)
 
 
-def _history(conn: Connection, plan: WritePlan, inserts: Sequence[RowState], updates: Sequence[RowState],
-             now: datetime, actor: int) -> None:
+def _history(conn: Connection, plan: WritePlan, updates: Sequence[RowState], now: datetime, actor: int) -> None:
     tracked = plan.obj.tracked_fields
     if not tracked:
         return
+    # Creation is not repeated here: the record's CreatedDate and CreatedById already say it, and the history
+    # timeline shows them first.
     rows: list[dict[str, Any]] = []
     oid = plan.obj.id
-    for r in inserts:
-        rows.append({"object_id": oid, "record_id": r.pk, "field": "created", "old_value": None, "new_value": None,
-                     "created_date": now, "created_by_id": actor})
     for r in updates:
         assert r.prior is not None
         for f in tracked:
@@ -160,20 +158,20 @@ def _outbox(conn: Connection, plan: WritePlan, inserts: Sequence[RowState], upda
             now: datetime) -> None:
     """One change event per batch and kind, like Salesforce's ChangeEvent with its ``recordIds`` list."""
     events = []
-    prefix = plan.obj.key_prefix
     for kind, group in (("CREATE", inserts), ("UPDATE", updates)):
         if not group:
             continue
         changed = sorted({f for r in group for f in r.changed if f != "__version__"})
-        events.append(change_event(plan.obj.id, plan.obj.api_name, kind,
-                                   [ids.encode(prefix, r.pk) for r in group if r.pk is not None], changed, now))
+        events.append(change_event(plan.obj.id, plan.obj.api_name, kind, [r.pk for r in group if r.pk is not None],
+                                   changed, now))
     if events:
         conn.execute(sa.insert(S.outbox), events)
 
 
-def change_event(object_id: int, object_name: str, kind: str, record_ids: Sequence[str], changed: Sequence[str],
+def change_event(object_id: int, object_name: str, kind: str, record_pks: Sequence[int], changed: Sequence[str],
                  now: datetime) -> dict[str, Any]:
-    payload = {"entityName": object_name, "changeType": kind, "recordIds": list(record_ids),
+    """An outbox row. Record keys are stored as integers; the dispatcher renders public ids when it delivers."""
+    payload = {"entityName": object_name, "changeType": kind, "recordKeys": list(record_pks),
                "changedFields": list(changed), "commitTimestamp": int(now.timestamp() * 1000)}
     return {"topic": "change", "object_id": object_id, "record_id": None,
             "payload": orjson.dumps(payload).decode(), "idempotency_key": uuid.uuid4().hex, "state": "pending",

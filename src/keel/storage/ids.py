@@ -7,6 +7,8 @@ sees the integer; the prefix tells which object an id belongs to, so a wrong-obj
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from keel.errors import MalformedIdError
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -16,23 +18,23 @@ BODY_LENGTH = 12
 MAX_INT = 62**BODY_LENGTH - 1
 
 
+_UPPER_BITS = str.maketrans({c: ("1" if "A" <= c <= "Z" else "0") for c in ALPHABET})
+
+
 def checksum(id15: str) -> str:
-    """The 3-character suffix: one character per 5-character chunk, a bit per upper-case letter."""
-    out = []
-    for k in range(3):
-        chunk = id15[k * 5 : k * 5 + 5]
-        bits = 0
-        for j, c in enumerate(chunk):
-            if "A" <= c <= "Z":
-                bits |= 1 << j
-        out.append(_CHECKSUM[bits])
-    return "".join(out)
+    """The 3-character suffix: one character per 5-character chunk, a bit per upper-case letter (the first
+    character of a chunk is the lowest bit)."""
+    bits = id15.translate(_UPPER_BITS)
+    if len(bits.strip("01")) or len(bits) != 15:
+        raise MalformedIdError(f"Invalid id: {id15!r}.")
+    return _CHECKSUM[int(bits[4::-1], 2)] + _CHECKSUM[int(bits[9:4:-1], 2)] + _CHECKSUM[int(bits[14:9:-1], 2)]
 
 
 def to18(id15: str) -> str:
     return id15 + checksum(id15)
 
 
+@lru_cache(maxsize=65536)
 def encode(prefix: str, n: int) -> str:
     """The 18-character id of integer ``n`` on the object with key ``prefix``."""
     if not 0 <= n <= MAX_INT:
@@ -45,8 +47,11 @@ def encode(prefix: str, n: int) -> str:
     return to18(prefix + body)
 
 
+@lru_cache(maxsize=65536)
 def split(public_id: str) -> tuple[str, int]:
-    """Return ``(prefix, integer)`` for a 15- or 18-character id, checking length, characters and checksum."""
+    """Return ``(prefix, integer)`` for a 15- or 18-character id, checking length, characters and checksum.
+
+    Cached: the same ids (owners, parents) recur across the rows of a batch."""
     if not isinstance(public_id, str) or len(public_id) not in (15, 18):
         raise MalformedIdError(f"Invalid id: {public_id!r}. An id has 15 or 18 characters.")
     id15 = public_id[:15]

@@ -1,0 +1,173 @@
+"""Ingest benchmark: N rows of a 12-field object (2 indexed) through ``save_many`` versus raw executemany.
+
+Both run in the same process against the same database, on identical rows, in batches of 10,000; the raw side
+inserts already-typed tuples into a table with the same columns and indexes. Keel does the whole lifecycle:
+coercion of client-style strings, defaults, required/unique/picklist checks, history rows (the object tracks
+history) and outbox events. Rows are generated per batch, so memory stays flat.
+
+    python bench/ingest.py --rows 1000000                 # SQLite
+    python bench/ingest.py --rows 1000000 --pg URL        # PostgreSQL (COPY on Keel's side)
+
+Budgets (DESIGN.md §5): Keel ≥ 50% of raw on SQLite, ≥ 100% of raw executemany on PostgreSQL, peak RSS ≤ 300 MB.
+Exits non-zero when a budget is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from keel.context import Context
+from keel.metadata.apply import apply_plan
+from keel.metadata.package import parse_object
+from keel.metadata.plan import plan
+from keel.metadata.store import load_snapshot
+from keel.records import save_many
+from keel.services.org import init_org, open_context
+from keel.settings import Settings
+
+BATCH = 10_000
+OBJECT = {
+    "object": "Applicant__c",
+    "track_history": True,
+    "fields": [
+        {"name": "Email__c", "type": "email", "unique": True},
+        {"name": "Phone__c", "type": "phone"},
+        {"name": "Stage__c", "type": "picklist", "restricted": True,
+         "values": ["Applied", "Exam", "Interview", "Medical", "Polygraph", "Background", "Offer", "Hired"]},
+        {"name": "Score__c", "type": "number", "precision": 5, "scale": 1},
+        {"name": "Salary__c", "type": "currency", "precision": 12, "scale": 2},
+        {"name": "Applied_On__c", "type": "date", "indexed": True},
+        {"name": "Updated_At__c", "type": "datetime"},
+        {"name": "Veteran__c", "type": "checkbox"},
+        {"name": "City__c", "type": "text", "length": 40},
+        {"name": "Notes__c", "type": "textarea", "length": 255},
+        {"name": "Source__c", "type": "text", "length": 40},
+    ],
+}
+STAGES = OBJECT["fields"][2]["values"]  # type: ignore[index]
+
+
+def drafts(start: int, n: int) -> list[dict[str, Any]]:
+    """Rows as a client sends them (strings for numbers, dates and booleans, as django-salesforce does)."""
+    base = date(2024, 1, 1)
+    out = []
+    for i in range(start, start + n):
+        out.append({
+            "Name": f"Applicant {i}", "Email__c": f"a{i}@example.org", "Phone__c": f"+1-555-{i % 10000:04d}",
+            "Stage__c": STAGES[i % 8], "Score__c": str(50 + (i % 500) / 10), "Salary__c": f"{40000 + i % 30000}.50",
+            "Applied_On__c": (base + timedelta(days=i % 700)).isoformat(),
+            "Updated_At__c": f"2024-05-0{1 + i % 9}T10:11:12.000+0000", "Veteran__c": "true" if i % 7 == 0 else "false",
+            "City__c": "Springfield", "Notes__c": "walk-in", "Source__c": "web",
+        })
+    return out
+
+
+def clone_table(ctx: Context) -> tuple[str, list[str]]:
+    """An empty copy of Keel's physical table with the same columns and indexes: the raw side does the same
+    physical work."""
+    obj = ctx.schema().get_object("Applicant__c")
+    with ctx.db.transaction() as conn:
+        if ctx.db.dialect == "postgresql":
+            conn.exec_driver_sql(f'CREATE TABLE raw_copy (LIKE "{obj.table}" INCLUDING ALL)')
+        else:
+            rows = conn.exec_driver_sql("SELECT type, sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL",
+                                        (obj.table,)).all()
+            for _kind, sql in sorted(rows, key=lambda r: r[0] != "table"):
+                sql = sql.replace(f'"{obj.table}"', "raw_copy").replace(obj.table, "raw_copy")
+                conn.exec_driver_sql(sql)
+    cols = ["id", "created_date", "created_by_id", "last_modified_date", "last_modified_by_id", "system_modstamp",
+            "is_deleted", "version", "name", "owner_id"] + [str(f.column) for f in obj.fields
+                                                            if f.column and not f.standard]
+    return "raw_copy", cols
+
+
+def raw_rows(start: int, n: int, sqlite: bool) -> list[tuple[Any, ...]]:
+    """Already-typed tuples in the clone's column order (what a hand-written loader would send)."""
+    base = date(2024, 1, 1)
+    stamp: Any = datetime(2024, 6, 1)
+    out = []
+    for i in range(start, start + n):
+        applied: Any = base + timedelta(days=i % 700)
+        upd: Any = datetime(2024, 5, 1 + i % 9, 10, 11, 12)
+        salary: Any = Decimal(f"{40000 + i % 30000}.50")
+        if sqlite:
+            applied, upd, salary = applied.isoformat(), upd.isoformat(" "), float(salary)
+        ts = stamp.isoformat(" ") if sqlite else stamp
+        out.append((
+            10_000_000 + i, ts, 2, ts, 2, ts, False, 1, f"Applicant {i}", 2,
+            f"a{i}@example.org", f"+1-555-{i % 10000:04d}", STAGES[i % 8], 50 + (i % 500) / 10, salary,
+            applied, upd, i % 7 == 0, "Springfield", "walk-in", "web",
+        ))
+    return out
+
+
+def run_raw(ctx: Context, rows: int) -> float:
+    sqlite = ctx.db.dialect == "sqlite"
+    table, cols = clone_table(ctx)
+    mark = "?" if sqlite else "%s"
+    sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))})"
+    t0 = time.perf_counter()
+    for start in range(0, rows, BATCH):
+        n = min(BATCH, rows - start)
+        with ctx.db.transaction() as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            cur = raw.cursor()
+            cur.executemany(sql, raw_rows(start, n, sqlite))
+            cur.close()
+    return rows / (time.perf_counter() - t0)
+
+
+def run_keel(ctx: Context, rows: int) -> float:
+    t0 = time.perf_counter()
+    for start in range(0, rows, BATCH):
+        res = save_many(ctx, "Applicant__c", drafts(start, min(BATCH, rows - start)))
+        assert res[-1].success
+    return rows / (time.perf_counter() - t0)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--pg", help="PostgreSQL URL; without it the benchmark runs on a temporary SQLite file")
+    args = ap.parse_args()
+    if args.pg:
+        schema = f"keel_bench_{uuid.uuid4().hex[:8]}"
+        url = f"{args.pg}{'&' if '?' in args.pg else '?'}schema={schema}"
+    else:
+        url = f"sqlite:///{tempfile.mkdtemp()}/bench.db"
+    ctx = open_context(url, settings=Settings(database_url=url))
+    init_org(ctx, admin_username="bench@example.org", admin_password="benchmark passphrase")
+    with ctx.db.read() as conn:
+        p = plan(load_snapshot(conn), [parse_object(OBJECT)])
+    apply_plan(ctx.db, p, ctx.metadata)
+    try:
+        raw = run_raw(ctx, args.rows)
+        keel = run_keel(ctx, args.rows)
+    finally:
+        if args.pg:
+            with ctx.db.engine.begin() as conn:
+                conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ratio = keel / raw
+    budget = 0.5 if ctx.db.dialect == "sqlite" else 1.0
+    print(f"backend={ctx.db.dialect} rows={args.rows} raw_executemany={raw:,.0f} rows/s keel_save_many={keel:,.0f} "
+          f"rows/s ratio={ratio:.2f} (budget >= {budget:.2f}) peak_rss={rss_mb:.0f} MB (budget <= 300)")
+    ok = ratio >= budget and rss_mb <= 300
+    print("PASS" if ok else "FAIL: budget missed")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
