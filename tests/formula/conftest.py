@@ -23,7 +23,7 @@ from keel.metadata.tables import table_for
 from keel.storage.engine import Database
 
 ROOT = Path(__file__).resolve().parents[2]
-OBJECTS = ("Formula_Grand__c", "Formula_Parent__c", "Formula_Test__c", "Formula_Child__c")
+OBJECTS = ("User", "Formula_Grand__c", "Formula_Parent__c", "Formula_Test__c", "Formula_Child__c")
 
 
 def build_schema() -> SchemaSnapshot:

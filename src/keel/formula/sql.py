@@ -90,7 +90,7 @@ class SubqueryResolver:
             column = last.column
             ident = self.value(path[:-1], lambda a, r: a.c[column])
         inner = build(parent, SubqueryResolver(self.schema, parent))
-        return sa.select(inner).where(parent.c.id == ident).scalar_subquery()
+        return sa.select(inner).where(parent.c.id == ident).correlate_except(parent).scalar_subquery()
 
 
 def _sql_type(t: str, env: SqlEnv) -> sa.types.TypeEngine[Any]:
@@ -185,6 +185,8 @@ def _finish(expr: Col, t: str, scale: int | None, env: SqlEnv) -> Col:
         expr = sa.func.nullif(expr, text_lit(""))
     elif t in NUMERIC and scale is not None:
         expr = round_sql(expr, sa.literal(scale), TLit("number", False, 0, Decimal(scale)), env)
+    if isinstance(expr, sa.BindParameter):
+        expr = sa.func.coalesce(expr, sa.null())  # coerce the result, not the parameter's own type
     return sa.type_coerce(expr, _sql_type(t, env))
 
 

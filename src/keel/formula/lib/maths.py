@@ -118,6 +118,13 @@ def _add_days_sql(d: Col, n: Col, t: str, env: SqlEnv) -> Col:
     return sqlite_dt(sa.func.julianday(d) + n)
 
 
+def _epoch_ms(x: Col) -> Col:
+    """Whole milliseconds since 1970 on SQLite: exact, unlike julianday() differences (float days)."""
+    seconds = sa.cast(sa.func.strftime("%s", x), sa.Integer())
+    millis = sa.cast(sa.func.substr(sa.func.strftime("%f", x), 4), sa.Integer())
+    return seconds * 1000 + millis
+
+
 def _plus_sql(args: list[Col], nodes: tuple[TNode, ...], ret: str, env: SqlEnv) -> Col:
     a, b = args
     if ret == TEXT:
@@ -137,8 +144,10 @@ def _minus_sql(args: list[Col], nodes: tuple[TNode, ...], ret: str, env: SqlEnv)
             if t == DATE:
                 return as_num(a - b, env)
             return sa.extract("epoch", a - b) / num_lit(86400, env)
-        diff = sa.func.julianday(a) - sa.func.julianday(b)
-        return as_num(sa.cast(sa.func.round(diff), sa.Integer()), env) if t == DATE else diff
+        if t == DATE:
+            diff = sa.func.julianday(a) - sa.func.julianday(b)
+            return as_num(sa.cast(sa.func.round(diff), sa.Integer()), env)
+        return sa.cast(_epoch_ms(a) - _epoch_ms(b), sa.Float()) / 86_400_000.0
     if ret in (DATE, DATETIME):
         return _add_days_sql(a, -b, ret, env)
     return a - b
@@ -326,7 +335,7 @@ ROWS = [
        "fractional days.", 2, 2, _minus_typer, py=_minus_py, sql=_minus_sql, operator=True,
        category="Operators"),
     Fn("*", "a * b", "Multiplies.", 2, 2, _N2, py=_num("*"), sql=_times_sql, operator=True, category="Operators"),
-    Fn("/", "a / b", "Divides; division by zero gives blank.", 2, 2, sig((S_NUM, S_NUM), NUMBER),
+    Fn("/", "a / b", "Divides; division by zero gives blank.", 2, 2, _N2,
        py=_divide_py, sql=_divide_sql, operator=True, category="Operators"),
     Fn("^", "a ^ b", "Raises to a power; 0 ^ negative and negative ^ fraction give blank.", 2, 2,
        sig((S_NUM, S_NUM), NUMBER), py=lambda t, r: _safe(_power), sql=_power_sql, operator=True,
