@@ -230,7 +230,7 @@ def _semijoin(em: Emitter, scope: Scope, v: Val, c: A.Comparison, q: A.Query) ->
         pred: sa.ColumnElement[bool] = sa.false()
     else:
         if iv.type_expr is not None:
-            where.append(iv.type_expr.in_(sorted(prefixes)))
+            where.append(iv.type_expr.in_([em.param(p) for p in sorted(prefixes)]))
         stmt = sa.select(iv.expr).select_from(inner.from_clause()).where(*where)
         if q.limit is not None:
             stmt = stmt.limit(q.limit)

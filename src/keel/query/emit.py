@@ -457,25 +457,30 @@ class Emitter:
             return sa.cast(sa.extract(pg, col), sa.Integer)
 
         month = part("%m", "month")
-        fy_start = 1
+
+        def n(k: int) -> sa.ColumnElement[Any]:
+            # Constants are inlined, not bound, so PostgreSQL sees the GROUP BY expression equal to the SELECT one.
+            return sa.literal_column(str(k), sa.Integer)
+
+        def div(e: sa.ColumnElement[Any], k: int) -> sa.ColumnElement[Any]:
+            return e // n(k)  # integer division on both databases (operands are non-negative integers)
+
         exprs: dict[str, Any] = {
             "CALENDAR_YEAR": lambda: part("%Y", "year"),
             "CALENDAR_MONTH": lambda: month,
-            "CALENDAR_QUARTER": lambda: (month + 2) / 3 if not sqlite else sa.cast((month + 2) / 3, sa.Integer),
+            "CALENDAR_QUARTER": lambda: div(month + n(2), 3),
             "DAY_IN_MONTH": lambda: part("%d", "day"),
-            "DAY_IN_WEEK": lambda: part("%w", "dow") + 1,
+            "DAY_IN_WEEK": lambda: part("%w", "dow") + n(1),
             "DAY_IN_YEAR": lambda: part("%j", "doy"),
             "HOUR_IN_DAY": lambda: part("%H", "hour"),
-            "WEEK_IN_MONTH": lambda: sa.cast((part("%d", "day") - 1) / 7, sa.Integer) + 1,
-            "WEEK_IN_YEAR": lambda: sa.cast((part("%j", "doy") - 1) / 7, sa.Integer) + 1,
+            "WEEK_IN_MONTH": lambda: div(part("%d", "day") - n(1), 7) + n(1),
+            "WEEK_IN_YEAR": lambda: div(part("%j", "doy") - n(1), 7) + n(1),
             "DAY_ONLY": lambda: sa.func.date(col) if sqlite else sa.cast(col, sa.Date),
             "FISCAL_YEAR": lambda: part("%Y", "year"),
-            "FISCAL_QUARTER": lambda: sa.cast((month - fy_start + 12) % 12 / 3, sa.Integer) + 1,
-            "FISCAL_MONTH": lambda: (month - fy_start + 12) % 12 + 1,
+            "FISCAL_QUARTER": lambda: div((month + n(11)) % n(12), 3) + n(1),
+            "FISCAL_MONTH": lambda: (month + n(11)) % n(12) + n(1),
         }
         expr = exprs[name]()
-        if name == "CALENDAR_QUARTER" and not sqlite:
-            expr = sa.cast(sa.func.floor((month + 2) / 3.0), sa.Integer)
         typ = "date" if name == "DAY_ONLY" else "int"
         return Val(expr, typ, name, key=f"{name.lower()}({v.key})")
 
