@@ -20,7 +20,7 @@ from keel.metadata.model import ObjectDef
 from keel.metadata.types import effective_type
 
 MAX_ROWS = 2000
-_SCOPES = {"ALL": ("text", "textarea", "email", "phone", "url", "picklist", "multipicklist", "auto_number",
+_SCOPES = {"ALL": ("text", "email", "phone", "url", "picklist", "multipicklist", "auto_number",
                    "composite"),
            "NAME": ("name",), "EMAIL": ("email",), "PHONE": ("phone",)}
 _HEAD = re.compile(r"^\s*FIND\s*\{((?:[^}\\]|\\.)*)\}\s*(.*)$", re.I | re.S)

@@ -251,7 +251,7 @@ def _soql_dt(d: dt.datetime) -> str:
 
 def updated(call: ApiCall, obj: ObjectDef) -> Reply:
     start, end = _window(call)
-    latest = end.replace(second=0, microsecond=0)
+    latest = end
     rows = select_all(call, f"SELECT Id FROM {obj.api_name} WHERE SystemModstamp >= {_soql_dt(start)} "
                       f"AND SystemModstamp < {_soql_dt(latest)} ORDER BY SystemModstamp")
     return Reply(200, {"ids": [r["Id"] for r in rows], "latestDateCovered": _fmt(latest)})
@@ -260,7 +260,7 @@ def updated(call: ApiCall, obj: ObjectDef) -> Reply:
 def deleted(call: ApiCall, schema: SchemaSnapshot, obj: ObjectDef) -> Reply:
     """Deleted records in the window, from the recycle bin, limited to records this user may see."""
     start, end = _window(call)
-    latest = end.replace(second=0, microsecond=0)
+    latest = end
     rb = S.recycle_bin
     t = table_for(schema, obj)
     q = (sa.select(rb.c.record_id, rb.c.deleted_date).select_from(rb.join(t, t.c.id == rb.c.record_id))
