@@ -61,7 +61,14 @@ class UserAccess:
     principals: frozenset[int]
     subordinate_keys: tuple[int, ...]
     rules: dict[str, tuple[SharingRule, ...]]  # object key -> rules whose target includes this user
+
+    version: int = 0
     _memo: dict[tuple[str, str, str], bool] = field(default_factory=dict)
+
+    @property
+    def security_key(self) -> tuple[int, int]:
+        """The plan-cache key for queries filtered by this access: predicates embed this user's principals."""
+        return (self.user_pk, self.version)
 
     # -- object permissions ---------------------------------------------------------------------------
     def has(self, permission: str) -> bool:
@@ -226,6 +233,7 @@ class AccessCache:
                 self._items.move_to_end(key)
                 return hit
         access = load_access(conn, schema, user_pk)
+        access.version = key[1]
         with self._lock:
             self._items[key] = access
             while len(self._items) > self._size:

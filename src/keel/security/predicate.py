@@ -118,8 +118,8 @@ def criterion(obj: ObjectDef, table: FromClause, rule: SharingRule) -> ColumnEle
     ops: dict[str, Callable[[], ColumnElement[bool]]] = {
         "equals": lambda: c == v,
         "not_equals": lambda: sa.or_(c != v, c.is_(None)),
-        "in": lambda: c.in_(vals),
-        "not_in": lambda: sa.or_(c.not_in(vals), c.is_(None)),
+        "in": lambda: _in(c, vals),
+        "not_in": lambda: sa.or_(sa.not_(_in(c, vals)), c.is_(None)),
         "greater_than": lambda: c > v,
         "less_than": lambda: c < v,
         "greater_or_equal": lambda: c >= v,
@@ -130,6 +130,12 @@ def criterion(obj: ObjectDef, table: FromClause, rule: SharingRule) -> ColumnEle
     return make() if make is not None else None
 
 
+def _in(column: sa.ColumnElement[Any], values: Any) -> ColumnElement[bool]:
+    """``column IN (…)`` with one ordinary bound parameter per value, not an "expanding" parameter, so the
+    predicate renders once without values (the SOQL plan cache renders statements ahead of execution)."""
+    return column.in_([sa.literal(v) for v in values])
+
+
 def master_field(obj: ObjectDef) -> FieldDef | None:
     return next((f for f in obj.fields if f.type == "master_detail"), None)
 
@@ -138,6 +144,8 @@ def visibility(access: UserAccess, obj: ObjectDef, table: FromClause, mode: str)
     """The predicate for ``mode`` (read | edit | delete) on ``table`` (an alias of ``obj``'s table); None = all."""
     if access.bypasses(obj, mode):
         return None
+    if mode == "read" and not access.can(obj.api_name, "read"):
+        return sa.false()  # no object Read: no rows, also through parent paths and lookups (S1)
     schema = access.schema
     if obj.sharing == "controlled_by_parent":
         md = master_field(obj)
@@ -156,9 +164,9 @@ def visibility(access: UserAccess, obj: ObjectDef, table: FromClause, mode: str)
     grants: list[ColumnElement[bool]] = [owner == access.user_pk]
     if obj.role_hierarchy and access.subordinate_keys:
         grants.append(owner.in_(sa.select(principal_members.c.user_id)
-                                .where(principal_members.c.principal.in_(access.subordinate_keys))))
+                                .where(_in(principal_members.c.principal, access.subordinate_keys))))
     share = sa.select(sa.literal(1)).where(shares.c.object_id == obj.id, shares.c.record_id == table.c.id,
-                                           shares.c.principal.in_(sorted(access.principals)))
+                                           _in(shares.c.principal, sorted(access.principals)))
     if level > READ:
         share = share.where(shares.c.access_level >= level)
     grants.append(sa.exists(share))

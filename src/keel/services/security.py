@@ -332,3 +332,29 @@ def enroll_totp(ctx: Context, user_id: str) -> str:
         _require(ctx, "ManageUsers")
     with ctx.db.transaction() as conn:
         return sessions.enroll_totp(ctx, conn, pk)
+
+
+def read_history(ctx: Context, obj_name: str, record_id: str) -> list[dict[str, Any]]:
+    """Field history of one record, through the same gates as a read: object Read, record visibility, and only
+    rows for fields the actor can read (frappe/crm#805 leaked hidden fields through activity logs)."""
+    from keel.storage import system as S
+
+    with ctx.db.read() as conn:
+        schema = ctx.schema(conn)
+        obj = schema.get_object(obj_name)
+        access = ctx.actor.access
+        if not ctx.actor.is_system and not access.can(obj.api_name, "read"):
+            raise AccessDeniedError(f"You do not have access to {obj.label} records.")
+        pk = ids.decode(record_id, obj.key_prefix)
+        t = table_for(schema, obj)
+        q = sa.select(t.c.id).where(t.c.id == pk)
+        pred = None if ctx.actor.is_system else access.record_filter(obj, t, "read")
+        if conn.execute(q.where(pred) if pred is not None else q).first() is None:
+            raise NotFoundError(f"The requested {obj.label} record does not exist or is not visible.")
+        h = S.history
+        rows = conn.execute(sa.select(h).where(h.c.object_id == obj.id, h.c.record_id == pk)
+                            .order_by(h.c.created_date, h.c.id)).mappings().all()
+        return [{"Field": r["field"], "OldValue": r["old_value"], "NewValue": r["new_value"],
+                 "CreatedDate": r["created_date"], "CreatedById": ids.encode("005", r["created_by_id"])
+                 if r["created_by_id"] is not None else None}
+                for r in rows if ctx.actor.is_system or access.field_readable(obj.api_name, str(r["field"]))]
