@@ -54,11 +54,16 @@ class _State:
 
 
 def bind(text: str, obj: ObjectDef, schema: SchemaSnapshot, *, context_kind: str = "field",
-         blank_as: str = "zero", returns: str | None = None,
+         blank_as: str | None = None, returns: str | None = None,
          _stack: tuple[tuple[str, str], ...] = ()) -> Checked:
-    """Parse and type-check ``text`` on ``obj``; cached per snapshot because trees are immutable."""
+    """Parse and type-check ``text`` on ``obj``; cached per snapshot because trees are immutable.
+
+    ``blank_as`` defaults to ``zero`` for formula fields (Salesforce's default) and ``blank`` elsewhere.
+    """
     if context_kind not in CONTEXT_KINDS:
         raise ValueError(f"context_kind must be one of {CONTEXT_KINDS}")
+    if blank_as is None:
+        blank_as = "zero" if context_kind == "field" else "blank"
     key = ("formula.bind", obj.key, text, context_kind, blank_as, returns, _stack)
     cache = memo(schema)
     hit = cache.get(key)
@@ -78,7 +83,7 @@ def bind(text: str, obj: ObjectDef, schema: SchemaSnapshot, *, context_kind: str
 
 
 def check(text: str, obj: ObjectDef, schema: SchemaSnapshot, *, returns: str | None = None,
-          context_kind: str = "field", blank_as: str = "zero") -> TypeInfo:
+          context_kind: str = "field", blank_as: str | None = None) -> TypeInfo:
     """Type-check a formula at definition time; raises ``FormulaError`` with position and types."""
     return bind(text, obj, schema, context_kind=context_kind, blank_as=blank_as, returns=returns).info
 

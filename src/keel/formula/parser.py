@@ -27,7 +27,9 @@ _TOKEN = re.compile(
 )
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "b": "\b", "f": "\f"}
 _COMPARE = frozenset({"=", "==", "!=", "<>", "<", "<=", ">", ">="})
-MAX_DEPTH = 200
+MAX_DEPTH = 64
+MAX_LENGTH = 8000  # Salesforce allows 3,900 characters; leave room, refuse abuse
+MAX_TREE_DEPTH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,4 +214,29 @@ class _Parser:
 @lru_cache(maxsize=4096)
 def parse(text: str) -> Node:
     """Parse formula text into a tree; raises ``FormulaError`` with line and column. Cached: trees are immutable."""
-    return _Parser(text).parse()
+    if len(text) > MAX_LENGTH:
+        raise error_at(text, MAX_LENGTH, f"The formula is longer than {MAX_LENGTH} characters")
+    node = _Parser(text).parse()
+    _check_depth(text, node)
+    return node
+
+
+def _children(n: Node) -> tuple[Node, ...]:
+    if isinstance(n, Binary):
+        return (n.left, n.right)
+    if isinstance(n, Unary):
+        return (n.operand,)
+    if isinstance(n, Call):
+        return n.args
+    return ()
+
+
+def _check_depth(text: str, root: Node) -> None:
+    """Long operator chains (1+1+…+1) make deep trees without deep parsing; the compilers recurse, so refuse them
+    here, iteratively, with a position."""
+    stack: list[tuple[Node, int]] = [(root, 1)]
+    while stack:
+        n, depth = stack.pop()
+        if depth > MAX_TREE_DEPTH:
+            raise error_at(text, n.pos, "The formula is nested too deeply")
+        stack.extend((c, depth + 1) for c in _children(n))

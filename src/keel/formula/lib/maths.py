@@ -33,7 +33,7 @@ from keel.formula.fn import (
     sqlite_dt,
     text,
 )
-from keel.formula.typed import DATE, DATETIME, NULL, NUMBER, NUMERIC, TEXT, TNode
+from keel.formula.typed import DATE, DATETIME, NULL, NUMBER, NUMERIC, TEXT, TCall, TNode
 
 _CTX = decimal.Context(prec=28, rounding=ROUND_HALF_UP, traps=[decimal.InvalidOperation, decimal.DivisionByZero,
                                                                decimal.Overflow])
@@ -231,7 +231,16 @@ def round_sql(x: Col, digits: Col, digits_node: TNode | None, env: SqlEnv) -> Co
 
 
 def _round_sql(args: list[Col], nodes: tuple[TNode, ...], ret: str, env: SqlEnv) -> Col:
-    return round_sql(args[0], args[1], nodes[1], env)
+    return round_sql(settle(args[0], nodes[0], env), args[1], nodes[1], env)
+
+
+def settle(x: Col, node: TNode, env: SqlEnv) -> Col:
+    """SQLite computes in binary floating point, so 12.5 / 0.01 is 1250.0000000000002. Before a step function
+    (ROUND, FLOOR, CEILING, MOD) settle computed values at 10 decimals, as the exact Decimal arithmetic would have
+    them."""
+    if env.pg or not isinstance(node, TCall):
+        return x
+    return sa.func.round(x, 10)
 
 
 def _ceiling_py(types: tuple[str, ...], ret: str) -> Callable[..., Any]:
@@ -239,7 +248,7 @@ def _ceiling_py(types: tuple[str, ...], ret: str) -> Callable[..., Any]:
 
 
 def _ceiling_sql(args: list[Col], nodes: tuple[TNode, ...], ret: str, env: SqlEnv) -> Col:
-    x = args[0]
+    x = settle(args[0], nodes[0], env)
     return sa.case((x >= 0, sa.func.ceil(x)), else_=-sa.func.ceil(-x))
 
 
@@ -248,7 +257,7 @@ def _floor_py(types: tuple[str, ...], ret: str) -> Callable[..., Any]:
 
 
 def _floor_sql(args: list[Col], nodes: tuple[TNode, ...], ret: str, env: SqlEnv) -> Col:
-    return sa.func.trunc(args[0])
+    return sa.func.trunc(settle(args[0], nodes[0], env))
 
 
 def _abs_py(types: tuple[str, ...], ret: str) -> Callable[..., Any]:
@@ -286,7 +295,11 @@ def _mod_py(types: tuple[str, ...], ret: str) -> Callable[..., Any]:
 
 
 def _mod_sql(args: list[Col], nodes: tuple[TNode, ...], ret: str, env: SqlEnv) -> Col:
-    return sa.func.mod(args[0], sa.func.nullif(args[1], 0))
+    a, b = args
+    if env.pg:
+        return sa.func.mod(a, sa.func.nullif(b, 0))
+    quotient = sa.func.trunc(sa.func.round(a / sa.func.nullif(b, 0), 9))
+    return sa.func.round(a - b * quotient, 12)
 
 
 def _sqrt_py(types: tuple[str, ...], ret: str) -> Callable[..., Any]:
