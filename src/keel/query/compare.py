@@ -59,7 +59,7 @@ def compare(em: Emitter, scope: Scope, v: Val, c: A.Comparison) -> sa.ColumnElem
         assert isinstance(value, A.ListValue)
         preds = [_single(em, v, "=", item, c) for item in value.items]
         if v.type in TEXT_TYPES and all(isinstance(i, A.StringLit) for i in value.items):
-            vals = sorted({em.lower_text(_str(i)) for i in value.items if isinstance(i, A.StringLit)})
+            vals = [em.lower_text(_str(i)) for i in value.items if isinstance(i, A.StringLit)]
             pred: sa.ColumnElement[bool] = sa.func.lower(v.expr).in_([em.param(x) for x in vals])
         elif v.type in NUMBER_TYPES and all(isinstance(i, A.NumberLit | A.CurrencyLit) for i in value.items):
             pred = v.expr.in_([em.param(_number(v, i)) for i in value.items])
