@@ -13,23 +13,16 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from formula_cases import build_schema
 from sqlalchemy import event
 
 from keel.formula import sqlite_functions
 from keel.metadata.model import SchemaSnapshot
-from keel.metadata.package import load_package
-from keel.metadata.plan import plan
 from keel.metadata.tables import table_for
 from keel.storage.engine import Database
 
 ROOT = Path(__file__).resolve().parents[2]
 OBJECTS = ("User", "Formula_Grand__c", "Formula_Parent__c", "Formula_Test__c", "Formula_Child__c")
-
-
-def build_schema() -> SchemaSnapshot:
-    objects = load_package(ROOT / "src/keel/metadata/standard", standard=True)
-    objects += load_package(Path(__file__).parent / "objects")
-    return plan(SchemaSnapshot(0, ()), objects).after
 
 
 @pytest.fixture(scope="session")

@@ -17,10 +17,13 @@ from typing import Any
 
 from keel.formula import FormulaContext
 from keel.metadata.model import ObjectDef, SchemaSnapshot
+from keel.metadata.package import load_package
+from keel.metadata.plan import plan
 from keel.metadata.types import value_coercer
 from keel.metadata.values import parse_datetime
 
 CASES = Path(__file__).parent / "cases"
+ROOT = Path(__file__).resolve().parents[2]
 NOW = dt.datetime(2024, 3, 15, 10, 30, 0)
 
 
@@ -79,6 +82,13 @@ def load_cases() -> list[Case]:
     dupes = {n for n in names if names.count(n) > 1}
     assert not dupes, f"duplicate case names: {sorted(dupes)}"
     return out
+
+
+def build_schema() -> SchemaSnapshot:
+    """The standard objects plus the test objects in ``objects/``, planned without a database."""
+    objects = load_package(ROOT / "src/keel/metadata/standard", standard=True)
+    objects += load_package(Path(__file__).parent / "objects")
+    return plan(SchemaSnapshot(0, ()), objects).after
 
 
 def coerce(obj: ObjectDef, schema: SchemaSnapshot, raw: dict[str, Any]) -> dict[str, Any]:

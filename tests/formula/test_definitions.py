@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import build_schema
+from formula_cases import build_schema
 
 from keel.errors import MetadataError
 from keel.formula import (
