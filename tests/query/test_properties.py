@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 from hypothesis import HealthCheck, given, settings
@@ -43,10 +44,8 @@ def test_parser_never_crashes_on_token_soup(words: list[str]) -> None:
 @given(st.lists(st.sampled_from(KEYWORDS), max_size=25))
 def test_compiler_only_raises_keel_errors(words: list[str]) -> None:
     text = "SELECT Id FROM Account WHERE " + " ".join(words)
-    try:
+    with contextlib.suppress(KeelError):
         compile_soql(text, SCHEMA, dialect="sqlite")
-    except KeelError:
-        pass
 
 
 # --- round trip -----------------------------------------------------------------------------------------------
@@ -142,7 +141,7 @@ def test_values_cannot_change_sql(value: str) -> None:
     assert got == ref
 
 
-@given(st.sampled_from(NASTY + ["Name--", "Name;", "Name/**/", "Na me", "\"Name\"", "Name)", "o_1.name"]))
+@given(st.sampled_from([*NASTY, "Name--", "Name;", "Name/**/", "Na me", '"Name"', "Name)", "o_1.name"]))
 def test_identifiers_cannot_change_sql(ident: str) -> None:
     try:
         cq = compile_soql(f"SELECT {ident} FROM Account", SCHEMA, dialect="sqlite")
