@@ -105,7 +105,7 @@ class Recruiting:
 
 def deploy_objects(org: Context, docs: list[dict[str, Any]], tmp: Path) -> None:
     folder = tmp / "pkg"
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     for d in docs:
         (folder / f"{d['object']}.yaml").write_text(yaml.safe_dump(d))
     apply_package(org, folder)

@@ -70,6 +70,8 @@ class UserAccess:
         """The plan-cache key for queries filtered by this access: predicates embed this user's principals."""
         return (self.user_pk, self.version)
 
+    cache_key = security_key
+
     # -- object permissions ---------------------------------------------------------------------------
     def has(self, permission: str) -> bool:
         return permission in self.system

@@ -43,8 +43,17 @@ def wire_security(ctx: Context) -> Context:
     hooks = ctx.hooks if isinstance(ctx.hooks, SecurityHooks) else SecurityHooks(inner=ctx.hooks)
     ctx.extras.setdefault("revoke_sessions", sessions.revoke_sessions)
     ctx.extras.setdefault("assign_profile", assign_profile)
+    ctx.extras.setdefault("audit", audit_event)
     sessions.access_cache(ctx)
     return replace(ctx, hooks=hooks)
+
+
+def audit_event(ctx: Context, action: str, obj: str | None = None, count: int | None = None,
+                detail: Any = None) -> None:
+    """Audit a use case that has no transaction of its own (an export, a report run), in a new transaction."""
+    with ctx.db.transaction() as conn:
+        audit(conn, action, actor_id=ctx.actor.user_id, object=obj, at=ctx.clock(),
+              detail=detail if detail is not None else ({"rows": count} if count is not None else None))
 
 
 def user_context(ctx: Context, user_id: str | int) -> Context:
