@@ -10,7 +10,7 @@ import xml.dom.minidom
 
 import httpx
 import pytest
-from apihelp import ADMIN, ADMIN_PW, NOAPI, NOAPI_PW, USER, USER_PW, V, Live
+from apihelp import ADMIN, ADMIN_PW, NOAPI, NOAPI_PW, USER, USER_PW, Live, V
 
 JSON = "application/json;charset=UTF-8"
 INVALID = [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
@@ -207,7 +207,7 @@ def test_describe_global(api: httpx.Client) -> None:
     body = r.json()
     assert body["encoding"] == "UTF-8" and body["maxBatchSize"] == 200
     widget = next(o for o in body["sobjects"] if o["name"] == "Widget__c")
-    assert GLOBAL_KEYS <= set(widget)
+    assert set(widget) >= GLOBAL_KEYS
     assert widget["custom"] is True and widget["keyPrefix"].startswith("a")
     assert widget["urls"]["describe"] == f"/services/data/v{V}/sobjects/Widget__c/describe"
 
@@ -216,7 +216,7 @@ def test_describe_object(api: httpx.Client) -> None:
     d = api.get("/sobjects/WIDGET__C/describe").json()  # case-insensitive
     assert d["name"] == "Widget__c"
     for f in d["fields"]:
-        assert FIELD_KEYS <= set(f), f["name"]
+        assert set(f) >= FIELD_KEYS, f["name"]
     ids_ = [f for f in d["fields"] if f["name"] == "Id"]
     assert len(ids_) == 1 and ids_[0]["type"] == "id"
     by = {f["name"]: f for f in d["fields"]}

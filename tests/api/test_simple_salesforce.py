@@ -8,7 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
-from apihelp import ADMIN, ADMIN_PW, V, Live
+from apihelp import ADMIN, ADMIN_PW, Live, V
 from simple_salesforce import Salesforce, SalesforceLogin
 from simple_salesforce.exceptions import (
     SalesforceAuthenticationFailed,

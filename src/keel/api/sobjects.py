@@ -184,7 +184,7 @@ def upsert(call: ApiCall, obj: ObjectDef, field: str, value: str) -> Reply:
         results = upsert_many(call.ctx, obj.api_name, [draft], fdef.api_name, conn=conn)
     _raise_first(results)
     r = results[0]
-    body = {"id": r.id, "success": True, "errors": [], "created": r.created}
+    body: dict[str, Any] = {"id": r.id, "success": True, "errors": [], "created": r.created}
     if r.created:
         return Reply(201, body)
     if _version_num(call.version) < 46:
@@ -246,14 +246,14 @@ def _fmt(d: dt.datetime) -> str:
 
 
 def _soql_dt(d: dt.datetime) -> str:
-    return d.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
 
 
 def updated(call: ApiCall, obj: ObjectDef) -> Reply:
     start, end = _window(call)
     latest = end
     rows = select_all(call, f"SELECT Id FROM {obj.api_name} WHERE SystemModstamp >= {_soql_dt(start)} "
-                      f"AND SystemModstamp < {_soql_dt(latest)} ORDER BY SystemModstamp")
+                      f"AND SystemModstamp <= {_soql_dt(latest)} ORDER BY SystemModstamp")
     return Reply(200, {"ids": [r["Id"] for r in rows], "latestDateCovered": _fmt(latest)})
 
 
@@ -264,7 +264,7 @@ def deleted(call: ApiCall, schema: SchemaSnapshot, obj: ObjectDef) -> Reply:
     rb = S.recycle_bin
     t = table_for(schema, obj)
     q = (sa.select(rb.c.record_id, rb.c.deleted_date).select_from(rb.join(t, t.c.id == rb.c.record_id))
-         .where(rb.c.object_id == obj.id, rb.c.deleted_date >= start, rb.c.deleted_date < latest)
+         .where(rb.c.object_id == obj.id, rb.c.deleted_date >= start, rb.c.deleted_date <= latest)
          .order_by(rb.c.deleted_date))
     actor = call.ctx.actor
     if not actor.is_system:
