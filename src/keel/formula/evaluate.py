@@ -135,8 +135,26 @@ def _global(node: TGlobal) -> Closure:
     return lambda r, c: read(c.organization, c)
 
 
+_VOLATILE = frozenset({"TODAY", "NOW", "ISNEW", "ISCHANGED", "PRIORVALUE"})
+
+
+def _constant(node: TNode) -> bool:
+    """True when the node's value depends on nothing (DATE(2000, 1, 1)): it is computed once, at compile time."""
+    if isinstance(node, TLit):
+        return True
+    return (isinstance(node, TCall) and bool(node.args) and node.fn.name not in _VOLATILE
+            and all(_constant(a) for a in node.args))
+
+
 def compile_node(node: TNode) -> Closure:
-    """Compile a typed tree into one closure ``(record, context) -> value``."""
+    """Compile a typed tree into one closure ``(record, context) -> value``; constant parts are folded."""
+    if isinstance(node, TCall) and _constant(node):
+        folded = _compile(node)({}, FormulaContext())
+        return lambda r, c: folded
+    return _compile(node)
+
+
+def _compile(node: TNode) -> Closure:
     if isinstance(node, TLit):
         value = node.value
         return lambda r, c: value
@@ -152,7 +170,7 @@ def compile_node(node: TNode) -> Closure:
     assert fn.py is not None
     impl = fn.py(tuple(a.type for a in node.args), node.type)
     if fn.nulls != "propagate":
-        return _eager(impl, args)
+        return _eager(impl, args, node.args)
     boolean = node.type == BOOLEAN
     if len(args) == 1:
         (a,) = args
@@ -164,6 +182,18 @@ def compile_node(node: TNode) -> Closure:
             return impl(v)
 
         return one
+    if len(args) == 2 and _constant(node.args[1]):
+        a, y = args[0], args[1]({}, FormulaContext())
+        if y is None:
+            return lambda r, c: False if boolean else None
+
+        def two_const(r: Mapping[str, Any], c: FormulaContext) -> Any:
+            x = a(r, c)
+            if x is None:
+                return False if boolean else None
+            return impl(x, y)
+
+        return two_const
     if len(args) == 2:
         a, b = args
 
@@ -185,7 +215,10 @@ def compile_node(node: TNode) -> Closure:
     return many
 
 
-def _eager(impl: Callable[..., Any], args: list[Closure]) -> Closure:
+def _eager(impl: Callable[..., Any], args: list[Closure], nodes: tuple[TNode, ...]) -> Closure:
+    if len(args) == 2 and _constant(nodes[1]):
+        a, y = args[0], args[1]({}, FormulaContext())
+        return lambda r, c: impl(a(r, c), y)
     if len(args) == 1:
         (a,) = args
         return lambda r, c: impl(a(r, c))

@@ -180,10 +180,18 @@ class _Compiler:
         return value
 
 
-def _finish(expr: Col, t: str, scale: int | None, env: SqlEnv) -> Col:
+def _already_rounded(root: TNode, scale: int) -> bool:
+    """ROUND(x, 2) in a field of scale 2 or more needs no second rounding (round() is the costly part on SQLite)."""
+    if not (isinstance(root, TCall) and root.fn.name == "ROUND"):
+        return False
+    digits = root.args[1]
+    return isinstance(digits, TLit) and isinstance(digits.value, Decimal) and 0 <= int(digits.value) <= scale
+
+
+def _finish(expr: Col, t: str, scale: int | None, env: SqlEnv, root: TNode) -> Col:
     if t == TEXT:
         expr = sa.func.nullif(expr, text_lit(""))
-    elif t in NUMERIC and scale is not None:
+    elif t in NUMERIC and scale is not None and not _already_rounded(root, scale):
         expr = round_sql(expr, sa.literal(scale), TLit("number", False, 0, Decimal(scale)), env)
     if isinstance(expr, sa.BindParameter):
         expr = sa.func.coalesce(expr, sa.null())  # coerce the result, not the parameter's own type
@@ -196,7 +204,7 @@ def compile_sql(checked: Checked, dialect: str, *, table_alias: FromClause, sche
     env = SqlEnv(dialect, context)
     res: Resolver = JoinResolver(join_parent) if join_parent is not None else SubqueryResolver(schema, table_alias)
     body = _Compiler(checked.text, env).node(checked.root, table_alias, res)
-    return _finish(body, checked.root.type, scale, env)
+    return _finish(body, checked.root.type, scale, env, checked.root)
 
 
 def to_sql(expr_or_text: str | Checked, obj: ObjectDef, schema: SchemaSnapshot, dialect: str, *,

@@ -231,16 +231,19 @@ def round_sql(x: Col, digits: Col, digits_node: TNode | None, env: SqlEnv) -> Co
 
 
 def _round_sql(args: list[Col], nodes: tuple[TNode, ...], ret: str, env: SqlEnv) -> Col:
-    return round_sql(settle(args[0], nodes[0], env), args[1], nodes[1], env)
+    # SQLite's round() already rounds at about 15 significant digits (ROUND(1.005, 2) = 1.01 although the double is
+    # 1.00499…), so it needs no settling; it is also the costliest step, so one call per ROUND.
+    return round_sql(args[0], args[1], nodes[1], env)
 
 
-def settle(x: Col, node: TNode, env: SqlEnv) -> Col:
-    """SQLite computes in binary floating point, so 12.5 / 0.01 is 1250.0000000000002. Before a step function
-    (ROUND, FLOOR, CEILING, MOD) settle computed values at 10 decimals, as the exact Decimal arithmetic would have
-    them."""
+def settle(x: Col, node: TNode, env: SqlEnv, *, outward: bool) -> Col:
+    """SQLite computes in binary floating point, so 0.7 * 30 is 20.999999999999996. Before FLOOR (toward zero) nudge
+    computed values 1e-10 away from zero, before CEILING (away from zero) 1e-10 toward it, so integers computed
+    inexactly land where exact Decimal arithmetic puts them. Cheaper than round()."""
     if env.pg or not isinstance(node, TCall):
         return x
-    return sa.func.round(x, 10)
+    step = 1e-10 if outward else -1e-10
+    return x + sa.case((x >= 0, step), else_=-step)
 
 
 def _ceiling_py(types: tuple[str, ...], ret: str) -> Callable[..., Any]:
@@ -248,7 +251,7 @@ def _ceiling_py(types: tuple[str, ...], ret: str) -> Callable[..., Any]:
 
 
 def _ceiling_sql(args: list[Col], nodes: tuple[TNode, ...], ret: str, env: SqlEnv) -> Col:
-    x = settle(args[0], nodes[0], env)
+    x = settle(args[0], nodes[0], env, outward=False)
     return sa.case((x >= 0, sa.func.ceil(x)), else_=-sa.func.ceil(-x))
 
 
@@ -257,7 +260,7 @@ def _floor_py(types: tuple[str, ...], ret: str) -> Callable[..., Any]:
 
 
 def _floor_sql(args: list[Col], nodes: tuple[TNode, ...], ret: str, env: SqlEnv) -> Col:
-    return sa.func.trunc(settle(args[0], nodes[0], env))
+    return sa.func.trunc(settle(args[0], nodes[0], env, outward=True))
 
 
 def _abs_py(types: tuple[str, ...], ret: str) -> Callable[..., Any]:
