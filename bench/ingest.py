@@ -20,12 +20,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-
-import sqlalchemy as sa
 
 from keel.context import Context
 from keel.metadata.apply import apply_plan

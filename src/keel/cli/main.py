@@ -110,8 +110,8 @@ def up(
     admin_password: Annotated[str | None, typer.Option(help="Password for a new administrator.")] = None,
 ) -> None:
     """Initialise ./keel.db when missing, then serve Keel on 127.0.0.1."""
-    from keel.services.org import init_org, is_initialised
     from keel.api.server import serve
+    from keel.services.org import init_org, is_initialised
 
     with friendly_errors():
         ctx = context(db)

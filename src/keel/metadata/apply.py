@@ -55,12 +55,12 @@ def data_problems(conn: Connection, plan: Plan) -> list[str]:
             ).scalar() or 0)
             if n:
                 problems.append(f"{at}: {n} row(s) hold values that are not in the restricted picklist")
-        if TYPES[new.type].storage == "number" and new.precision and new.scale is not None and old.precision:
-            if (new.precision - new.scale) < (old.precision - (old.scale or 0)):
-                limit = 10 ** (new.precision - new.scale)
-                n = ddl.count_rows(conn, table, f"abs({col}) >= {limit}")
-                if n:
-                    problems.append(f"{at}: {n} row(s) exceed the new precision")
+        if (TYPES[new.type].storage == "number" and new.precision and new.scale is not None and old.precision
+                and (new.precision - new.scale) < (old.precision - (old.scale or 0))):
+            limit = 10 ** (new.precision - new.scale)
+            n = ddl.count_rows(conn, table, f"abs({col}) >= {limit}")
+            if n:
+                problems.append(f"{at}: {n} row(s) exceed the new precision")
     return problems
 
 
@@ -106,26 +106,16 @@ def execute(conn: Connection, plan: Plan) -> None:
             conn.execute(sa.delete(S.fields).where(S.fields.c.object_id == op.before.id))
             conn.execute(sa.delete(S.objects).where(S.objects.c.id == op.before.id))
         elif op.kind in ("add_field", "update_field", "delete_field"):
-            obj = plan.after.get_object(op.object) if op.kind != "delete_field" or plan.after.find_object(
-                op.object) else None
-            _field_ddl(conn, op.kind, op.before, op.after, obj or _table_owner(plan, op.object))
-            if obj is not None:
-                touched[obj.key] = obj
+            owner = plan.after.find_object(op.object)
+            _field_ddl(conn, op.kind, op.before, op.after, owner or plan.before.get_object(op.object))
+            if owner is not None:
+                touched[owner.key] = owner
         else:  # rename_object, update_object, rename_field: metadata only
             target = plan.after.find_object(op.object)
             if target is not None:
                 touched[target.key] = target
-    for obj in touched.values():
-        _write_rows(conn, obj)
-    for op in plan.ops:
-        if op.kind == "delete_field":
-            obj = plan.after.find_object(op.object)
-            if obj is not None:
-                _write_rows(conn, obj)
-
-
-def _table_owner(plan: Plan, name: str) -> ObjectDef:
-    return plan.before.get_object(name)
+    for written in touched.values():
+        _write_rows(conn, written)
 
 
 def _field_ddl(conn: Connection, kind: str, before: object, after: object, obj: ObjectDef) -> None:

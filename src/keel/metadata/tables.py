@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from keel.metadata.model import FieldDef, ObjectDef, SchemaSnapshot
@@ -11,7 +13,7 @@ from keel.storage.ddl import IndexSpec
 _IDS = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # INTEGER PRIMARY KEY is SQLite's rowid
 
 
-def column_type(f: FieldDef) -> sa.types.TypeEngine[object]:
+def column_type(f: FieldDef) -> sa.types.TypeEngine[Any]:
     storage = "number" if f.type == "rollup" else TYPES[f.type].storage
     if f.type == "id":
         return _IDS
@@ -42,13 +44,13 @@ def type_column(f: FieldDef) -> str:
     return f.column + "_t"
 
 
-def field_columns(f: FieldDef) -> list[sa.Column[object]]:
+def field_columns(f: FieldDef) -> list[sa.Column[Any]]:
     if not f.column:
         return []
     if f.type == "id":
         return [sa.Column(f.column, _IDS, primary_key=True, autoincrement=False)]
     nullable = f.type != "checkbox"
-    cols: list[sa.Column[object]] = [
+    cols: list[sa.Column[Any]] = [
         sa.Column(f.column, column_type(f), nullable=nullable, server_default=sa.false() if not nullable else None)
     ]
     if is_polymorphic(f):
@@ -57,7 +59,7 @@ def field_columns(f: FieldDef) -> list[sa.Column[object]]:
 
 
 def build_table(obj: ObjectDef, metadata: sa.MetaData | None = None) -> sa.Table:
-    cols: list[sa.Column[object]] = []
+    cols: list[sa.Column[Any]] = []
     for f in obj.fields:
         cols.extend(field_columns(f))
     cols.append(sa.Column("version", sa.Integer, nullable=False, server_default="1"))

@@ -8,7 +8,7 @@ earlier. A lookup with ``on_delete: restrict`` blocks deleting a parent that liv
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -62,14 +62,14 @@ def _change(ctx: Context, conn: Connection, obj_name: str, record_ids: Sequence[
             continue
         pks[i] = pk
     t = table_for(schema, obj)
-    found: dict[int, dict[str, object]] = {}
+    found: dict[int, dict[str, Any]] = {}
     for part in chunks(list(pks.values())):
         q = sa.select(t).where(t.c.id.in_(part))
         pred = None if ctx.actor.is_system else ctx.actor.access.record_filter(obj, t, "delete")
         if pred is not None:
             q = q.where(pred)
-        for row in conn.execute(q).mappings():
-            found[row["id"]] = dict(row)
+        for fetched in conn.execute(q).mappings():
+            found[fetched["id"]] = dict(fetched)
     rows: list[RowState] = []
     for i, pk in pks.items():
         row = found.get(pk)
@@ -93,10 +93,11 @@ def _change(ctx: Context, conn: Connection, obj_name: str, record_ids: Sequence[
         except RowError as e:
             results[e.index].errors.append(ErrorDetail(e.code, e.message, e.fields, e.index))
         rows = [r for r in rows if not results[r.index].errors]
-    if any(r.errors for r in results) and all_or_none:
-        for r in results:
-            if not r.errors:
-                r.errors.append(ErrorDetail(ROLLED_BACK, "Rolled back because another record failed.", (), r.index))
+    if any(res.errors for res in results) and all_or_none:
+        for res in results:
+            if not res.errors:
+                res.errors.append(ErrorDetail(ROLLED_BACK, "Rolled back because another record failed.", (),
+                                              res.index))
         raise BatchError(results)
     if rows:
         now = ctx.clock()
@@ -106,9 +107,9 @@ def _change(ctx: Context, conn: Connection, obj_name: str, record_ids: Sequence[
             _restore(ctx, conn, schema, obj, [r.pk for r in rows if r.pk is not None], now)
         if hooks is not None:
             (hooks.after_delete if delete else hooks.after_undelete)(ctx, conn, obj, rows)
-    for r in rows:
-        assert r.pk is not None
-        results[r.index].id = ids.encode(obj.key_prefix, r.pk)
+    for state in rows:
+        assert state.pk is not None
+        results[state.index].id = ids.encode(obj.key_prefix, state.pk)
     return results
 
 
@@ -121,7 +122,7 @@ def _check_restrict(conn: Connection, schema: SchemaSnapshot, obj: ObjectDef, ro
         if f.on_delete != "restrict" or len(f.reference_to) != 1:
             continue
         ct = table_for(schema, child)
-        col = ct.c[f.column]
+        col = ct.c[f.column or ""]
         blocked: set[int] = set()
         for part in chunks(pks):
             blocked.update(conn.execute(sa.select(col).distinct().where(col.in_(part),
@@ -153,7 +154,7 @@ def _soft_delete(ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: Ob
             continue
         child = schema.get_object(rel.child_object)
         ct = table_for(schema, child)
-        col = ct.c[child.get_field(rel.field).column]
+        col = ct.c[child.get_field(rel.field).column or ""]
         kids: dict[int, int] = {}
         for part in chunks(list(pks)):
             for kid, parent in conn.execute(sa.select(ct.c.id, col).where(col.in_(part),

@@ -194,7 +194,7 @@ def _coerce(ctx: Context, plan: WritePlan, drafts: Sequence[Draft], batch: Batch
     can_create = access.can(obj.api_name, "create")
     can_edit = access.can(obj.api_name, "edit")
     # Per batch, each distinct input key is resolved once: to (api name, coercer) or to an error.
-    resolved: dict[str, tuple[str, Any] | tuple[None, tuple[str, str, str]]] = {}
+    resolved: dict[str, tuple[str | None, Any]] = {}
     for i, draft in enumerate(drafts):
         values: dict[str, Any] = {}
         pk: int | None = None
@@ -236,7 +236,8 @@ def _coerce(ctx: Context, plan: WritePlan, drafts: Sequence[Draft], batch: Batch
             batch.rows.append(RowState(index=i, values=values, pk=pk))
 
 
-def _resolve_key(ctx: Context, plan: WritePlan, key: str) -> tuple[str, Any] | tuple[None, tuple[str, str, str]]:
+def _resolve_key(ctx: Context, plan: WritePlan, key: str) -> tuple[str | None, Any]:
+    """``(api name, coercer or None)`` for a writable key, or ``(None, (code, message, field))`` to refuse it."""
     obj = plan.obj
     if key == "__version__":  # optimistic concurrency token from forms
         return key, None

@@ -32,12 +32,12 @@ def row_to_values(schema: SchemaSnapshot, obj: ObjectDef, row: Mapping[str, Any]
     """A database row (by column) as the lifecycle sees a record: API names, public ids, Python values."""
     out: dict[str, Any] = {}
     for f in obj.stored_fields:
-        v = row.get(f.column)  # type: ignore[call-overload]
+        v = row.get(f.column or "")
         if f.type == "id":
             v = ids.encode(obj.key_prefix, v)
         elif f.is_relationship and v is not None:
             if is_polymorphic(f):
-                prefix = row.get(type_column(f))  # type: ignore[call-overload]
+                prefix = row.get(type_column(f))
             else:
                 target = schema.find_object(f.reference_to[0])
                 prefix = target.key_prefix if target else "000"
@@ -58,8 +58,8 @@ def load_prior(ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: Obje
         q = sa.select(t).where(t.c.id.in_(part))
         if conn.dialect.name == "postgresql":
             q = q.with_for_update()
-        for row in conn.execute(q).mappings():
-            found[row["id"]] = row
+        for fetched in conn.execute(q).mappings():
+            found[fetched["id"]] = dict(fetched)
         pred = ctx.actor.access.record_filter(obj, t, "edit")
         if pred is not None and not ctx.actor.is_system:
             editable = editable or set()
@@ -150,7 +150,7 @@ def unique(conn: Connection, schema: SchemaSnapshot, plan: WritePlan, batch: Bat
     t = table_for(schema, plan.obj)
     for f in plan.unique:
         text = TYPES[f.type].storage == "text"
-        col = t.c[f.column]
+        col = t.c[f.column or ""]
         seen: dict[Any, int] = {}
         candidates: list[RowState] = []
         for r in batch.rows:
@@ -210,7 +210,7 @@ def match_external_ids(conn: Connection, schema: SchemaSnapshot, obj: ObjectDef,
         except FieldValueError:
             continue
         wanted.setdefault(v.lower() if text and isinstance(v, str) else v, []).append(i)
-    col = t.c.id if key_field.type == "id" else t.c[key_field.column]
+    col = t.c.id if key_field.type == "id" else t.c[key_field.column or ""]
     expr = sa.func.lower(col) if text else col
     hits: dict[Any, list[int]] = {}
     keys = list(wanted)

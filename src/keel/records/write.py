@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 COPY_THRESHOLD = 200
 
 
-def write_rows(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: WritePlan, rows: Sequence[RowState]) -> None:
+def write_rows(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: WritePlan,
+               rows: Sequence[RowState]) -> None:
     now = ctx.clock()
     actor = ctx.actor.user_id
     inserts = [r for r in rows if r.prior is None]

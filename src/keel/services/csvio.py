@@ -94,7 +94,7 @@ def import_csv(ctx: Context, obj_name: str, path: str | Path, *, upsert_on: str 
     with open(path, encoding="utf-8-sig", newline="") as handle:
         try:
             with ctx.db.transaction() as conn:
-                for header, rows in read_rows(handle, chunk):
+                for _header, rows in read_rows(handle, chunk):
                     if upsert_on:
                         results = upsert_many(ctx, obj.api_name, rows, upsert_on, all_or_none=False, conn=conn)
                     else:

@@ -11,6 +11,7 @@ from keel.metadata.apply import apply_plan, ensure_initialised
 from keel.metadata.package import load_package
 from keel.metadata.plan import plan
 from keel.metadata.store import SnapshotCache, load_snapshot
+from keel.query import create_cursor_tables
 from keel.records import save_many
 from keel.settings import Settings
 from keel.storage import ids
@@ -56,6 +57,8 @@ def init_org(ctx: Context, *, admin_username: str, admin_password: str, admin_em
     if is_initialised(db):
         return InitResult(False, None)
     ensure_initialised(db)
+    with db.transaction() as conn:
+        create_cursor_tables(conn)
     with db.read() as conn:
         before = load_snapshot(conn)
     apply_plan(db, plan(before, load_package(STANDARD_PACKAGE, standard=True)), ctx.metadata)

@@ -9,9 +9,9 @@ import sqlalchemy as sa
 
 from keel.context import Context
 from keel.errors import KeelError
+from keel.metadata.tables import table_for
 from keel.records import save_many
 from keel.records.validate import row_to_values
-from keel.metadata.tables import table_for
 from keel.security.passwords import check_policy, hash_password
 from keel.storage import ids
 from keel.storage import system as S
@@ -59,7 +59,7 @@ def list_users(ctx: Context) -> list[dict[str, Any]]:
         obj = schema.get_object("User")
         t = table_for(schema, obj)
         rows = conn.execute(sa.select(t).where(t.c.is_deleted == sa.false()).order_by(t.c.id)).mappings().all()
-        return [row_to_values(schema, obj, r) for r in rows]
+        return [row_to_values(schema, obj, dict(r)) for r in rows]
 
 
 def find_user_id(ctx: Context, username: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -33,7 +34,7 @@ def drop_table(conn: Connection, name: str) -> None:
         conn.exec_driver_sql(f'DROP SEQUENCE IF EXISTS "{name}_id_seq"')
 
 
-def add_column(conn: Connection, table: str, column: sa.Column[object]) -> None:
+def add_column(conn: Connection, table: str, column: sa.Column[Any]) -> None:
     ctype = column.type.compile(dialect=conn.dialect)
     conn.exec_driver_sql(f'ALTER TABLE "{table}" ADD COLUMN "{column.name}" {ctype}')
 

@@ -1,0 +1,1 @@
+"""Automation: flows, approvals, scheduled actions and the outbox dispatcher."""

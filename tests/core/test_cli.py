@@ -1,0 +1,97 @@
+"""The command line: init, plan/apply, describe, users, and `keel up` serving a fresh database."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from typer.testing import CliRunner
+
+from keel.cli.main import app
+
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "every_type"
+runner = CliRunner()
+
+
+def run(*args: str, code: int = 0) -> str:
+    result = runner.invoke(app, list(args), catch_exceptions=False, env={"COLUMNS": "250"})
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def test_init_plan_apply_describe(db_url: str, tmp_path: Path) -> None:
+    out = run("init", "--db", db_url, "--admin-username", "root@agency.gov", "--admin-password",
+              "a long admin passphrase")
+    assert "administrator root@agency.gov" in out.replace("\n", " ")
+    assert "already initialised" in run("init", "--db", db_url, "--admin-password", "another long passphrase")
+    plan = run("plan", str(FIXTURE), "--db", db_url)
+    assert "create_object  Position__c" in plan and "create_object  Posting__c" in plan
+    run("apply", str(FIXTURE), "--db", db_url)
+    assert "No changes." in run("plan", str(FIXTURE), "--db", db_url)
+    listing = run("describe", "--db", db_url)
+    assert "Position__c" in listing and "Account" in listing
+    fields = run("describe", "Position__c", "--db", db_url)
+    assert "Hiring_Manager__c" in fields and "Hiring_Manager__r" in fields.replace("\n", "")
+    bad = run("describe", "Nope__c", "--db", db_url, code=1)
+    assert "INVALID_TYPE" in bad
+
+
+def test_refused_plan_exits_non_zero_with_counts(db_url: str, tmp_path: Path) -> None:
+    run("init", "--db", db_url, "--admin-password", "a long admin passphrase")
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "Item__c.yaml").write_text("object: Item__c\nfields:\n  - {name: Code__c, type: text, length: 10}\n")
+    run("apply", str(pkg), "--db", db_url)
+    csv = tmp_path / "items.csv"
+    csv.write_text("Name,Code__c\na,ABCDEFGH\nb,XY\n")
+    run("import", "Item__c", str(csv), "--db", db_url)
+    (pkg / "Item__c.yaml").write_text("object: Item__c\nfields:\n  - {name: Code__c, type: text, length: 4}\n")
+    out = run("plan", str(pkg), "--db", db_url, code=1)
+    assert "would truncate 1 row(s)" in out
+    assert "truncate 1 row(s)" in run("apply", str(pkg), "--db", db_url, code=1)
+
+
+def test_users(db_url: str) -> None:
+    run("init", "--db", db_url, "--admin-password", "a long admin passphrase")
+    run("user", "create", "--username", "ann@agency.gov", "--password", "ann's long passphrase", "--first-name",
+        "Ann", "--db", db_url)
+    weak = run("user", "create", "--username", "bob@agency.gov", "--password", "short", "--db", db_url, code=1)
+    assert "at least 12 characters" in weak
+    listing = run("user", "list", "--db", db_url)
+    assert "ann@agency.gov" in listing and "bob@agency.gov" not in listing
+    run("user", "deactivate", "ann@agency.gov", "--db", db_url)
+    assert "no" in [line.split("│")[-2].strip() for line in run("user", "list", "--db", db_url).splitlines()
+                    if "ann@agency.gov" in line]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_keel_up_initialises_and_serves(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "KEEL_DATABASE_URL": f"sqlite:///{tmp_path / 'keel.db'}", "KEEL_DATA_DIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "keel.cli.main", "up", "--port", str(port), "--https-port", "0"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError("keel up did not start serving")
+        assert (tmp_path / "keel.db").exists()
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=20)[0]
+    assert "admin@keel.local" in out
