@@ -113,6 +113,8 @@ def bench_sql(url: str, rows: int) -> bool:
           f" ratio {f / h:.2f} (budget 1.5)")
     with db.transaction() as conn:
         table.drop(conn)
+        if db.dialect == "postgresql" and db.schema:
+            conn.exec_driver_sql(f'DROP SCHEMA "{db.schema}" CASCADE')
     db.dispose()
     return f / h <= 1.5
 
