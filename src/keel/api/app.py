@@ -53,7 +53,6 @@ async def versions(request: Request) -> Response:
 
 async def data_api(request: Request) -> Response:
     """``/services/data/vNN.N/…``: authenticate, rate-limit, then dispatch on a worker thread."""
-    state = request.app.state
     parts = split_path(request.path_params["rest"])
     if not parts:
         return json_response(versions_list())
@@ -63,9 +62,24 @@ async def data_api(request: Request) -> Response:
     token = bearer_token(request.headers)
     if token is None:
         return invalid_session()
+    body = await request.body()
+    # One worker-thread hop per request: resolving the token and the handler's database work run together.
+    outcome = await run_in_threadpool(_authorised, request, token, ver[1:], parts[1:], body)
+    if isinstance(outcome, Response):
+        return outcome
+    reply, usage = outcome
+    if request.method == "HEAD":
+        reply = Reply(reply.status, None, reply.headers)
+    return to_response(reply, usage)
+
+
+def _authorised(request: Request, token: str, version: str, parts: list[str], body: bytes,
+                ) -> Response | tuple[Reply, dict[str, str]]:
+    """Resolve the token, check API access and the rate limit, then dispatch, all on the calling worker thread."""
+    state = request.app.state
     ctx: Context = state.ctx
     auth: AuthBackend = state.auth
-    session: Session | None = await run_in_threadpool(auth.resolve, ctx, token)
+    session: Session | None = auth.resolve(ctx, token)
     if session is None:
         return invalid_session()
     if not session.api_enabled:
@@ -76,19 +90,15 @@ async def data_api(request: Request) -> Response:
     if retry is not None:
         return _fail("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.", 403,
                      {"Retry-After": str(retry), **usage})
-    body = await request.body()
-    call = ApiCall(ctx.as_actor(session.actor), session, request.method, ver[1:], parts[1:],
+    call = ApiCall(ctx.as_actor(session.actor), session, request.method, version, parts,
                    dict(request.query_params), body, base_url(request), request.headers,
                    api_usage=limiter.used_today)
     try:
-        reply = await run_in_threadpool(dispatch, call)
+        return dispatch(call), usage
     except Exception:  # a real bug: log it, answer 500 (jsforce retries 5xx, so user errors never get here)
         log.exception("unhandled error in %s %s", request.method, request.url.path)
         return _fail("UNKNOWN_EXCEPTION", "An unexpected error occurred. Please include this ErrorId if you contact "
                      "support.", 500, usage)
-    if request.method == "HEAD":
-        reply = Reply(reply.status, None, reply.headers)
-    return to_response(reply, usage)
 
 
 def _is_version(text: str) -> bool:
