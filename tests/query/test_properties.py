@@ -156,3 +156,10 @@ def test_same_query_different_values_share_sql() -> None:
     b = compile_soql("SELECT Id FROM Account WHERE Name = 'it\\'s' AND AnnualRevenue > 6", SCHEMA,
                      dialect="postgresql")
     assert a.sql == b.sql and "it's" not in b.sql
+
+
+@given(st.integers(0, 62**12 - 1), st.sampled_from(["001", "a0B", "00T", "zzz"]))
+def test_fast_id_encoder_matches_codec(n: int, prefix: str) -> None:
+    from keel.query.shape import encode_id
+    from keel.storage import ids
+    assert encode_id(prefix, n) == ids.encode(prefix, n)

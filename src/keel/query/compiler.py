@@ -92,7 +92,7 @@ class CompiledQuery:
     fiscal_start_month: int = 1
     user_id: int | None = None
     query_all: bool = False
-    _rendered: dict[Hashable, Rendered] = field(default_factory=dict)
+    _rendered: dict[Hashable, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -107,6 +107,17 @@ class CompiledQuery:
                 if r is None:
                     r = self._rendered[key] = render(build(), self.dialect)
         return r
+
+    def builder(self, child: int | None = None) -> Any:
+        """The generated record builder for the main shape (or a child subquery's), memoised."""
+        key = ("builder", child)
+        fn = self._rendered.get(key)
+        if fn is None:
+            from keel.query.shape import ObjShape, compile_shape
+            shape = self.plan.shape if child is None else self.plan.children[child].shape
+            assert isinstance(shape, ObjShape)
+            fn = self._rendered[key] = compile_shape(shape)  # type: ignore[assignment]
+        return fn
 
     @property
     def sql(self) -> str:

@@ -256,6 +256,9 @@ class Emitter:
             if allow_dup:
                 return
             raise malformed(f"duplicate field selected: {v.label}", pos)
+        if v.field is not None and v.field.type == "id" and v.type_expr is None:
+            target.entry("i", v.label, None)  # the record's own id: already encoded for its attributes
+            return
         target.entry("v", v.label, self.getter(v, add))
 
     def getter(self, v: Val, add: Any) -> S.Getter:

@@ -69,8 +69,16 @@ class Options:
     counter: list[int] = field(default_factory=lambda: [0])
 
     def alias(self, obj: ObjectDef) -> sa.FromClause:
+        """Alias ``t<n>`` of the object's table. Aliases are memoised per snapshot: building one proxies every
+        column, which would otherwise dominate compile time; a statement never uses one name twice."""
         self.counter[0] += 1
-        return table_for(self.schema, obj).alias(f"t{self.counter[0]}")
+        name = f"t{self.counter[0]}"
+        memo: dict[tuple[str, str], sa.FromClause] = self.schema.cache.setdefault("soql_aliases", {})
+        hit = memo.get((obj.key, name))
+        if hit is None:
+            hit = memo[(obj.key, name)] = table_for(self.schema, obj).alias(name)
+            hit.c  # noqa: B018 - populate the column proxies once
+        return hit
 
     def readable(self, obj: ObjectDef, f: FieldDef) -> bool:
         if f.type == "formula" and f.column is None and self.formula_sql is None:

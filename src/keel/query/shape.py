@@ -11,13 +11,33 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from keel.metadata.values import format_datetime, format_time
 from keel.storage import ids
 
 Row = Sequence[Any]
-Getter = Callable[[Row], Any]
+_PAIRS = [a + b for a in ids.ALPHABET for b in ids.ALPHABET]
+_PAIR_BITS = [(1 if "A" <= p[0] <= "Z" else 0) | (2 if "A" <= p[1] <= "Z" else 0) for p in _PAIRS]
+_CHECK = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"  # the codec's checksum alphabet
+_LOW = 3844 * 3844
+
+
+@lru_cache(maxsize=4096)
+def _head(prefix: str, hi: int) -> tuple[str, str, int]:
+    """The first 11 characters of an id (prefix + 8 body digits), its first two checksum characters, and the
+    upper-case bit of its 11th character; shared by every id in the same block of 3844² keys."""
+    full = ids.encode(prefix, hi * _LOW)
+    return full[:11], full[15:17], 1 if "A" <= full[10] <= "Z" else 0
+
+
+def encode_id(prefix: str, n: int) -> str:
+    """``ids.encode`` specialised for shaping pages of rows: ids on a page share their high digits, so only the
+    last four digits and the last checksum character are computed per row (checked against ``ids.encode``)."""
+    head, c01, hb = _head(prefix, n // _LOW)
+    p1, p2 = divmod(n % _LOW, 3844)
+    return head + _PAIRS[p1] + _PAIRS[p2] + c01 + _CHECK[hb | _PAIR_BITS[p1] << 1 | _PAIR_BITS[p2] << 3]
 
 
 def _number(scale0: bool) -> Callable[[Any], Any]:
@@ -93,29 +113,38 @@ def converter(typ: str, scale: int | None = None) -> Callable[[Any], Any]:
     return _plain
 
 
+class ValueGet:
+    """Reads and converts one row position; the shape compiler inlines it."""
+
+    __slots__ = ("conv", "idx")
+
+    def __init__(self, idx: int, conv: Callable[[Any], Any]) -> None:
+        self.idx, self.conv = idx, conv
+
+    def __call__(self, row: Row) -> Any:
+        return self.conv(row[self.idx])
+
+
+class IdGet:
+    """An 18-character id from an integer key; the prefix is static, or read from a polymorphic type column."""
+
+    __slots__ = ("idx", "prefix", "type_idx")
+
+    def __init__(self, idx: int, prefix: str | None, type_idx: int | None) -> None:
+        self.idx, self.prefix, self.type_idx = idx, prefix, type_idx
+
+    def __call__(self, row: Row) -> Any:
+        v = row[self.idx]
+        p = self.prefix if self.type_idx is None else row[self.type_idx]
+        return None if v is None or not p else encode_id(p, int(v))
+
+
 def value_getter(idx: int, conv: Callable[[Any], Any]) -> Getter:
-    if conv is _plain:
-        return lambda row: row[idx]
-    return lambda row: conv(row[idx])
+    return ValueGet(idx, conv)
 
 
 def id_getter(idx: int, prefix: str | None, type_idx: int | None) -> Getter:
-    """An 18-character id from an integer key; the prefix is static, or read from a polymorphic type column."""
-    if type_idx is None:
-        assert prefix is not None
-
-        def get(row: Row) -> Any:
-            v = row[idx]
-            return None if v is None else ids.encode(prefix, int(v))
-
-        return get
-
-    def get_poly(row: Row) -> Any:
-        v = row[idx]
-        p = row[type_idx]
-        return None if v is None or not p else ids.encode(p, int(v))
-
-    return get_poly
+    return IdGet(idx, prefix, type_idx)
 
 
 @dataclass
@@ -143,7 +172,7 @@ class ObjShape:
 
     def has(self, key: str) -> bool:
         low = key.lower()
-        return any(k.lower() == low for kind, k, _ in self.entries if kind in ("v", "p", "c", "t"))
+        return any(k.lower() == low for kind, k, _ in self.entries if kind in ("v", "i", "p", "c", "t"))
 
 
 ChildRows = dict[int, dict[str, Any]]  # per root row position: child key -> child result
@@ -164,6 +193,8 @@ def build_record(shape: ObjShape, row: Row, base_url: str, children: dict[str, A
     for kind, key, payload in entries:
         if kind == "v":
             rec[key] = payload(row)
+        elif kind == "i":
+            rec[key] = rid
         elif kind == "p":
             rec[key] = build_record(payload, row, base_url)
         elif kind == "c":
@@ -182,3 +213,70 @@ class AggShape:
         for key, get in self.entries:
             rec[key] = get(row)
         return rec
+
+
+def compile_shape(shape: ObjShape) -> Callable[[Row, str, dict[str, Any] | None], Any]:
+    """Generate a Python function that builds a record from a row with one dict literal per object.
+
+    Shaping runs once per returned row, so the generic ``build_record`` loop is specialised at plan time. Every
+    key and type name is embedded with ``repr`` and every value is read by row position, so the generated code
+    contains no user input; TYPEOF parents fall back to ``build_record``."""
+    ns: dict[str, Any] = {"enc": encode_id, "build_record": build_record}
+    lines = ["def _build(row, base, kids):"]
+    counter = [0]
+
+    def const(value: Any) -> str:
+        counter[0] += 1
+        name = f"k{counter[0]}"
+        ns[name] = value
+        return name
+
+    def value_expr(get: Any) -> str:
+        if isinstance(get, ValueGet):
+            return f"row[{get.idx}]" if get.conv is _plain else f"{const(get.conv)}(row[{get.idx}])"
+        if isinstance(get, IdGet):
+            return f"{const(get)}(row)"
+        return f"{const(get)}(row)"
+
+    def emit(sh: ObjShape, target: str, indent: str, root: bool) -> None:
+        n = counter[0] = counter[0] + 1
+        rid, tname = f"rid{n}", f"tn{n}"
+        get = sh.id_get
+        if sh.typeof or not isinstance(get, IdGet):
+            lines.append(f"{indent}{target} = build_record({const(sh)}, row, base{', kids' if root else ''})")
+            return
+        v = f"row[{get.idx}]"
+        if sh.type_idx is None:
+            lines.append(f"{indent}if {v} is None:")
+            lines.append(f"{indent}    {target} = None")
+            lines.append(f"{indent}else:")
+            inner = indent + "    "
+            lines.append(f"{inner}{rid} = enc({get.prefix!r}, int({v}))")
+            lines.append(f"{inner}{tname} = {sh.type_name!r}")
+        else:
+            lines.append(f"{indent}if {v} is None or not row[{sh.type_idx}]:")
+            lines.append(f"{indent}    {target} = None")
+            lines.append(f"{indent}else:")
+            inner = indent + "    "
+            lines.append(f"{inner}{rid} = enc(row[{sh.type_idx}], int({v}))")
+            lines.append(f"{inner}{tname} = {const(sh.type_names)}.get(row[{sh.type_idx}], {sh.type_name!r})")
+        parts = [f"'attributes': {{'type': {tname}, 'url': base + '/sobjects/' + {tname} + '/' + {rid}}}"]
+        for kind, key, payload in sh.entries:
+            if kind == "v":
+                parts.append(f"{key!r}: {value_expr(payload)}")
+            elif kind == "i":
+                parts.append(f"{key!r}: {rid}")
+            elif kind in ("p", "t"):
+                sub = f"par{counter[0] + 1}"
+                emit(payload, sub, inner, False)
+                parts.append(f"{key!r}: {sub}")
+            elif kind == "c":
+                parts.append(f"{key!r}: (kids.get({key!r}) if kids else None)")
+        lines.append(f"{inner}{target} = {{{', '.join(parts)}}}")
+
+    emit(shape, "rec", "    ", True)
+    lines.append("    return rec")
+    src = "\n".join(lines)
+    exec(compile(src, "<soql-shape>", "exec"), ns)
+    fn: Callable[[Row, str, dict[str, Any] | None], Any] = ns["_build"]
+    return fn

@@ -8,7 +8,7 @@ leaves keywords as identifiers, because SOQL keywords are not reserved everywher
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from keel.errors import MalformedQueryError
 
@@ -21,17 +21,15 @@ OP = "OP"
 EOF = "EOF"
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
+class Token(NamedTuple):
+    """A token; a NamedTuple because tokenizing is on the hot path of every uncached query."""
+
     kind: str
     text: str  # for STRING: the raw text between the quotes, escapes still in place
     line: int
     column: int
     offset: int
-
-    @property
-    def upper(self) -> str:
-        return self.text.upper()
+    upper: str  # upper-cased text, for keyword tests
 
 
 _DATETIME = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})"
@@ -61,22 +59,25 @@ def position(text: str, offset: int) -> tuple[int, int]:
 def tokenize(text: str) -> list[Token]:
     """Split SOQL into tokens, ending with an EOF token; raise MALFORMED_QUERY at the first unknown character."""
     out: list[Token] = []
-    i, n = 0, len(text)
+    append = out.append
+    n = len(text)
     line, line_start = 1, 0
+    i = 0
+    match = _MASTER.match
     while i < n:
-        m = _MASTER.match(text, i)
+        m = match(text, i)
         if m is None:
             raise MalformedQueryError(f"unexpected character: {text[i]!r}", line=line, column=i - line_start + 1)
         kind = m.lastgroup
-        col = i - line_start + 1
+        end = m.end()
         if kind == "ws":
-            chunk = m.group()
-            nl = chunk.count("\n")
+            nl = text.count("\n", i, end)
             if nl:
                 line += nl
-                line_start = i + chunk.rfind("\n") + 1
-            i = m.end()
+                line_start = text.rfind("\n", i, end) + 1
+            i = end
             continue
+        col = i - line_start + 1
         if kind == "quote":
             j = i + 1
             while j < n and text[j] != "'":
@@ -88,15 +89,22 @@ def tokenize(text: str) -> list[Token]:
             if j >= n or text[j] != "'":
                 raise MalformedQueryError("unterminated string literal", line=line, column=col)
             raw = text[i + 1 : j]
-            unescape(raw, line=line, column=col)  # validate escapes now, so errors point at the literal
-            out.append(Token(STRING, raw, line, col, i))
+            if "\\" in raw:
+                unescape(raw, line=line, column=col)  # validate escapes now, so errors point at the literal
+            append(Token(STRING, raw, line, col, i, raw))
             i = j + 1
             continue
-        assert kind is not None
-        out.append(Token(IDENT if kind == "currency" else kind.upper(), m.group(), line, col, i))
-        i = m.end()
-    out.append(Token(EOF, "", line, n - line_start + 1, n))
+        word = m.group()
+        if kind == "ident" or kind == "currency":
+            append(Token(IDENT, word, line, col, i, word.upper()))
+        else:
+            append(Token(_KINDS[kind], word, line, col, i, word))  # type: ignore[index]
+        i = end
+    out.append(Token(EOF, "", line, n - line_start + 1, n, ""))
     return out
+
+
+_KINDS = {"datetime": DATETIME, "date": DATE, "number": NUMBER, "op": OP}
 
 
 def unescape(raw: str, *, like: bool = False, line: int = 1, column: int = 1) -> str:
