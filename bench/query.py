@@ -51,7 +51,7 @@ N_ACCOUNTS, N_USERS = 1000, 50
 
 
 def make_schema() -> SchemaSnapshot:
-    objs = load_package(ROOT / "src/keel/metadata/standard", standard=True) + [parse_object(APPLICANT)]
+    objs = [*load_package(ROOT / "src/keel/metadata/standard", standard=True), parse_object(APPLICANT)]
     return plan(SchemaSnapshot(0, ()), objs).after
 
 

@@ -116,7 +116,7 @@ class CompiledQuery:
             from keel.query.shape import ObjShape, compile_shape
             shape = self.plan.shape if child is None else self.plan.children[child].shape
             assert isinstance(shape, ObjShape)
-            fn = self._rendered[key] = compile_shape(shape)  # type: ignore[assignment]
+            fn = self._rendered[key] = compile_shape(shape)
         return fn
 
     @property

@@ -18,6 +18,7 @@ from keel.metadata.values import format_datetime, format_time
 from keel.storage import ids
 
 Row = Sequence[Any]
+Getter = Callable[[Row], Any]
 _PAIRS = [a + b for a in ids.ALPHABET for b in ids.ALPHABET]
 _PAIR_BITS = [(1 if "A" <= p[0] <= "Z" else 0) | (2 if "A" <= p[1] <= "Z" else 0) for p in _PAIRS]
 _CHECK = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"  # the codec's checksum alphabet
