@@ -95,3 +95,20 @@ def test_keel_up_initialises_and_serves(tmp_path: Path) -> None:
         proc.terminate()
         out = proc.communicate(timeout=20)[0]
     assert "admin@keel.local" in out
+
+
+def test_formula_check_and_recalc(db_url: str, tmp_path: Path) -> None:
+    run("init", "--db", db_url, "--admin-password", "a long admin passphrase")
+    assert run("formula", "check", "AnnualRevenue * 2", "--object", "Account", "--db", db_url).strip() == "currency"
+    bad = run("formula", "check", "AnnualRevenue & 2", "--object", "Account", "--db", db_url, code=1)
+    assert "INVALID_FORMULA" in bad and "column" in bad
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "Box__c.yaml").write_text(
+        "object: Box__c\nfields:\n  - {name: Items__c, type: rollup, function: COUNT, child: Items__r}\n")
+    (pkg / "Item__c.yaml").write_text(
+        "object: Item__c\nsharing: controlled_by_parent\nfields:\n"
+        "  - {name: Box__c, type: master_detail, to: Box__c, child_relationship_name: Items__r}\n")
+    run("apply", str(pkg), "--db", db_url)
+    assert "Recalculated Box__c.Items__c on 0 record(s)" in run("recalc", "Box__c.Items__c", "--db", db_url)
+    assert "not a roll-up" in run("recalc", "Box__c.Name", "--db", db_url, code=1)

@@ -101,6 +101,50 @@ def describe(obj: Annotated[str | None, typer.Argument(metavar="OBJECT")] = None
         console.print(t)
 
 
+formula_app = typer.Typer(help="Formulas.", no_args_is_help=True)
+app.add_typer(formula_app, name="formula")
+
+
+@formula_app.command("check")
+def formula_check(
+    text: Annotated[str, typer.Argument(help="The formula.")],
+    obj: Annotated[str, typer.Option("--object", help="The object the formula is written on.")],
+    db: DbOption = None,
+) -> None:
+    """Print a formula's type, or the error with its position."""
+    from keel.formula import FormulaError, check
+
+    with friendly_errors():
+        schema = context(db).schema()
+        target = schema.get_object(obj)
+        try:
+            info = check(text, target, schema, context_kind="validation")
+        except FormulaError as e:
+            console.print(f"[red]{e.code}[/red]: {e.message}")
+            raise typer.Exit(1) from None
+        console.print(str(info))
+
+
+@app.command()
+def recalc(target: Annotated[str, typer.Argument(metavar="OBJECT.FIELD", help="A roll-up summary field.")],
+           db: DbOption = None) -> None:
+    """Recompute a roll-up summary field for every record (repairs values after an outage or a bug)."""
+    from keel.formula import recalc_all
+
+    with friendly_errors():
+        ctx = context(db)
+        obj_name, _, field_name = target.partition(".")
+        with ctx.db.transaction() as conn:
+            schema = ctx.schema(conn)
+            obj = schema.get_object(obj_name)
+            f = obj.get_field(field_name)
+            if f.type != "rollup":
+                console.print(f"[red]INVALID_FIELD[/red]: {obj.api_name}.{f.api_name} is not a roll-up summary field")
+                raise typer.Exit(1)
+            n = recalc_all(conn, schema, obj, f)
+        console.print(f"Recalculated {obj.api_name}.{f.api_name} on {n} record(s).")
+
+
 @app.command()
 def up(
     db: DbOption = None,

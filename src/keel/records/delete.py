@@ -17,6 +17,7 @@ from keel.errors import ROLLED_BACK, BatchError, ErrorDetail, KeelError, RowResu
 from keel.metadata.model import ObjectDef, SchemaSnapshot
 from keel.metadata.tables import table_for
 from keel.records.hooks import RowError, RowState
+from keel.records.rules import recompute_rollups
 from keel.records.validate import chunks, row_to_values
 from keel.records.write import change_event
 from keel.storage import ids
@@ -105,6 +106,7 @@ def _change(ctx: Context, conn: Connection, obj_name: str, record_ids: Sequence[
             _soft_delete(ctx, conn, schema, obj, [r.pk for r in rows if r.pk is not None], obj, now)
         else:
             _restore(ctx, conn, schema, obj, [r.pk for r in rows if r.pk is not None], now)
+        recompute_rollups(conn, schema, obj, rows)
         if hooks is not None:
             (hooks.after_delete if delete else hooks.after_undelete)(ctx, conn, obj, rows)
     for state in rows:

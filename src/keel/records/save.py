@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from keel.errors import ROLLED_BACK, BatchError, ErrorDetail, KeelError, RowResult
 from keel.metadata.model import SchemaSnapshot
 from keel.metadata.types import FieldValueError
-from keel.records import validate, write
+from keel.records import rules, validate, write
 from keel.records.hooks import RowError, RowState
 from keel.records.prepare import WritePlan, format_auto_number, write_plan
 from keel.storage import ids
@@ -128,12 +128,15 @@ def _save(ctx: Context, conn: Connection, obj_name: str, drafts: Sequence[Draft]
             r.changed = {k for k, v in r.values.items() if r.prior.get(k) != v}
             r.values = merged
     _compose_names(plan, batch.rows)
+    fctx = rules.apply_formula_defaults(ctx, conn, schema, plan, batch.rows, None)
     hooks = ctx.hooks
     if hooks is not None and batch.rows:
         _run_hook(batch, lambda rows: hooks.before_save(ctx, conn, obj, rows))
         batch.prune()
     write.allocate(conn, plan, batch.rows)
     validate.validate(ctx, conn, schema, plan, batch)
+    batch.prune()
+    rules.run_validation_rules(ctx, conn, schema, plan, batch, fctx)
     batch.prune()
     if batch.failed and all_or_none:
         validate.unique(conn, schema, plan, batch)  # complete the report before rolling back
@@ -142,6 +145,7 @@ def _save(ctx: Context, conn: Connection, obj_name: str, drafts: Sequence[Draft]
         _number_new(conn, plan, batch.rows)
         if not _write_checked(ctx, conn, schema, plan, batch) and all_or_none:
             raise BatchError(_rolled_back(batch))
+        rules.recompute_rollups(conn, schema, obj, [r for r in batch.rows if r.prior is None or r.changed])
         if hooks is not None:
             _run_hook(batch, lambda rows: hooks.after_save(ctx, conn, obj, rows))
             if batch.failed and all_or_none:

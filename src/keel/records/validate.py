@@ -86,15 +86,12 @@ def load_prior(ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: Obje
 
 
 def validate(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: WritePlan, batch: Batch) -> None:
-    """Required, lookups, in-batch uniqueness and validation rules. Uniqueness of new rows against the table is
-    left to the unique index (see ``save``), which is far cheaper than a lookup per batch."""
+    """Required, lookups and in-batch uniqueness (validation rules follow in ``rules``). Uniqueness of new rows
+    against the table is left to the unique index (see ``save``), which is far cheaper than a lookup per batch."""
     _required(plan, batch)
     batch.prune()
     _references(ctx, conn, schema, plan, batch)
     unique(conn, schema, plan, batch, against_table="updates")
-    rules = ctx.extras.get("validation_rules")
-    if rules is not None:
-        rules(ctx, conn, plan.obj, batch)
 
 
 def _required(plan: WritePlan, batch: Batch) -> None:

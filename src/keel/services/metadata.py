@@ -7,6 +7,8 @@ from pathlib import Path
 import yaml
 
 from keel.context import Context
+from keel.errors import MetadataError
+from keel.formula import FormulaError, check_object
 from keel.metadata.apply import apply_plan, data_problems, ensure_initialised
 from keel.metadata.package import load_package
 from keel.metadata.plan import Plan, plan
@@ -21,12 +23,25 @@ def _deletions(path: Path) -> list[str]:
     return [str(x) for x in doc.get("delete_objects") or []]
 
 
+def check_formulas(p: Plan) -> None:
+    """Type-check every formula of every object the plan touches (formula fields, defaults, validation rules,
+    roll-ups) and refuse formula cycles, before anything is applied."""
+    touched = {op.object.lower() for op in p.ops}
+    for obj in p.after:
+        if obj.key in touched:
+            try:
+                check_object(obj, p.after)
+            except FormulaError as e:
+                raise MetadataError(f"object {obj.api_name!r}: {e.message}") from None
+
+
 def plan_package(ctx: Context, path: str | Path) -> tuple[Plan, list[str]]:
     path = Path(path)
     ensure_initialised(ctx.db)
     with ctx.db.read() as conn:
         before = load_snapshot(conn)
         p = plan(before, load_package(path), delete=_deletions(path))
+        check_formulas(p)
         return p, data_problems(conn, p)
 
 
@@ -36,5 +51,6 @@ def apply_package(ctx: Context, path: str | Path) -> Plan:
     with ctx.db.read() as conn:
         before = load_snapshot(conn)
     p = plan(before, load_package(path), delete=_deletions(path))
+    check_formulas(p)
     apply_plan(ctx.db, p, ctx.metadata)
     return p

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from keel.context import SYSTEM_ACTOR, Actor, Context
 from keel.errors import KeelError
+from keel.formula.sqlite_functions import register as register_sqlite_functions
 from keel.metadata.apply import apply_plan, ensure_initialised
 from keel.metadata.package import load_package
 from keel.metadata.plan import plan
@@ -32,7 +33,7 @@ def open_context(url: str | None = None, *, settings: Settings | None = None, ac
     settings = settings or Settings.load()
     from keel.services.security import wire_security
 
-    db = Database(url or settings.database_url)
+    db = Database(url or settings.database_url, sqlite_functions=(register_sqlite_functions,))
     return wire_security(Context(db=db, actor=actor, settings=settings, metadata=SnapshotCache()))
 
 

@@ -8,16 +8,27 @@ from typing import Any
 from sqlalchemy import ColumnElement, FromClause
 
 from keel.context import Context
+from keel.formula import field_sql
 from keel.metadata.model import FieldDef, ObjectDef
 from keel.query import fetch_more, run_soql
 
 API_VERSION = "59.0"
 
 
+def formula_sql(ctx: Context) -> Any:
+    """The hook that lets SOQL select, filter, sort and group by formula fields, computed in the database."""
+    dialect = ctx.db.dialect
+
+    def compile_formula(obj: ObjectDef, f: FieldDef, alias: FromClause) -> ColumnElement[Any]:
+        return field_sql(f, obj, ctx.schema(), dialect, table_alias=alias)
+
+    return compile_formula
+
+
 def _security(ctx: Context) -> dict[str, Any]:
     access = ctx.actor.access
     if ctx.actor.is_system:
-        return {"row_filter": None, "field_mask": None, "security_key": ("system",)}
+        return {"row_filter": None, "field_mask": None, "security_key": ("system",), "formula_sql": formula_sql(ctx)}
 
     def row_filter(obj: ObjectDef, table: FromClause) -> ColumnElement[bool] | None:
         return access.record_filter(obj, table, "read")
@@ -26,7 +37,7 @@ def _security(ctx: Context) -> dict[str, Any]:
         return access.field_readable(obj.api_name, f.api_name)
 
     key = getattr(access, "cache_key", None) or ("user", ctx.actor.user_id)
-    return {"row_filter": row_filter, "field_mask": field_mask, "security_key": key}
+    return {"row_filter": row_filter, "field_mask": field_mask, "security_key": key, "formula_sql": formula_sql(ctx)}
 
 
 def query(ctx: Context, soql: str, *, query_all: bool = False, api_version: str = API_VERSION,

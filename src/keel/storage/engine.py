@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any, Literal
@@ -42,8 +42,12 @@ def normalise_url(url: str) -> tuple[str, str | None]:
 class Database:
     """One organisation's database: an engine plus the write discipline Keel relies on."""
 
-    def __init__(self, url: str = DEFAULT_URL, *, echo: bool = False) -> None:
+    def __init__(self, url: str = DEFAULT_URL, *, echo: bool = False,
+                 sqlite_functions: Sequence[Callable[[Any], None]] = ()) -> None:
+        """``sqlite_functions`` register user functions on each new SQLite connection (the formula language
+        needs REGEX and number formatting, which SQLite lacks); storage stays ignorant of what they are."""
         self.url = url
+        self._sqlite_functions = tuple(sqlite_functions)
         driver_url, self.schema = normalise_url(url)
         self.dialect: Dialect = "postgresql" if driver_url.startswith("postgresql") else "sqlite"
         self._write_lock = threading.RLock()
@@ -68,6 +72,8 @@ class Database:
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.execute("PRAGMA cache_size=-65536")
                 cur.close()
+                for register in self._sqlite_functions:
+                    register(dbapi_conn)
 
             @event.listens_for(engine, "begin")
             def _on_begin(conn: Connection) -> None:

@@ -1,0 +1,130 @@
+"""Formula-driven steps of the lifecycle: default formulas, validation rules and roll-up summaries.
+
+Each compiles once per schema snapshot (the formula package memoises on it) and runs per row as closures, so the
+bulk path pays only for the calls. Parent records that formulas reach through relationship paths are read once per
+batch and cached; validation rules see every field, as in Salesforce (they are the organisation's own logic).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from keel.formula import FormulaContext, compile_python, compile_validation_rules, rollup_sql
+from keel.metadata.model import FieldDef, ObjectDef, SchemaSnapshot
+from keel.metadata.tables import table_for
+from keel.records.hooks import RowState
+from keel.records.validate import chunks, row_to_values
+from keel.storage import ids
+
+if TYPE_CHECKING:
+    from keel.context import Context
+    from keel.records.prepare import WritePlan
+    from keel.records.save import Batch
+
+
+def formula_context(ctx: Context, conn: Connection, schema: SchemaSnapshot) -> FormulaContext:
+    """One evaluation environment per batch: the clock, the actor's time zone, ``$User`` and parent lookups."""
+    cache: dict[tuple[str, int], dict[str, Any] | None] = {}
+
+    def resolve_parent(obj_name: str, record_id: Any) -> dict[str, Any] | None:
+        if record_id is None:
+            return None
+        prefix, n = ids.split(str(record_id))
+        target = schema.find_by_prefix(prefix) or schema.find_object(obj_name)
+        if target is None:
+            return None
+        key = (target.key, n)
+        if key not in cache:
+            t = table_for(schema, target)
+            row = conn.execute(sa.select(t).where(t.c.id == n)).mappings().first()
+            cache[key] = row_to_values(schema, target, dict(row)) if row is not None else None
+        return cache[key]
+
+    user = resolve_parent("User", ids.encode("005", ctx.actor.user_id)) or {}
+    return FormulaContext(now=ctx.clock(), time_zone=ctx.actor.time_zone, user=user,
+                          resolve_parent=resolve_parent)
+
+
+def apply_formula_defaults(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: WritePlan,
+                           rows: Sequence[RowState], fctx: FormulaContext | None) -> FormulaContext | None:
+    new = [r for r in rows if r.prior is None]
+    if not plan.formula_defaults or not new:
+        return fctx
+    fctx = fctx or formula_context(ctx, conn, schema)
+    for f, text in plan.formula_defaults:
+        fn = compile_python(text, plan.obj, schema, context_kind="default", returns=f.type if f.type in
+                            ("number", "currency", "percent", "text", "date", "datetime", "time", "checkbox")
+                            else None)
+        coerce = plan.coercers.get(f.api_name)
+        for r in new:
+            if f.api_name in r.values:
+                continue
+            value = fn(r.values, fctx)
+            r.values[f.api_name] = coerce(value) if coerce is not None and value is not None else value
+            r.changed.add(f.api_name)
+    return fctx
+
+
+def run_validation_rules(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: WritePlan, batch: Batch,
+                         fctx: FormulaContext | None) -> None:
+    if not any(rule.active for rule in plan.obj.validation_rules) or not batch.rows:
+        return
+    validate = compile_validation_rules(plan.obj, schema)
+    base = fctx or formula_context(ctx, conn, schema)
+    for r in batch.rows:
+        for failure in validate(r.values, base.for_row(r.prior)):
+            batch.fail(r.index, "FIELD_CUSTOM_VALIDATION_EXCEPTION", failure.message,
+                       [failure.field] if failure.field else [])
+
+
+def rollup_targets(schema: SchemaSnapshot, child: ObjectDef) -> list[tuple[ObjectDef, FieldDef, FieldDef]]:
+    """(parent object, roll-up field, child's master-detail field) for every roll-up summarising ``child``."""
+    key = f"rollup_targets:{child.key}"
+    hit = schema.cache.get(key)
+    if hit is None:
+        hit = []
+        for rel_field in child.fields:
+            if rel_field.type != "master_detail":
+                continue
+            parent = schema.find_object(rel_field.reference_to[0])
+            if parent is None:
+                continue
+            for f in parent.fields:
+                spec = f.rollup
+                if f.type != "rollup" or not spec:
+                    continue
+                ref = str(spec.get("child", "")).lower()
+                if ref in (child.key, (rel_field.child_relationship_name or "").lower()):
+                    hit.append((parent, f, rel_field))
+        schema.cache[key] = hit
+    return list(hit)
+
+
+def recompute_rollups(conn: Connection, schema: SchemaSnapshot, child: ObjectDef,
+                      rows: Iterable[RowState]) -> None:
+    """Recompute every roll-up over ``child`` for the parents the changed rows belong (or belonged) to, in the
+    caller's transaction, so a parent's summary never disagrees with its children."""
+    targets = rollup_targets(schema, child)
+    if not targets:
+        return
+    rows = list(rows)
+    for parent, field, rel in targets:
+        parent_ids: set[int] = set()
+        for r in rows:
+            for source in (r.values, r.prior or {}):
+                v = source.get(rel.api_name)
+                if v is not None:
+                    parent_ids.add(ids.split(str(v))[1])
+        if not parent_ids:
+            continue
+        t = table_for(schema, parent)
+        col = field.column or ""
+        for part in chunks(sorted(parent_ids)):
+            values = conn.execute(rollup_sql(parent, field, schema, conn.dialect.name, list(part))).all()
+            if values:
+                conn.execute(sa.update(t).where(t.c.id == sa.bindparam("b_id")).values({col: sa.bindparam("b_v")}),
+                             [{"b_id": pk, "b_v": v} for pk, v in values])

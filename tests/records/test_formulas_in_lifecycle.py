@@ -1,0 +1,172 @@
+"""Formula defaults, validation rules, formula fields in SOQL and roll-ups, through the lifecycle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from keel.context import Context
+from keel.errors import BatchError
+from keel.metadata.apply import apply_plan
+from keel.metadata.package import parse_object
+from keel.metadata.plan import plan
+from keel.metadata.store import load_snapshot
+from keel.records import delete_many, save_many, undelete_many
+from keel.services.query import query
+
+BUDGET = {
+    "object": "Budget__c",
+    "fields": [
+        {"name": "Min_Pay__c", "type": "currency"},
+        {"name": "Max_Pay__c", "type": "currency"},
+        {"name": "Code__c", "type": "text", "length": 20, "default": {"formula": "'B-' & TEXT(YEAR(TODAY()))"}},
+        {"name": "Spread__c", "type": "formula", "returns": "currency", "formula": "Max_Pay__c - Min_Pay__c"},
+        {"name": "Lines__c", "type": "rollup", "function": "COUNT", "child": "Budget_Lines__r"},
+        {"name": "Total__c", "type": "rollup", "function": "SUM", "child": "Budget_Lines__r", "field": "Amount__c",
+         "filter": "Approved__c"},
+    ],
+    "validation_rules": [
+        {"name": "Pay_Range", "condition": "Max_Pay__c < Min_Pay__c", "message": "Max pay is below min pay",
+         "field": "Max_Pay__c"},
+        {"name": "No_Lowering", "condition": "AND(NOT(ISNEW()), ISCHANGED(Max_Pay__c), "
+         "Max_Pay__c < PRIORVALUE(Max_Pay__c))", "message": "Max pay cannot go down"},
+    ],
+}
+LINE = {
+    "object": "Budget_Line__c",
+    "sharing": "controlled_by_parent",
+    "fields": [
+        {"name": "Budget__c", "type": "master_detail", "to": "Budget__c", "child_relationship_name": "Budget_Lines__r"},
+        {"name": "Amount__c", "type": "currency"},
+        {"name": "Approved__c", "type": "checkbox"},
+    ],
+}
+
+
+@pytest.fixture
+def budgets(org: Context) -> Context:
+    with org.db.read() as conn:
+        p = plan(load_snapshot(conn), [parse_object(BUDGET), parse_object(LINE)])
+    apply_plan(org.db, p, org.metadata)
+    return org
+
+
+def one(ctx: Context, soql: str) -> dict[str, Any]:
+    records = query(ctx, soql)["records"]
+    assert len(records) == 1
+    return dict(records[0])
+
+
+def test_default_formula_and_formula_field(budgets: Context) -> None:
+    bid = save_many(budgets, "Budget__c", [{"Name": "Ops", "Min_Pay__c": 100, "Max_Pay__c": 250}])[0].id
+    rec = one(budgets, f"SELECT Code__c, Spread__c FROM Budget__c WHERE Id = '{bid}'")
+    assert rec["Code__c"].startswith("B-20") and rec["Spread__c"] == 150
+    hit = query(budgets, "SELECT Name FROM Budget__c WHERE Spread__c > 100 ORDER BY Spread__c DESC")
+    assert [r["Name"] for r in hit["records"]] == ["Ops"]
+
+
+def test_validation_rules_fail_with_message_and_field(budgets: Context) -> None:
+    with pytest.raises(BatchError) as e:
+        save_many(budgets, "Budget__c", [{"Name": "Bad", "Min_Pay__c": 300, "Max_Pay__c": 200}])
+    err = e.value.results[0].errors[0]
+    assert (err.code, err.message, err.fields) == ("FIELD_CUSTOM_VALIDATION_EXCEPTION", "Max pay is below min pay",
+                                                    ("Max_Pay__c",))
+    bid = save_many(budgets, "Budget__c", [{"Name": "Ok", "Min_Pay__c": 1, "Max_Pay__c": 200}])[0].id
+    with pytest.raises(BatchError) as e2:
+        save_many(budgets, "Budget__c", [{"Id": bid, "Max_Pay__c": 150}])
+    assert e2.value.results[0].errors[0].message == "Max pay cannot go down"
+    save_many(budgets, "Budget__c", [{"Id": bid, "Max_Pay__c": 300}])
+
+
+def test_rollups_follow_inserts_updates_reparenting_deletes_and_undeletes(budgets: Context) -> None:
+    a, b = (r.id for r in save_many(budgets, "Budget__c", [{"Name": "A"}, {"Name": "B"}]))
+
+    def totals() -> dict[str, tuple[Any, Any]]:
+        rows = query(budgets, "SELECT Name, Lines__c, Total__c FROM Budget__c ORDER BY Name")["records"]
+        return {r["Name"]: (r["Lines__c"], r["Total__c"]) for r in rows}
+
+    lines = save_many(budgets, "Budget_Line__c", [
+        {"Name": "l1", "Budget__c": a, "Amount__c": 10, "Approved__c": True},
+        {"Name": "l2", "Budget__c": a, "Amount__c": 5, "Approved__c": False},
+        {"Name": "l3", "Budget__c": b, "Amount__c": 7, "Approved__c": True},
+    ])
+    assert totals() == {"A": (2, 10), "B": (1, 7)}
+    save_many(budgets, "Budget_Line__c", [{"Id": lines[1].id, "Approved__c": True}])
+    assert totals() == {"A": (2, 15), "B": (1, 7)}
+    save_many(budgets, "Budget_Line__c", [{"Id": lines[0].id, "Budget__c": b}])  # re-parent
+    assert totals() == {"A": (1, 5), "B": (2, 17)}
+    delete_many(budgets, "Budget_Line__c", [lines[2].id or ""])
+    assert totals() == {"A": (1, 5), "B": (1, 10)}
+    undelete_many(budgets, "Budget_Line__c", [lines[2].id or ""])
+    assert totals() == {"A": (1, 5), "B": (2, 17)}
+
+
+def test_maintained_rollups_equal_recalculated_after_random_writes(budgets: Context) -> None:
+    import random
+
+    import sqlalchemy as sa
+
+    from keel.formula import recalc_all
+    from keel.metadata.tables import table_for
+
+    rnd = random.Random(11)
+    parents = [r.id or "" for r in save_many(budgets, "Budget__c", [{"Name": f"P{i}"} for i in range(4)])]
+    live: list[str] = []
+    dead: list[str] = []
+    for _ in range(60):
+        op = rnd.choice(["insert", "insert", "update", "reparent", "delete", "undelete"])
+        if op == "insert" or not live:
+            res = save_many(budgets, "Budget_Line__c", [
+                {"Name": "x", "Budget__c": rnd.choice(parents), "Amount__c": rnd.randint(-50, 500),
+                 "Approved__c": rnd.random() < 0.6} for _ in range(rnd.randint(1, 4))])
+            live += [r.id or "" for r in res]
+        elif op == "update":
+            save_many(budgets, "Budget_Line__c", [{"Id": rnd.choice(live), "Amount__c": rnd.randint(0, 99),
+                                                    "Approved__c": rnd.random() < 0.5}])
+        elif op == "reparent":
+            save_many(budgets, "Budget_Line__c", [{"Id": rnd.choice(live), "Budget__c": rnd.choice(parents)}])
+        elif op == "delete":
+            victim = live.pop(rnd.randrange(len(live)))
+            delete_many(budgets, "Budget_Line__c", [victim])
+            dead.append(victim)
+        elif dead:
+            back = dead.pop()
+            undelete_many(budgets, "Budget_Line__c", [back])
+            live.append(back)
+    schema = budgets.schema()
+    obj = schema.get_object("Budget__c")
+    t = table_for(schema, obj)
+    cols = [t.c[obj.get_field(n).column or ""] for n in ("Lines__c", "Total__c")]
+
+    def snapshot() -> list[tuple[Any, ...]]:
+        with budgets.db.read() as conn:
+            return [tuple(float(v or 0) for v in row) for row in conn.execute(sa.select(*cols).order_by(t.c.id))]
+
+    maintained = snapshot()
+    with budgets.db.transaction() as conn:
+        for name in ("Lines__c", "Total__c"):
+            recalc_all(conn, schema, obj, obj.get_field(name))
+    assert snapshot() == maintained
+    assert sum(m[0] for m in maintained) == len(live)
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ([{"name": "A__c", "type": "formula", "returns": "number", "formula": "B__c + 1"},
+      {"name": "B__c", "type": "formula", "returns": "number", "formula": "A__c * 2"}], "A__c"),
+    ([{"name": "A__c", "type": "formula", "returns": "number", "formula": "Name + 1"}], "number"),
+    ([{"name": "A__c", "type": "formula", "returns": "date", "formula": "IF(1,"}], "A__c"),
+])
+def test_bad_formulas_are_refused_at_plan_time(org: Context, tmp_path: Any, fields: list[dict[str, Any]],
+                                               message: str) -> None:
+    import yaml
+
+    from keel.errors import MetadataError
+    from keel.services.metadata import apply_package
+
+    (tmp_path / "Calc__c.yaml").write_text(yaml.safe_dump({"object": "Calc__c", "fields": fields}))
+    before = org.schema().version
+    with pytest.raises(MetadataError) as e:
+        apply_package(org, tmp_path)
+    assert "Calc__c" in str(e.value) and message in str(e.value)
+    assert org.schema().version == before
