@@ -172,6 +172,8 @@ def main() -> int:
         craw = build("POST", f"/services/data/v{V}/sobjects/Account", token,
                      json.dumps({"Name": "seq", "Industry": "Retail"}).encode())
         c_lat = asyncio.run(sequential(port, craw, 300, 201))
+        v_lat = asyncio.run(sequential(port, build("GET", "/services/data/", token), 300, 200))
+        l_lat = asyncio.run(sequential(port, build("GET", f"/services/data/v{V}/limits", token), 300, 200))
     finally:
         proc.terminate()
         proc.wait(10)
@@ -194,6 +196,8 @@ def main() -> int:
           f"overhead {pct(c_lat, .5) - pct(ip_create, .5):6.2f} ms")
     print(f"query 200   : HTTP p50 {pct(q_lat, .5):6.2f} ms  in-process p50 {pct(ip_query, .5):6.2f} ms  "
           f"overhead {pct(q_lat, .5) - pct(ip_query, .5):6.2f} ms")
+    print(f"floor       : versions list (no auth, no DB) p50 {pct(v_lat, .5):6.2f} ms; /limits (token resolution, "
+          f"no other DB work) p50 {pct(l_lat, .5):6.2f} ms")
     ok = True
     for name, good in (("create >= 1500 req/s", rps >= 1500), ("create p99 <= 50 ms", pct(lat, .99) <= 50),
                        ("query page p50 <= 10 ms", pct(q_lat, .5) <= 10), ("no errors", errors == 0)):
