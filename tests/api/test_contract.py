@@ -448,3 +448,31 @@ def test_search(api: httpx.Client) -> None:
     assert [x["Name"] for x in r.json()["searchRecords"]] == ["Quokka one"]
     assert api.get("/search", params={"q": "FIND quokka"}).status_code == 400
     assert api.get("/search", params={"q": "FIND {q}"}).json()[0]["errorCode"] == "INVALID_SEARCH"
+
+
+def test_query_all_cursor_served_by_query_locator(api: httpx.Client) -> None:
+    for start in (0, 200):
+        recs = [{"attributes": {"type": "Widget__c"}, "Name": f"page{i:03d}"} for i in range(start, start + 150)]
+        assert all(x["success"] for x in api.post("/composite/sobjects", json={"records": recs}).json())
+    q = "SELECT Id, Name FROM Widget__c WHERE Name LIKE 'page%' ORDER BY Name"
+    first = api.get("/queryAll", params={"q": q}, headers={"Sforce-Query-Options": "batchSize=200"}).json()
+    assert first["totalSize"] == 300 and first["done"] is False and len(first["records"]) == 200
+    locator = first["nextRecordsUrl"].rsplit("/", 1)[1]
+    assert re.fullmatch(r"01g[0-9A-Za-z]{15}-200", locator)
+    rest = api.get(f"/query/{locator}").json()  # jsforce always pages queryAll through /query/{locator}
+    assert rest["done"] is True and len(rest["records"]) == 100 and "nextRecordsUrl" not in rest
+    assert rest["records"][-1]["Name"] == "page349"
+
+
+def test_soap_logout_and_identity_of_others(live: Live) -> None:
+    tok = live.login()
+    body = ('<se:Envelope xmlns:se="http://schemas.xmlsoap.org/soap/envelope/"><se:Header>'
+            '<SessionHeader xmlns="urn:partner.soap.sforce.com"><sessionId>' + tok + "</sessionId></SessionHeader>"
+            '</se:Header><se:Body><logout xmlns="urn:partner.soap.sforce.com"/></se:Body></se:Envelope>')
+    r = httpx.post(f"{live.http}/services/Soap/u/{V}", content=body, headers={"Content-Type": "text/xml"})
+    assert r.status_code == 200 and "logoutResponse" in r.text
+    assert httpx.get(f"{live.http}/services/data/v{V}/limits",
+                     headers={"Authorization": f"Bearer {tok}"}).status_code == 401
+    other = live.login()
+    r = httpx.get(f"{live.http}/id/00D000000000001AAA/005000000000009AAA", headers={"Authorization": f"Bearer {other}"})
+    assert r.status_code == 403
