@@ -138,7 +138,7 @@ def test_field_mask_allows_visible(seeded: Seeded) -> None:
 def test_formula_field_needs_hook() -> None:
     from soqldata import make_schema
 
-    from keel.metadata.package import load_package, parse_object
+    from keel.metadata.package import parse_object
     from keel.metadata.plan import plan
     base = make_schema()
     obj = parse_object({"object": "Thing__c", "label": "Thing", "plural_label": "Things",
@@ -146,7 +146,6 @@ def test_formula_field_needs_hook() -> None:
                                    {"name": "Double__c", "type": "formula", "returns": "number",
                                     "formula": "Qty__c * 2"}]})
     schema = plan(base, [obj]).after
-    del load_package
     with pytest.raises(InvalidFieldError):
         compile_soql("SELECT Double__c FROM Thing__c", schema, dialect="sqlite")
 

@@ -100,14 +100,14 @@ def _count(conn: Connection, cq: CompiledQuery, rv: dict[str, Any]) -> int:
 
 
 def _children(conn: Connection, cq: CompiledQuery, rows: Sequence[Any], rv: dict[str, Any],
-              base_url: str) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = [{} for _ in rows]
+              base_url: str) -> list[dict[str, Any]] | None:
     if not cq.plan.children or not rows:
-        return out
+        return None
+    out: list[dict[str, Any]] = [{} for _ in rows]
     pos = {row[0]: i for i, row in enumerate(rows)}
     ids = list(pos)
     for ci, child in enumerate(cq.plan.children):
-        build = cq.builder(ci)
+        build = cq.builder(ci)(base_url)
         windowed = child.limit is not None or child.offset is not None
         p_idx = len(child.select.selected_columns) - (2 if windowed else 1)
         values = dict(rv)
@@ -115,7 +115,7 @@ def _children(conn: Connection, cq: CompiledQuery, rows: Sequence[Any], rv: dict
         found: dict[Any, list[Any]] = {}
         for row in _exec(conn, cq, ("child", ci, len(ids)), lambda c=child, n=len(ids): _child_stmt(c, n, cq),
                          values):
-            found.setdefault(row[p_idx], []).append(build(row, base_url, None))
+            found.setdefault(row[p_idx], []).append(build(row, None))
         for pid, recs in found.items():
             out[pos[pid]][child.key] = {"totalSize": len(recs), "done": True, "records": recs}
     return out
@@ -133,9 +133,12 @@ def _child_stmt(child: ChildPlan, n: int, cq: CompiledQuery) -> sa.Select[Any]:
     return sa.select(*sub.c).where(*conds).order_by(sub.c._p, sub.c._rn)
 
 
-def _records(cq: CompiledQuery, rows: Sequence[Any], kids: list[dict[str, Any]], base_url: str) -> list[Any]:
-    build = cq.builder()
-    return [build(row, base_url, kids[i]) for i, row in enumerate(rows)]
+def _records(cq: CompiledQuery, rows: Sequence[Any], kids: list[dict[str, Any]] | None,
+             base_url: str) -> list[Any]:
+    build = cq.builder()(base_url)
+    if kids is None:
+        return [build(row, None) for row in rows]
+    return [build(row, kids[i]) for i, row in enumerate(rows)]
 
 
 def execute(conn: Connection, cq: CompiledQuery, *, api_version: str = "59.0", batch_size: int = MAX_BATCH,

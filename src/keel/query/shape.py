@@ -42,17 +42,21 @@ def encode_id(prefix: str, n: int) -> str:
 
 
 def _number(scale0: bool) -> Callable[[Any], Any]:
+    """JSON numbers: floats stay floats (SQLite), Decimals become floats (PostgreSQL), whole values of
+    scale-0 fields become ints."""
+    if scale0:
+        def conv_int(v: Any) -> Any:
+            if v is None or v.__class__ is int:
+                return v
+            f = float(v)
+            return int(f) if f.is_integer() else f
+
+        return conv_int
+
     def conv(v: Any) -> Any:
-        if v is None:
-            return None
-        if isinstance(v, bool):
-            return int(v)
-        if isinstance(v, int):
+        if v is None or v.__class__ is float:
             return v
-        f = float(v) if isinstance(v, Decimal) else v
-        if scale0 and float(f).is_integer():
-            return int(f)
-        return f
+        return float(v) if isinstance(v, Decimal | int) and not isinstance(v, bool) else v
 
     return conv
 
@@ -216,15 +220,18 @@ class AggShape:
         return rec
 
 
-def compile_shape(shape: ObjShape) -> Callable[[Row, str, dict[str, Any] | None], Any]:
+def compile_shape(shape: ObjShape) -> Callable[[str], Callable[[Row, dict[str, Any] | None], Any]]:
     """Generate a Python function that builds a record from a row with one dict literal per object.
 
     Shaping runs once per returned row, so the generic ``build_record`` loop is specialised at plan time. Every
     key and type name is embedded with ``repr`` and every value is read by row position, so the generated code
-    contains no user input; TYPEOF parents fall back to ``build_record``."""
+    contains no user input; TYPEOF parents fall back to ``build_record``. The result is a factory taking the URL
+    base (``/services/data/vNN.N``) so per-type URL prefixes are computed once per page, not once per row."""
     ns: dict[str, Any] = {"enc": encode_id, "build_record": build_record}
-    lines = ["def _build(row, base, kids):"]
+    head = ["def _make(base):"]
+    lines = ["    def _build(row, kids):"]
     counter = [0]
+    prefixes: dict[str, str] = {}
 
     def const(value: Any) -> str:
         counter[0] += 1
@@ -232,36 +239,42 @@ def compile_shape(shape: ObjShape) -> Callable[[Row, str, dict[str, Any] | None]
         ns[name] = value
         return name
 
+    def url_prefix(type_name: str) -> str:
+        if type_name not in prefixes:
+            prefixes[type_name] = f"u{len(prefixes)}"
+            head.append(f"    {prefixes[type_name]} = base + {('/sobjects/' + type_name + '/')!r}")
+        return prefixes[type_name]
+
     def value_expr(get: Any) -> str:
         if isinstance(get, ValueGet):
             return f"row[{get.idx}]" if get.conv is _plain else f"{const(get.conv)}(row[{get.idx}])"
-        if isinstance(get, IdGet):
-            return f"{const(get)}(row)"
         return f"{const(get)}(row)"
 
     def emit(sh: ObjShape, target: str, indent: str, root: bool) -> None:
         n = counter[0] = counter[0] + 1
-        rid, tname = f"rid{n}", f"tn{n}"
+        rid = f"rid{n}"
         get = sh.id_get
         if sh.typeof or not isinstance(get, IdGet):
             lines.append(f"{indent}{target} = build_record({const(sh)}, row, base{', kids' if root else ''})")
             return
         v = f"row[{get.idx}]"
+        inner = indent + "    "
         if sh.type_idx is None:
+            assert get.prefix is not None
             lines.append(f"{indent}if {v} is None:")
             lines.append(f"{indent}    {target} = None")
             lines.append(f"{indent}else:")
-            inner = indent + "    "
-            lines.append(f"{inner}{rid} = enc({get.prefix!r}, int({v}))")
-            lines.append(f"{inner}{tname} = {sh.type_name!r}")
+            lines.append(f"{inner}{rid} = enc({get.prefix!r}, {v})")
+            attrs = f"{{'type': {sh.type_name!r}, 'url': {url_prefix(sh.type_name)} + {rid}}}"
         else:
+            tn = f"tn{n}"
             lines.append(f"{indent}if {v} is None or not row[{sh.type_idx}]:")
             lines.append(f"{indent}    {target} = None")
             lines.append(f"{indent}else:")
-            inner = indent + "    "
-            lines.append(f"{inner}{rid} = enc(row[{sh.type_idx}], int({v}))")
-            lines.append(f"{inner}{tname} = {const(sh.type_names)}.get(row[{sh.type_idx}], {sh.type_name!r})")
-        parts = [f"'attributes': {{'type': {tname}, 'url': base + '/sobjects/' + {tname} + '/' + {rid}}}"]
+            lines.append(f"{inner}{rid} = enc(row[{sh.type_idx}], {v})")
+            lines.append(f"{inner}{tn} = {const(sh.type_names)}.get(row[{sh.type_idx}], {sh.type_name!r})")
+            attrs = f"{{'type': {tn}, 'url': base + '/sobjects/' + {tn} + '/' + {rid}}}"
+        parts = [f"'attributes': {attrs}"]
         for kind, key, payload in sh.entries:
             if kind == "v":
                 parts.append(f"{key!r}: {value_expr(payload)}")
@@ -275,9 +288,9 @@ def compile_shape(shape: ObjShape) -> Callable[[Row, str, dict[str, Any] | None]
                 parts.append(f"{key!r}: (kids.get({key!r}) if kids else None)")
         lines.append(f"{inner}{target} = {{{', '.join(parts)}}}")
 
-    emit(shape, "rec", "    ", True)
-    lines.append("    return rec")
-    src = "\n".join(lines)
-    exec(compile(src, "<soql-shape>", "exec"), ns)
-    fn: Callable[[Row, str, dict[str, Any] | None], Any] = ns["_build"]
+    emit(shape, "rec", "        ", True)
+    lines.append("        return rec")
+    src = "\n".join([*head, *lines, "    return _build"])
+    exec(compile(src, "<soql-shape>", "exec"), ns)  # generated from metadata only, see docstring
+    fn: Callable[[str], Callable[[Row, dict[str, Any] | None], Any]] = ns["_make"]
     return fn
