@@ -154,7 +154,7 @@ def up(
     admin_password: Annotated[str | None, typer.Option(help="Password for a new administrator.")] = None,
 ) -> None:
     """Initialise ./keel.db when missing, then serve Keel on 127.0.0.1."""
-    from keel.api.server import serve
+    from keel.cli.asgi import serve
     from keel.services.org import init_org, is_initialised
 
     with friendly_errors():
@@ -175,7 +175,7 @@ def serve_cmd(
     https_port: Annotated[int, typer.Option(help="HTTPS port (0 turns HTTPS off).")] = 8443,
 ) -> None:
     """Serve an initialised database."""
-    from keel.api.server import serve
+    from keel.cli.asgi import serve
 
     with friendly_errors():
         serve(context(db), host=host, port=port, https_port=https_port)

@@ -1,0 +1,232 @@
+"""Record pages, create/edit forms, the lookup picker and global search.
+
+The record page is one SOQL statement with child subqueries for its related lists, run as the user: a hidden
+record is "not found", hidden fields are absent, and related lists only hold visible children with readable
+columns. History comes from ``services.security.read_history``, which drops rows of unreadable fields
+(frappe/crm#805).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.responses import RedirectResponse, Response
+
+from keel.errors import BatchError, KeelError, RowResult
+from keel.metadata.model import FieldDef, ObjectDef
+from keel.records import save_many
+from keel.services.query import query
+from keel.services.security import read_history
+from keel.web.base import Web, cell_value, display, editable, readable, relation_select, require, soql_literal
+from keel.web.views import UNSORTABLE, default_columns
+
+AUDIT_FIELDS = ("CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById", "SystemModstamp", "IsDeleted",
+                "Id")
+
+
+def object_for_id(web: Web, rid: str) -> ObjectDef:
+    if not rid.isalnum() or len(rid) not in (15, 18):
+        raise KeelError("Malformed record id.", code="NOT_FOUND")
+    obj = web.schema().find_by_prefix(rid[:3])
+    if obj is None:
+        raise KeelError("No such record.", code="NOT_FOUND")
+    require(web.ctx, obj, "read")
+    return obj
+
+
+def layout(web: Web, obj: ObjectDef) -> tuple[list[dict[str, Any]], list[str]]:
+    """Sections of readable fields (``layouts.default`` in YAML) and the related lists to show."""
+    spec = (obj.extra.get("layouts") or {}).get("default") or {}
+    sections = spec.get("sections") or [{"label": obj.label, "columns": 2, "fields": [
+        f.api_name for f in obj.fields if f.api_name not in AUDIT_FIELDS and f.type != "id"
+        and f.api_name not in ("OwnerId",)]}]
+    out = []
+    placed = {n for s in sections for n in s.get("fields") or []}
+    rest = [f.api_name for f in obj.fields if f.custom and f.api_name not in placed]
+    if rest:  # fields added after the layout was written (e.g. in the object manager) are never hidden
+        sections = [*sections, {"label": "More fields", "columns": 2, "fields": rest}]
+    for s in sections:
+        fields = [obj.get_field(n) for n in s.get("fields") or [] if obj.find_field(n)
+                  and readable(web.ctx, obj, n)]
+        if fields:
+            out.append({"label": s.get("label", ""), "columns": int(s.get("columns", 2)), "fields": fields})
+    related = list(spec.get("related") or [c.name for c in web.schema().child_relationships(obj)
+                                             if c.child_object not in ("Note", "Attachment", "Task", "Event")][:3])
+    return out, related
+
+
+def _related(web: Web, obj: ObjectDef, names: list[str]) -> list[tuple[str, ObjectDef, list[FieldDef], str]]:
+    schema = web.schema()
+    out = []
+    for name in names:
+        rel = schema.find_child_relationship(obj, name)
+        if rel is None:
+            continue
+        child = schema.get_object(rel.child_object)
+        if not (web.ctx.actor.is_system or web.ctx.actor.access.can(child.api_name, "read")):
+            continue
+        cols = [child.get_field(c) for c in default_columns(child)
+                if child.find_field(c) and c != rel.field and readable(web.ctx, child, c)][:4]
+        names_sql = ["Id", *[c.api_name for c in cols]]
+        names_sql += [r for c in cols if (r := relation_select(c))]
+        sub = f"(SELECT {', '.join(dict.fromkeys(names_sql))} FROM {rel.name} ORDER BY Name LIMIT 10)"
+        out.append((rel.name, child, cols, sub))
+    return out
+
+
+def record_page(web: Web) -> Response:
+    rid = str(web.path["id"])
+    obj = object_for_id(web, rid)
+    sections, related_names = layout(web, obj)
+    related = _related(web, obj, related_names)
+    names = ["Id", "Name"]
+    for s in sections:
+        for f in s["fields"]:
+            names.append(f.api_name)
+            if r := relation_select(f):
+                names.append(r)
+    for extra in ("OwnerId", "Owner.Name", "CreatedDate", "LastModifiedDate"):
+        base = extra.split(".")[0].replace("Owner", "OwnerId") if "." in extra else extra
+        if obj.find_field(base) and readable(web.ctx, obj, base):
+            names.append(extra)
+    subs = [r[3] for r in related]
+    soql = f"SELECT {', '.join(dict.fromkeys(names + subs))} FROM {obj.api_name} WHERE Id = {soql_literal(None, rid)}"
+    recs = query(web.ctx, soql)["records"]
+    if not recs:
+        raise KeelError(f"The {obj.label} does not exist or is not visible to you.", code="NOT_FOUND")
+    rec = recs[0]
+    rel_rows = []
+    for name, child, cols, _sub in related:
+        block = rec.get(name) or {"records": []}
+        rows = [(r, [cell_value(r, c) for c in cols]) for r in block["records"]]
+        rel_rows.append((name, child, cols, rows))
+    history = read_history(web.ctx, obj.api_name, rid) if obj.track_history else []
+    for h in history:
+        f = obj.find_field(str(h["Field"]))
+        h["Label"] = f.label if f else h["Field"]
+        h["Old"], h["New"] = display(h["OldValue"], f), display(h["NewValue"], f)
+    values = {f.api_name: cell_value(rec, f) for s in sections for f in s["fields"]}
+    return web.render("record.html", obj=obj, rec=rec, sections=sections, values=values, related=rel_rows,
+                      history=history[::-1][:50],
+                      can_edit=web.ctx.actor.is_system or web.ctx.actor.access.can(obj.api_name, "edit"))
+
+
+# -- forms --------------------------------------------------------------------------------------------------
+
+def coerce(f: FieldDef, form: Mapping[str, Any], multi: Mapping[str, list[str]]) -> Any:
+    if f.type == "checkbox":
+        return str(form.get(f.api_name, "")) in ("on", "true", "1")
+    if f.type == "multipicklist":
+        return ";".join(multi.get(f.api_name, [])) or None
+    raw = str(form.get(f.api_name, "")).strip()
+    if raw == "":
+        return None
+    if f.type == "datetime" and len(raw) == 16:
+        return raw + ":00Z"
+    return raw
+
+
+def record_form(web: Web) -> Response:
+    """``/o/{obj}/new`` and ``/r/{id}/edit``: the layout's editable fields; errors come back from the lifecycle
+    next to the field they name."""
+    rid = web.path.get("id")
+    if rid:
+        obj = object_for_id(web, str(rid))
+        require(web.ctx, obj, "edit")
+    else:
+        found = web.schema().find_object(str(web.path["obj"]))
+        if found is None:
+            raise KeelError("No such object.", code="NOT_FOUND")
+        obj = found
+        require(web.ctx, obj, "create")
+    sections, _ = layout(web, obj)
+    for s in sections:
+        s["fields"] = [f for f in s["fields"] if editable(web.ctx, obj, f)]
+    sections = [s for s in sections if s["fields"]]
+    fields = [f for s in sections for f in s["fields"]]
+    values: dict[str, Any] = {}
+    labels: dict[str, str] = {}
+    if rid and web.request.method == "GET":
+        names = ["Id", *[f.api_name for f in fields], *[r for f in fields if (r := relation_select(f))]]
+        recs = query(web.ctx, f"SELECT {', '.join(dict.fromkeys(names))} FROM {obj.api_name} "
+                              f"WHERE Id = {soql_literal(None, str(rid))}")["records"]
+        if not recs:
+            raise KeelError("The record does not exist or is not visible.", code="NOT_FOUND")
+        values = dict(recs[0])
+        labels = {f.api_name: cell_value(values, f)[0] for f in fields if f.is_reference}
+    errors: dict[str, list[str]] = {}
+    general: list[str] = []
+    if web.request.method == "POST":
+        draft = {f.api_name: coerce(f, web.form, web.multi) for f in fields}
+        if not rid:
+            draft = {k: v for k, v in draft.items() if v is not None}
+        else:
+            draft["Id"] = str(rid)
+        result = _save_one(web, obj, draft)
+        if result.success and result.id:
+            return RedirectResponse(f"/r/{result.id}", status_code=303)
+        for e in result.errors:
+            targets = [n for n in e.fields if any(f.api_name == n for f in fields)]
+            for n in targets:
+                errors.setdefault(n, []).append(e.message)
+            if not targets:
+                general.append(e.message)
+        values = {**draft}
+        labels = {f.api_name: str(web.form.get(f"{f.api_name}__label", "")) for f in fields if f.is_reference}
+    return web.render("form.html", obj=obj, sections=sections, values=values, labels=labels, errors=errors,
+                      general=general, rid=rid, status=422 if errors or general else 200)
+
+
+def _save_one(web: Web, obj: ObjectDef, draft: dict[str, Any]) -> RowResult:
+    try:
+        return save_many(web.ctx, obj.api_name, [draft])[0]
+    except BatchError as e:
+        return e.results[0]
+
+
+def lookup(web: Web) -> Response:
+    """Search-as-you-type for a lookup field: names of records the user can see, with readable preview
+    fields only."""
+    found = web.schema().find_object(str(web.path["obj"]))
+    if found is None:
+        raise KeelError("No such object.", code="NOT_FOUND")
+    obj = found
+    require(web.ctx, obj, "read")
+    q = str(web.params.get("q") or next((v for k, v in web.params.items() if k.endswith("__label")), ""))
+    q = q.strip().replace("%", "").replace("_", "")
+    target = str(web.params.get("target", ""))
+    if not target.replace("_", "").isalnum():
+        target = ""
+    preview = [obj.get_field(c) for c in (obj.extra.get("compact_fields") or [])
+               if obj.find_field(c) and readable(web.ctx, obj, c)][:2]
+    names = ", ".join(dict.fromkeys(["Id", "Name", *[p.api_name for p in preview]]))
+    where = f" WHERE Name LIKE {soql_literal(None, q + '%')}" if q else ""
+    recs = query(web.ctx, f"SELECT {names} FROM {obj.api_name}{where} ORDER BY Name LIMIT 10")["records"]
+    rows = [(r, " · ".join(t for p in preview if (t := cell_value(r, p)[0]))) for r in recs]
+    return web.render("lookup.html", rows=rows, target=target, obj=obj)
+
+
+def search(web: Web) -> Response:
+    """Global search: each object's search fields, matched only on fields the user can read (otherwise a search
+    would reveal hidden values by whether it matched), results through SOQL as the user."""
+    q = str(web.params.get("q", "")).strip().replace("%", "").replace("_", "")
+    groups = []
+    if len(q) >= 2:
+        from keel.web.base import nav_objects
+
+        for obj in nav_objects(web.ctx):
+            fields = [obj.get_field(n) for n in (obj.extra.get("search_fields") or ["Name"])
+                      if obj.find_field(n) and readable(web.ctx, obj, n)
+                      and obj.get_field(n).type in ("text", "email", "phone", "url", "textarea", "picklist")]
+            if not fields:
+                continue
+            like = soql_literal(None, f"%{q}%")
+            where = " OR ".join(f"{f.api_name} LIKE {like}" for f in fields)
+            names = ", ".join(dict.fromkeys(["Id", "Name", *[f.api_name for f in fields]]))
+            recs = query(web.ctx, f"SELECT {names} FROM {obj.api_name} WHERE {where} ORDER BY Name LIMIT 10")[
+                "records"]
+            if recs:
+                shown = [f for f in fields if f.api_name != "Name" and f.type not in UNSORTABLE]
+                groups.append((obj, shown, [(r, [display(r.get(f.api_name), f) for f in shown]) for r in recs]))
+    return web.render("search.html", q=q, groups=groups)

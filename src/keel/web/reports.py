@@ -1,0 +1,142 @@
+"""Summary and matrix reports, and a dashboard of report charts.
+
+A report is an aggregate SOQL statement (GROUP BY up to two fields, one aggregate) run as the viewing user, so
+report columns obey field-level security and rows obey sharing exactly as lists do. The builder is the query
+string: a report's URL is its saved definition.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.responses import Response
+
+from keel.errors import KeelError
+from keel.metadata.model import FieldDef, ObjectDef
+from keel.services.query import query
+from keel.web.base import Web, display, nav_objects, readable, require
+from keel.web.svg import chart
+from keel.web.views import condition
+
+AGGS = ("COUNT", "SUM", "AVG", "MIN", "MAX")
+CHARTS = ("bar", "pie", "donut", "line", "funnel")
+GROUPABLE = ("picklist", "text", "checkbox", "date", "lookup", "master_detail", "email", "number")
+NUMERIC = ("number", "currency", "percent")
+
+
+def _groupable(web: Web, obj: ObjectDef) -> list[FieldDef]:
+    return [f for f in obj.fields if f.type in GROUPABLE and readable(web.ctx, obj, f.api_name)
+            and f.api_name not in ("Id",)]
+
+
+def run_report(web: Web, obj: ObjectDef, params: Mapping[str, str]) -> dict[str, Any]:
+    require(web.ctx, obj, "read")
+    groups = [obj.get_field(g) for g in (params.get("g1"), params.get("g2")) if g and obj.find_field(g)]
+    for g in groups:
+        if not readable(web.ctx, obj, g.api_name) or g.type not in GROUPABLE:
+            raise KeelError(f"You cannot group by {g.label}.", code="INVALID_FIELD")
+    agg = params.get("agg", "COUNT").upper()
+    if agg not in AGGS:
+        raise KeelError("Unknown aggregate.", code="INVALID_FIELD")
+    measure: FieldDef | None = None
+    if agg != "COUNT":
+        m = obj.find_field(params.get("field", ""))
+        if m is None or m.type not in NUMERIC or not readable(web.ctx, obj, m.api_name):
+            raise KeelError("Choose a number field you can read to aggregate.", code="INVALID_FIELD")
+        measure = m
+    expr = f"{agg}({measure.api_name})" if measure else "COUNT(Id)"
+    where = ""
+    if params.get("ff") and params.get("fv"):
+        where = " WHERE " + condition(web.schema(), obj, {"field": params["ff"], "op": params.get("fo", "="),
+                                                           "value": params["fv"]})
+    gsql = ", ".join(g.api_name for g in groups)
+    soql = f"SELECT {gsql + ', ' if gsql else ''}{expr} v FROM {obj.api_name}{where}"
+    if groups:
+        soql += f" GROUP BY {gsql} ORDER BY {gsql}"
+    started = time.perf_counter()
+    recs = query(web.ctx, soql)["records"]
+    elapsed = time.perf_counter() - started
+    rows = [([display(r.get(g.api_name), g) or "(blank)" for g in groups], float(r.get("v") or 0)) for r in recs]
+    subtotals: dict[str, float] = {}
+    for keys, v in rows:
+        k = keys[0] if keys else "Total"
+        subtotals[k] = _combine(agg, subtotals.get(k), v)
+    total = 0.0
+    for v in subtotals.values():
+        total = _combine(agg, total if total else None, v)
+    cols: list[str] = []
+    matrix: dict[str, dict[str, float]] = {}
+    if len(groups) == 2:
+        cols = sorted({k[1] for k, _ in rows})
+        for keys, v in rows:
+            matrix.setdefault(keys[0], {})[keys[1]] = v
+    label = f"{agg.title()} of {measure.label}" if measure else "Record count"
+    title = f"{label} by {groups[0].label}" if groups else label
+    svg = chart(params.get("chart", "bar"), title, list(subtotals.items())) if groups else None
+    return {"obj": obj, "groups": groups, "rows": rows, "subtotals": subtotals, "total": total, "svg": svg,
+            "label": label, "title": title, "cols": cols, "matrix": matrix, "soql": soql, "ms": elapsed * 1000,
+            "agg": agg}
+
+
+def _combine(agg: str, a: float | None, b: float) -> float:
+    if a is None:
+        return b
+    return min(a, b) if agg == "MIN" else max(a, b) if agg == "MAX" else (a + b) if agg in ("COUNT", "SUM") \
+        else (a + b) / 2
+
+
+def report_page(web: Web) -> Response:
+    objs = nav_objects(web.ctx)
+    name = web.params.get("obj")
+    obj = next((o for o in objs if o.api_name == name), None)
+    result = run_report(web, obj, web.params) if obj is not None and web.params.get("run") else None
+    return web.render("report.html", objs=objs, obj=obj, result=result, params=dict(web.params), aggs=AGGS,
+                      charts=CHARTS, groupable=_groupable(web, obj) if obj else [],
+                      numeric=[f for f in obj.fields if f.type in NUMERIC and readable(web.ctx, obj, f.api_name)]
+                      if obj else [])
+
+
+def report_xlsx(web: Web) -> Response:
+    from openpyxl import Workbook
+
+    obj = web.schema().find_object(web.params.get("obj", ""))
+    if obj is None:
+        raise KeelError("No such object.", code="NOT_FOUND")
+    result = run_report(web, obj, web.params)
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.title = "Report"
+    ws.append([g.label for g in result["groups"]] + [result["label"]])
+    for keys, v in result["rows"]:
+        ws.append([_safe_cell(k) for k in keys] + [v])
+    ws.append(["Total"] + [""] * max(0, len(result["groups"]) - 1) + [result["total"]])
+    buf = io.BytesIO()
+    wb.save(buf)
+    return Response(buf.getvalue(), media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                    headers={"Content-Disposition": f'attachment; filename="{obj.api_name}-report.xlsx"'})
+
+
+def _safe_cell(value: str) -> str:
+    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
+
+
+def dashboard(web: Web) -> Response:
+    """Up to six components: a count by the first picklist of each object the user can read, run as the user
+    when the page is requested (refresh = reload)."""
+    started = time.perf_counter()
+    components = []
+    kinds = ("bar", "donut", "funnel", "bar", "pie", "line")
+    for obj in nav_objects(web.ctx):
+        pick = next((f for f in obj.fields if f.type == "picklist" and readable(web.ctx, obj, f.api_name)), None)
+        if pick is None:
+            continue
+        kind = kinds[len(components) % len(kinds)]
+        res = run_report(web, obj, {"g1": pick.api_name, "agg": "COUNT", "chart": kind})
+        components.append((obj, pick, res))
+        if len(components) == 6:
+            break
+    return web.render("dashboard.html", components=components, ms=(time.perf_counter() - started) * 1000)
