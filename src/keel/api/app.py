@@ -114,6 +114,14 @@ async def not_found(request: Request) -> Response:
     return _fail("NOT_FOUND", "The requested resource does not exist", 404)
 
 
+def bulk_routes() -> list[Route]:
+    """Bulk API 2.0 and 1.0 (keel.api.bulk2 / bulk1)."""
+    from keel.api import bulk1, bulk2
+
+    return [Route("/services/data/{ver}/jobs/{rest:path}", bulk2.endpoint, methods=METHODS),
+            Route("/services/async/{ver}/{rest:path}", bulk1.endpoint, methods=METHODS)]
+
+
 def create_app(ctx: Context, *, auth: AuthBackend | None = None) -> Starlette:
     """The app for one organisation. ``auth`` defaults to the security layer's implementation."""
     from keel.query import create_cursor_tables
@@ -130,6 +138,7 @@ def create_app(ctx: Context, *, auth: AuthBackend | None = None) -> Starlette:
         Route("/healthz", healthz),
         Route("/services/data", versions, methods=["GET", "HEAD"]),
         Route("/services/data/", versions, methods=["GET", "HEAD"]),
+        *bulk_routes(),  # before the data API: bulk uploads and results stream
         Route("/services/data/{rest:path}", data_api, methods=METHODS),
         Route("/services/Soap/u/{ver:path}", soap.login_endpoint, methods=["POST"]),
         Route("/services/oauth2/token", oauth.token, methods=["POST"]),

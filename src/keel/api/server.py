@@ -16,6 +16,9 @@ from keel.context import Context
 def build_servers(ctx: Context, *, host: str, port: int, https_port: int, log_level: str = "info",
                   ) -> tuple[list[uvicorn.Server], Path | None]:
     app = create_app(ctx)
+    from keel.services.bulk_worker import BulkWorker
+
+    app.state.bulk_worker = BulkWorker(ctx).start()  # bulk jobs run in-process (daemon thread)
     configs = []
     if port:
         configs.append(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,

@@ -35,6 +35,35 @@ def delete_many(ctx: Context, obj_name: str, record_ids: Sequence[str], *, all_o
     return _change(ctx, conn, obj_name, record_ids, all_or_none, delete=True)
 
 
+def hard_delete_many(ctx: Context, obj_name: str, record_ids: Sequence[str], *, all_or_none: bool = True,
+                     conn: Connection | None = None) -> list[RowResult]:
+    """Delete for good (Bulk ``hardDelete``): the same checks and cascade as ``delete_many``, then the rows and
+    their recycle-bin entries (including cascaded children) are removed, so nothing can be undeleted."""
+    if conn is None:
+        with ctx.db.transaction() as c:
+            return hard_delete_many(ctx, obj_name, record_ids, all_or_none=all_or_none, conn=c)
+    results = _change(ctx, conn, obj_name, record_ids, all_or_none, delete=True)
+    schema = ctx.schema(conn)
+    obj = schema.get_object(obj_name)
+    pks = [ids.decode(r.id, obj.key_prefix) for r in results if r.id is not None and not r.errors]
+    bin_ = S.recycle_bin
+    by_id = {o.id: o for o in schema}
+    for part in chunks(pks):
+        doomed: dict[int, list[int]] = {obj.id: list(part)}
+        for oid, rid in conn.execute(sa.select(bin_.c.object_id, bin_.c.record_id).where(
+                bin_.c.root_object_id == obj.id, bin_.c.root_record_id.in_(part), bin_.c.object_id != obj.id)):
+            doomed.setdefault(oid, []).append(rid)
+        for oid, rids in doomed.items():
+            target = by_id.get(oid)
+            if target is None:
+                continue
+            t = table_for(schema, target)
+            for sub in chunks(rids):
+                conn.execute(sa.delete(bin_).where(bin_.c.object_id == oid, bin_.c.record_id.in_(sub)))
+                conn.execute(sa.delete(t).where(t.c.id.in_(sub)))
+    return results
+
+
 def undelete_many(ctx: Context, obj_name: str, record_ids: Sequence[str], *, all_or_none: bool = True,
                   conn: Connection | None = None) -> list[RowResult]:
     if conn is None:
