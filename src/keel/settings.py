@@ -29,6 +29,21 @@ class Settings:
     session_absolute_hours: int = 24
     login_max_failures: int = 5
     slow_query_ms: int = 500
+    # Automation: outbox delivery (docs/automation.md)
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_starttls: int = 0  # 1 to upgrade with STARTTLS before login
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "keel@localhost"
+    smtp_timeout_seconds: int = 10
+    webhook_timeout_seconds: int = 10
+    dispatcher_poll_ms: int = 500
+    retry_base_seconds: int = 30
+    outbox_max_attempts: int = 8
+    outbox_lease_seconds: int = 120
+    circuit_failure_threshold: int = 5
+    circuit_cooldown_seconds: int = 60
 
     @classmethod
     def load(cls, *, env: dict[str, str] | None = None, toml_path: str | Path | None = None) -> Settings:

@@ -53,4 +53,7 @@ def apply_package(ctx: Context, path: str | Path) -> Plan:
     p = plan(before, load_package(path), delete=_deletions(path))
     check_formulas(p)
     apply_plan(ctx.db, p, ctx.metadata)
+    from keel.services.automation import deploy_automation
+
+    deploy_automation(ctx, path)  # flows/*.yaml and approvals/*.yaml, checked against the applied schema
     return p

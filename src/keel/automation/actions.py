@@ -1,0 +1,174 @@
+"""After-save actions, run batch-wise for the rows a flow (or a scheduled path, or an approval step) fired on.
+
+Record actions go through ``save_many`` in the save's transaction as the audited system actor, one level deeper,
+so the lifecycle's depth cap turns a flow loop into a clear AUTOMATION_LOOP error. A child that fails validation
+fails the triggering row (CANNOT_EXECUTE_FLOW_TRIGGER) and, in an all-or-none save, rolls the whole save back,
+outbox rows included: nothing is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from sqlalchemy.engine import Connection
+
+from keel.automation import outbox
+from keel.automation.definitions import Action
+from keel.automation.support import flow_system_context, formula_context, record_of
+from keel.automation.templates import Templates, read_for_templates
+from keel.errors import ROLLED_BACK, BatchError, RowResult
+from keel.formula import compile_python
+from keel.metadata.model import ObjectDef, SchemaSnapshot
+from keel.records import save_many
+from keel.records.hooks import RowError, RowState
+from keel.storage import ids
+
+if TYPE_CHECKING:
+    from keel.context import Context
+
+FLOW_ERROR = "CANNOT_EXECUTE_FLOW_TRIGGER"
+# submit_for_approval is injected (approvals import actions, not the other way round).
+Submitter = Callable[["Context", Connection, str, ObjectDef, Sequence[int]], None]
+
+
+class ActionRunner:
+    def __init__(self, templates: Templates, submit: Submitter | None = None) -> None:
+        self.templates = templates
+        self.submit = submit
+
+    def run(self, ctx: Context, conn: Connection, obj: ObjectDef, source: str, actions: Sequence[Action],
+            rows: Sequence[RowState]) -> None:
+        """Run ``actions`` in order for ``rows``; ``ctx`` is the running user (templates read as them)."""
+        if not rows or not actions:
+            return
+        schema = ctx.schema(conn)
+        sys_ctx: Context | None = None
+        for a in actions:
+            if a.kind in ("update", "create", "note"):
+                if sys_ctx is None:
+                    sys_ctx = flow_system_context(ctx, conn, source)
+                if a.kind == "note":
+                    self._note(ctx, sys_ctx, conn, schema, obj, source, a, rows)
+                else:
+                    self._record_action(sys_ctx, conn, schema, obj, source, a, rows)
+            elif a.kind == "email":
+                self._email(ctx, conn, schema, obj, source, a, rows)
+            elif a.kind == "webhook":
+                self._webhook(ctx, conn, schema, obj, source, a, rows)
+            elif a.kind == "submit_for_approval" and self.submit is not None:
+                self.submit(ctx, conn, str(a.spec.get("process")), obj, [r.pk for r in rows if r.pk is not None])
+
+    def _values(self, ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: ObjectDef, a: Action,
+                rows: Sequence[RowState]) -> list[dict[str, Any]]:
+        spec = a.spec.get("values") or {}
+        fns = {k: compile_python(str(v), obj, schema, context_kind="flow") for k, v in spec.items()}
+        fctx = formula_context(ctx, conn, schema)
+        out = []
+        for r in rows:
+            rec = record_of(obj, r)
+            c = fctx.for_row(r.prior)
+            out.append({k: _plain(fn(rec, c)) for k, fn in fns.items()})
+        return out
+
+    def _record_action(self, ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: ObjectDef, source: str,
+                       a: Action, rows: Sequence[RowState]) -> None:
+        values = self._values(ctx, conn, schema, obj, a, rows)
+        if a.kind == "create":
+            target = str(a.spec["object"])
+            _save(ctx, conn, target, values, rows, source)
+            return
+        field = str(a.spec.get("target", "self"))
+        by_obj: dict[str, list[tuple[dict[str, Any], RowState]]] = {}
+        for v, r in zip(values, rows, strict=True):
+            rid = record_of(obj, r).get("Id" if field == "self" else field)
+            if not rid:
+                continue
+            tobj = schema.find_by_prefix(str(rid)[:3])
+            name = obj.api_name if field == "self" else (tobj.api_name if tobj else
+                                                         obj.get_field(field).reference_to[0])
+            by_obj.setdefault(name, []).append(({"Id": rid, **v}, r))
+        for name, pairs in by_obj.items():
+            _save(ctx, conn, name, [p[0] for p in pairs], [p[1] for p in pairs], source)
+
+    def _rendered(self, ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: ObjectDef,
+                  texts: Sequence[str], rows: Sequence[RowState]) -> dict[int, dict[str, Any]]:
+        paths = self.templates.paths(texts)
+        pks = [r.pk for r in rows if r.pk is not None]
+        return read_for_templates(ctx, conn, schema, obj, pks, paths)
+
+    def _email(self, ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: ObjectDef, source: str,
+               a: Action, rows: Sequence[RowState]) -> None:
+        to = a.spec.get("to") or []
+        to = [to] if isinstance(to, str) else list(to)
+        cc = a.spec.get("cc") or []
+        cc = [cc] if isinstance(cc, str) else list(cc)
+        subject, body = str(a.spec.get("subject", "")), str(a.spec.get("body", ""))
+        records = self._rendered(ctx, conn, schema, obj, [*to, *cc, subject, body], rows)
+        now = ctx.clock()
+        msgs = []
+        for r in rows:
+            rec = records.get(r.pk or 0, {})
+            render = self.templates.render
+            rcpt = outbox.split_addresses([render(t, rec) for t in to])
+            if not rcpt:
+                continue
+            payload = {"to": rcpt, "cc": outbox.split_addresses([render(t, rec) for t in cc]),
+                       "subject": render(subject, rec).strip(), "body": render(body, rec), "source": source,
+                       "from": a.spec.get("from")}
+            msgs.append(outbox.message(outbox.EMAIL, payload, now, object_id=obj.id, record_id=r.pk))
+        outbox.enqueue(conn, msgs)
+
+    def _webhook(self, ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: ObjectDef, source: str,
+                 a: Action, rows: Sequence[RowState]) -> None:
+        body_t = a.spec.get("body")
+        fields = [str(f) for f in a.spec.get("fields") or ["Name"]]
+        texts = [str(body_t)] if body_t else ["{{ record." + f + " }}" for f in fields]
+        records = self._rendered(ctx, conn, schema, obj, texts, rows)
+        now = ctx.clock()
+        msgs = []
+        for r in rows:
+            rec = records.get(r.pk or 0, {})
+            if body_t:
+                body = self.templates.render(str(body_t), rec)
+            else:
+                body = orjson.dumps({"source": source, "object": obj.api_name,
+                                     "id": ids.encode(obj.key_prefix, r.pk or 0),
+                                     "record": {f: rec.get(f) for f in fields}}, default=str).decode()
+            payload = {"url": str(a.spec["url"]), "body": body, "source": source,
+                       "secret": a.spec.get("secret"), "secret_env": a.spec.get("secret_env"),
+                       "content_type": str(a.spec.get("content_type", "application/json"))}
+            msgs.append(outbox.message(outbox.WEBHOOK, payload, now, object_id=obj.id, record_id=r.pk))
+        outbox.enqueue(conn, msgs)
+
+    def _note(self, ctx: Context, sys_ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: ObjectDef,
+              source: str, a: Action, rows: Sequence[RowState]) -> None:
+        title, body = str(a.spec.get("title", source)), str(a.spec.get("body", ""))
+        records = self._rendered(ctx, conn, schema, obj, [title, body], rows)
+        drafts = []
+        for r in rows:
+            rec = records.get(r.pk or 0, {})
+            drafts.append({"Name": self.templates.render(title, rec)[:80],
+                           "Body": self.templates.render(body, rec),
+                           "ParentId": ids.encode(obj.key_prefix, r.pk or 0)})
+        _save(sys_ctx, conn, "Note", drafts, rows, source)
+
+
+def _plain(v: Any) -> Any:
+    """Formula results to values ``save_many`` coerces (Decimal stays; blank text is a null)."""
+    return None if v == "" else v
+
+
+def _save(ctx: Context, conn: Connection, obj_name: str, drafts: list[dict[str, Any]], rows: Sequence[RowState],
+          source: str) -> list[RowResult]:
+    if not drafts:
+        return []
+    try:
+        return save_many(ctx, obj_name, drafts, conn=conn)
+    except BatchError as e:
+        bad = next(((i, d) for i, res in enumerate(e.results) for d in res.errors if d.code != ROLLED_BACK), None)
+        i, d = bad if bad is not None else (0, e.results[0].errors[0])
+        raise RowError(rows[i].index, FLOW_ERROR,
+                       f"{source}: {obj_name} {'update' if 'Id' in drafts[i] else 'create'} failed: "
+                       f"{d.code}: {d.message}", d.fields) from None

@@ -1,0 +1,117 @@
+"""Email, note and webhook templates: Jinja2 in a sandbox, with merge fields read as the running user.
+
+Merge fields (``{{ record.Name }}``, ``{{ record.Position__r.Name }}``) are found in the template's syntax tree,
+checked against the schema and the running user's field permissions, and read with one SOQL query per batch, in
+the save's transaction, with the user's row filter compiled in. A field the user cannot read renders blank, so a
+template can never leak what the user could not open themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import nodes
+from jinja2.sandbox import SandboxedEnvironment
+from sqlalchemy.engine import Connection
+
+from keel.metadata.model import ObjectDef, SchemaSnapshot
+from keel.query import run_soql
+from keel.storage import ids
+
+if TYPE_CHECKING:
+    from jinja2 import Template
+
+    from keel.context import Context
+
+CHUNK = 400
+
+
+class Templates:
+    """Compiled templates and their merge-field paths, cached per hooks object."""
+
+    def __init__(self) -> None:
+        self.env = SandboxedEnvironment(autoescape=False)
+        self._cache: dict[str, tuple[Template, frozenset[tuple[str, ...]]]] = {}
+
+    def compile(self, text: str) -> tuple[Template, frozenset[tuple[str, ...]]]:
+        hit = self._cache.get(text)
+        if hit is None:
+            tree = self.env.parse(text)
+            hit = (self.env.from_string(tree), frozenset(_paths(tree)))
+            self._cache[text] = hit
+        return hit
+
+    def paths(self, texts: Iterable[str]) -> set[tuple[str, ...]]:
+        out: set[tuple[str, ...]] = set()
+        for t in texts:
+            out |= self.compile(t)[1]
+        return out
+
+    def render(self, text: str, record: Mapping[str, Any], **extra: Any) -> str:
+        return self.compile(text)[0].render(record=record, **extra)
+
+
+def _paths(tree: nodes.Template) -> Iterable[tuple[str, ...]]:
+    for node in tree.find_all(nodes.Getattr):
+        chain: list[str] = []
+        cur: nodes.Node = node
+        while isinstance(cur, nodes.Getattr):
+            chain.append(cur.attr)
+            cur = cur.node
+        if isinstance(cur, nodes.Name) and cur.name == "record":
+            yield tuple(reversed(chain))
+
+
+def _soql_fields(ctx: Context, schema: SchemaSnapshot, obj: ObjectDef, paths: Iterable[tuple[str, ...]]) -> list[str]:
+    """The readable, existing fields among ``paths`` as SOQL select items (``Position__r.Name``)."""
+    access = ctx.actor.access
+    system = ctx.actor.is_system
+    out: set[str] = {"Id"}
+    for path in paths:
+        cur = obj
+        parts: list[str] = []
+        for i, part in enumerate(path):
+            last = i == len(path) - 1
+            f = cur.find_field(part)
+            if f is not None and (last or not f.is_relationship):
+                if system or access.field_readable(cur.api_name, f.api_name):
+                    parts.append(f.api_name)
+                    out.add(".".join(parts))
+                break
+            rel = cur.find_relationship(part)
+            if rel is None or not rel.reference_to or last:
+                break
+            if not (system or access.field_readable(cur.api_name, rel.api_name)):
+                break
+            target = schema.find_object(rel.reference_to[0])
+            if target is None or not (system or access.can(target.api_name, "read")):
+                break
+            parts.append(rel.relationship_name or part)
+            cur = target
+    return sorted(out)
+
+
+def read_for_templates(ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: ObjectDef, pks: Sequence[int],
+                       paths: Iterable[tuple[str, ...]]) -> dict[int, dict[str, Any]]:
+    """Records by primary key with the merge fields the running user can read; invisible records are absent."""
+    if not ctx.actor.is_system and not ctx.actor.access.can(obj.api_name, "read"):
+        return {}
+    fields = _soql_fields(ctx, schema, obj, paths)
+    access = ctx.actor.access
+    sec: dict[str, Any] = {"security_key": ("system",)}
+    if not ctx.actor.is_system:
+        sec = {"row_filter": lambda o, t: access.record_filter(o, t, "read"),
+               "field_mask": lambda o, f: access.field_readable(o.api_name, f.api_name),
+               "security_key": getattr(access, "cache_key", None) or ("user", ctx.actor.user_id)}
+    out: dict[int, dict[str, Any]] = {}
+    for start in range(0, len(pks), CHUNK):
+        part = pks[start:start + CHUNK]
+        id_list = ", ".join(f"'{ids.encode(obj.key_prefix, pk)}'" for pk in part)
+        soql = f"SELECT {', '.join(fields)} FROM {obj.api_name} WHERE Id IN ({id_list})"
+        res = run_soql(conn, schema, soql, dialect=conn.dialect.name, query_all=True, now=ctx.clock(),
+                       time_zone=ctx.actor.time_zone,
+                       batch_size=len(part) + 1, user_id=ctx.actor.user_id, **sec)
+        for rec in res["records"]:
+            out[ids.split(rec["Id"])[1]] = rec
+    return out

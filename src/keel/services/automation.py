@@ -1,0 +1,188 @@
+"""Automation use cases: wiring the hooks into a Context, deploying flows and approval processes, approval
+actions, the dead-letter queue, scheduled paths and the in-process dispatcher.
+
+Wiring: ``ctx = wire_automation(ctx)`` composes ``SecurityHooks(inner=AutomationHooks(...))`` (security first,
+then flows), keeps any hooks already present, and is idempotent. ``keel up``, the API app and the web app call it
+on their base Context; ``start_dispatcher(ctx)`` starts the in-process delivery thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from keel.automation import approvals, scheduling
+from keel.automation.definitions import check_approval, check_flow, load_definitions
+from keel.automation.dispatcher import Dispatcher, Sender, Stats, dead_letters, retry
+from keel.automation.flows import AutomationHooks
+from keel.automation.registry import store
+from keel.automation.tables import create_automation_tables
+from keel.context import Context
+from keel.errors import KeelError
+from keel.security.hooks import SecurityHooks
+from keel.services.security import user_context, wire_security
+from keel.storage import ids
+
+
+def wire_automation(ctx: Context) -> Context:
+    """A Context whose lifecycle runs security's hooks, then flows, approval locks and scheduled paths."""
+    ctx = wire_security(ctx)
+    sec = ctx.hooks
+    assert isinstance(sec, SecurityHooks)
+    if isinstance(sec.inner, AutomationHooks):
+        return ctx
+    with ctx.db.transaction() as conn:
+        create_automation_tables(conn)
+    return replace(ctx, hooks=SecurityHooks(inner=AutomationHooks(inner=sec.inner)))
+
+
+def automation_hooks(ctx: Context) -> AutomationHooks:
+    h = ctx.hooks
+    inner = getattr(h, "inner", None)
+    if isinstance(h, AutomationHooks):
+        return h
+    if isinstance(inner, AutomationHooks):
+        return inner
+    raise KeelError("Automation is not wired into this context; call wire_automation(ctx).",
+                    code="NOT_INITIALISED")
+
+
+def deploy_automation(ctx: Context, package_path: str | Path) -> int:
+    """Check and store a package's ``flows/*.yaml`` and ``approvals/*.yaml``; returns how many were deployed.
+    Every formula is type-checked against the current schema first, so a bad definition changes nothing."""
+    flows, procs = load_definitions(package_path)
+    if not flows and not procs:
+        return 0
+    with ctx.db.transaction() as conn:
+        schema = ctx.schema(conn)
+        for f in flows:
+            check_flow(f, schema)
+        for p in procs:
+            check_approval(p, schema)
+        return store(conn, flows, procs)
+
+
+# -- approvals ------------------------------------------------------------------------------------------------------
+def submit_for_approval(ctx: Context, record_id: str, process: str, comments: str | None = None) -> str:
+    hooks = automation_hooks(ctx)
+    with ctx.db.transaction() as conn:
+        schema = ctx.schema(conn)
+        obj = schema.find_by_prefix(record_id[:3])
+        if obj is None:
+            raise KeelError(f"Unknown record id {record_id}.", code="MALFORMED_ID")
+        proc = hooks.registry.get(conn).approvals.get(process)
+        return approvals.submit(ctx, conn, hooks, proc, process, obj, ids.decode(record_id, obj.key_prefix),
+                                comments)
+
+
+def approve(ctx: Context, workitem_id: str, comments: str | None = None) -> str:
+    return _act(ctx, workitem_id, "approve", comments)
+
+
+def reject(ctx: Context, workitem_id: str, comments: str | None = None) -> str:
+    return _act(ctx, workitem_id, "reject", comments)
+
+
+def _act(ctx: Context, workitem_id: str, action: str, comments: str | None) -> str:
+    hooks = automation_hooks(ctx)
+    with ctx.db.transaction() as conn:
+        return approvals.act(ctx, conn, hooks, workitem_id, action, comments)
+
+
+def recall(ctx: Context, record_id: str, comments: str | None = None) -> None:
+    hooks = automation_hooks(ctx)
+    with ctx.db.transaction() as conn:
+        approvals.recall(ctx, conn, hooks, record_id, comments)
+
+
+def items_to_approve(ctx: Context, user_id: str | None = None) -> list[dict[str, Any]]:
+    """The pending approval requests assigned to a user (default: the acting user), oldest first."""
+    from keel.services.query import query_all_records
+
+    uid = user_id or ids.encode("005", ctx.actor.user_id)
+    soql = ("SELECT Id, Name, StepNumber, CreatedDate, ProcessInstanceId, ProcessInstance.TargetObjectId, "
+            "ProcessInstance.ProcessDefinitionName, ProcessInstance.SubmittedById FROM ProcessInstanceWorkitem "
+            f"WHERE ActorId = '{ids.to18(uid[:15]) if len(uid) >= 15 else uid}' ORDER BY CreatedDate, Id")
+    return list(query_all_records(ctx, soql))
+
+
+# -- outbox ---------------------------------------------------------------------------------------------------------
+def _require_admin(ctx: Context) -> None:
+    if not (ctx.actor.is_system or ctx.actor.profile == "System Administrator"):
+        raise KeelError("Only administrators can manage the outbox.", code="INSUFFICIENT_ACCESS_OR_READONLY")
+
+
+def list_dead_letters(ctx: Context, limit: int = 200) -> list[dict[str, Any]]:
+    _require_admin(ctx)
+    with ctx.db.read() as conn:
+        return dead_letters(conn, limit)
+
+
+def retry_dead_letters(ctx: Context, outbox_ids: list[int]) -> int:
+    _require_admin(ctx)
+    with ctx.db.transaction() as conn:
+        return retry(conn, outbox_ids, ctx.clock())
+
+
+def fire_due_scheduled(ctx: Context, *, limit: int = 100) -> int:
+    """Run scheduled-path actions due by ``ctx.clock()``; each in its own transaction, as the user who triggered
+    the flow. Returns how many rows were handled."""
+    hooks = automation_hooks(ctx)
+    now = ctx.clock()
+    with ctx.db.transaction() as conn:
+        rows = scheduling.claim_due(conn, now, limit)
+    for row in rows:
+        state, error = "done", None
+        try:
+            run_ctx = user_context(ctx, int(row["run_as_id"])) if row.get("run_as_id") else ctx
+            with ctx.db.transaction() as conn:
+                state = hooks.fire_scheduled(run_ctx, conn, row)
+                scheduling.finish(conn, row["id"], state, now)
+            continue
+        except Exception as e:  # recorded on the row; the action's own writes rolled back
+            state, error = "failed", f"{type(e).__name__}: {e}"
+        with ctx.db.transaction() as conn:
+            scheduling.finish(conn, row["id"], state, now, error)
+    return len(rows)
+
+
+def pending_scheduled(ctx: Context) -> list[dict[str, Any]]:
+    from keel.automation.tables import scheduled
+
+    with ctx.db.read() as conn:
+        q = sa.select(scheduled).where(scheduled.c.state == "pending").order_by(scheduled.c.due_at)
+        return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def dispatcher(ctx: Context, senders: dict[str, Sender] | None = None) -> Dispatcher:
+    return Dispatcher(ctx, senders)
+
+
+def deliver_pending(ctx: Context, senders: dict[str, Sender] | None = None) -> Stats:
+    """Deliver everything due now (tests, ``keel worker --once``)."""
+    return Dispatcher(ctx, senders).drain()
+
+
+@dataclass
+class Running:
+    thread: threading.Thread
+    stop: threading.Event
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.stop.set()
+        self.thread.join(timeout)
+
+
+def start_dispatcher(ctx: Context, senders: dict[str, Sender] | None = None, *, scheduled: bool = True) -> Running:
+    """The in-process dispatcher thread of ``keel up``: delivers outbox rows and fires due scheduled paths."""
+    stop = threading.Event()
+    d = Dispatcher(ctx, senders)
+    fire = fire_due_scheduled if scheduled else None
+    t = threading.Thread(target=d.run_forever, args=(stop,), kwargs={"fire_scheduled": fire},
+                         name="keel-dispatcher", daemon=True)
+    t.start()
+    return Running(t, stop)
