@@ -55,25 +55,48 @@ def parse_locator(locator: str) -> tuple[str, int]:
     return cid, int(off)
 
 
+def _raw(conn: Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    """Cursor bookkeeping runs on every page, so it uses the DBAPI cursor with fixed SQL (placeholders only)."""
+    if conn.dialect.name != "sqlite":
+        sql = sql.replace("?", "%s")
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    cur = raw.cursor()
+    try:
+        cur.execute(sql, params)
+        return list(cur.fetchall()) if cur.description else []
+    finally:
+        cur.close()
+
+
+def _ts(conn: Connection, v: dt.datetime) -> Any:
+    return f"{v:%Y-%m-%d %H:%M:%S}.{v.microsecond:06d}" if conn.dialect.name == "sqlite" else v
+
+
 def save(conn: Connection, cursor_id: str, state: dict[str, Any], idle: dt.timedelta = DEFAULT_IDLE,
          *, new: bool = False) -> None:
     body = json.dumps(state, separators=(",", ":"))
-    expires = _utcnow() + idle
+    now = _utcnow()
     if new:
-        conn.execute(cursor_table.delete().where(cursor_table.c.expires_at < _utcnow()))
-        conn.execute(cursor_table.insert().values(id=cursor_id, state=body, expires_at=expires))
+        _raw(conn, "DELETE FROM keel_query_cursor WHERE expires_at < ?", (_ts(conn, now),))
+        _raw(conn, "INSERT INTO keel_query_cursor (id, state, expires_at) VALUES (?, ?, ?)",
+             (cursor_id, body, _ts(conn, now + idle)))
     else:
-        conn.execute(cursor_table.update().where(cursor_table.c.id == cursor_id)
-                     .values(state=body, expires_at=expires))
+        _raw(conn, "UPDATE keel_query_cursor SET state = ?, expires_at = ? WHERE id = ?",
+             (body, _ts(conn, now + idle), cursor_id))
 
 
 def load(conn: Connection, locator: str) -> tuple[str, int, dict[str, Any]]:
     cid, off = parse_locator(locator)
-    row = conn.execute(sa.select(cursor_table.c.state, cursor_table.c.expires_at)
-                       .where(cursor_table.c.id == cid)).first()
-    if row is None or row.expires_at < _utcnow():
+    rows = _raw(conn, "SELECT state, expires_at FROM keel_query_cursor WHERE id = ?", (cid,))
+    if not rows:
         raise invalid_locator(locator)
-    state: dict[str, Any] = json.loads(row.state)
+    body, expires = rows[0]
+    if isinstance(expires, str):
+        expires = dt.datetime.fromisoformat(expires)
+    if expires < _utcnow():
+        raise invalid_locator(locator)
+    state: dict[str, Any] = json.loads(body)
     return cid, off, state
 
 

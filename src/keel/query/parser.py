@@ -64,20 +64,19 @@ class _Parser:
     def __init__(self, tokens: list[Token]) -> None:
         self.toks = tokens
         self.i = 0
+        self.last = len(tokens) - 1
+        self.tok = tokens[0]  # the current token, kept as an attribute: it is read on every step
 
     # --- token helpers ----------------------------------------------------------------------------------------
 
-    @property
-    def tok(self) -> Token:
-        return self.toks[self.i]
-
     def peek(self, k: int = 1) -> Token:
-        return self.toks[min(self.i + k, len(self.toks) - 1)]
+        return self.toks[min(self.i + k, self.last)]
 
     def advance(self) -> Token:
-        t = self.toks[self.i]
-        if t.kind != EOF:
+        t = self.tok
+        if self.i < self.last:
             self.i += 1
+            self.tok = self.toks[self.i]
         return t
 
     def fail(self, message: str, tok: Token | None = None) -> None:
@@ -88,7 +87,7 @@ class _Parser:
 
     def is_kw(self, word: str, k: int = 0) -> bool:
         t = self.peek(k) if k else self.tok
-        return t.kind == IDENT and t.upper == word
+        return t.upper == word and t.kind == IDENT
 
     def accept_kw(self, word: str) -> bool:
         if self.is_kw(word):
@@ -102,7 +101,8 @@ class _Parser:
         return self.advance()
 
     def is_op(self, op: str) -> bool:
-        return self.tok.kind == OP and self.tok.text == op
+        t = self.tok
+        return t.text == op and t.kind == OP
 
     def expect_op(self, op: str) -> Token:
         if not self.is_op(op):

@@ -92,7 +92,11 @@ def _count(conn: Connection, cq: CompiledQuery, rv: dict[str, Any]) -> int:
     def build() -> sa.Select[Any]:
         if p.kind == "count":
             return p.base
-        return sa.select(sa.func.count()).select_from(p.base.subquery())
+        # Count the matching rows without reading their columns, and stop at LIMIT + OFFSET when there is one.
+        inner = p.base.with_only_columns(sa.literal_column("1").label("one"))
+        if p.limit is not None:
+            inner = inner.limit(p.limit + (p.offset or 0))
+        return sa.select(sa.func.count()).select_from(inner.subquery())
 
     n = int(_exec(conn, cq, ("count",), build, rv)[0][0])
     n = max(0, n - (p.offset or 0))
