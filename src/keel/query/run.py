@@ -93,7 +93,7 @@ def _count(conn: Connection, cq: CompiledQuery, rv: dict[str, Any]) -> int:
         if p.kind == "count":
             return p.base
         # Count the matching rows without reading their columns, and stop at LIMIT + OFFSET when there is one.
-        inner = p.base.with_only_columns(sa.literal_column("1").label("one"))
+        inner: sa.Select[Any] = p.base.with_only_columns(sa.literal_column("1").label("one"))
         if p.limit is not None:
             inner = inner.limit(p.limit + (p.offset or 0))
         return sa.select(sa.func.count()).select_from(inner.subquery())
