@@ -20,6 +20,7 @@ from keel.api.auth import RateLimiter, bearer_token
 from keel.api.backend import AuthBackend, Session
 from keel.api.describe import versions_list
 from keel.api.errors import JSON_TYPE, dumps, error_body, invalid_session, json_response
+from keel.api.groupcommit import GroupCommit
 from keel.api.routing import ApiCall, Reply, dispatch, split_path
 from keel.context import Context
 from keel.errors import ErrorDetail
@@ -92,7 +93,7 @@ def _authorised(request: Request, token: str, version: str, parts: list[str], bo
                      {"Retry-After": str(retry), **usage})
     call = ApiCall(ctx.as_actor(session.actor), session, request.method, version, parts,
                    dict(request.query_params), body, base_url(request), request.headers,
-                   api_usage=limiter.used_today)
+                   api_usage=limiter.used_today, group_commit=state.group_commit)
     try:
         return dispatch(call), usage
     except Exception:  # a real bug: log it, answer 500 (jsforce retries 5xx, so user errors never get here)
@@ -155,6 +156,7 @@ def create_app(ctx: Context, *, auth: AuthBackend | None = None) -> Starlette:
     app.state.ctx = ctx
     app.state.auth = auth
     app.state.limits = RateLimiter(ctx.settings.api_requests_per_minute)
+    app.state.group_commit = GroupCommit()
     return app
 
 

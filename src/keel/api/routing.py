@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from keel.api.backend import Session
 from keel.api.errors import error, from_exception
+from keel.api.groupcommit import GroupCommit
 from keel.context import Context
 from keel.errors import KeelError
 
@@ -48,6 +49,7 @@ class ApiCall:
     parsed: Any = _MISSING
     conn: Connection | None = None  # set by /composite with allOrNone: every subrequest shares one transaction
     api_usage: int = 0
+    group_commit: GroupCommit | None = None  # coalesces concurrent single-record creates (api/groupcommit.py)
 
     @contextmanager
     def writing(self) -> Iterator[Connection]:
@@ -88,7 +90,7 @@ class ApiCall:
     def sub(self, method: str, parts: list[str], params: Mapping[str, str], body: Any) -> ApiCall:
         """A subrequest of ``/composite``, already parsed."""
         return ApiCall(self.ctx, self.session, method, self.version, parts, params, b"", self.base_url, self.headers,
-                       _MISSING if body is None else body, self.conn, self.api_usage)
+                       _MISSING if body is None else body, self.conn, self.api_usage)  # no group commit inside
 
 
 Handler = Callable[[ApiCall], Reply]

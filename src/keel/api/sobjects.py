@@ -15,6 +15,7 @@ from urllib.parse import unquote_plus
 import sqlalchemy as sa
 
 from keel.api import describe as D
+from keel.api.backend import security_key
 from keel.api.errors import error
 from keel.api.reads import by_field, field_list, readable_fields, select_all
 from keel.api.routing import ApiCall, Reply, method_not_allowed, not_found
@@ -95,6 +96,13 @@ def create(call: ApiCall, obj: ObjectDef) -> Reply:
         raise error("INVALID_FIELD_FOR_INSERT_UPDATE", "Unable to create/update fields: Id. Please check the "
                     "security settings of this field and verify that it is read/write for your profile or "
                     "permission set.", ["Id"])
+    if call.conn is None and call.group_commit is not None:
+        ctx = call.ctx
+        key = (obj.api_name, security_key(ctx.actor), ctx.actor.session_id)
+        result = call.group_commit.submit(key, draft, lambda drafts: save_many(
+            ctx, obj.api_name, drafts, all_or_none=False))
+        _raise_first([result])
+        return Reply(201, {"id": result.id, "success": True, "errors": []})
     with call.writing() as conn:
         results = save_many(call.ctx, obj.api_name, [draft], conn=conn)
     _raise_first(results)
