@@ -231,6 +231,8 @@ class Emitter:
                           for pv in v.field.values if pv.label != pv.value]
                 if labels:
                     v.expr = sa.case(*labels, else_=v.expr)
+            if item.alias:
+                v.label = item.alias  # FORMAT(Amount) amt, convertCurrency(Amount) converted
             self.emit_value(v, shape, add, e.pos)
             return
         self.emit_value(scope.resolve(e), shape, add, e.pos)
@@ -315,7 +317,11 @@ class Emitter:
 
     def child_plan(self, parent: Scope, item: A.SubSelect) -> ChildPlan:
         q = item.query
-        rel = self.opts.schema.find_child_relationship(parent.obj, q.from_)
+        name = q.from_
+        head, dot, rest = name.partition(".")
+        if dot and head.lower() in (parent.obj.key, (parent.alias_name or "").lower()):
+            name = rest  # the documented long form: (SELECT … FROM Account.Contacts)
+        rel = self.opts.schema.find_child_relationship(parent.obj, name)
         if rel is None:
             raise SoqlTypeErrorAt(
                 f"Didn't understand relationship '{q.from_}' in FROM part of query call. If you are attempting to "
