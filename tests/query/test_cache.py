@@ -50,3 +50,18 @@ def test_cached_plan_date_literals_follow_now(seeded_sqlite: Seeded) -> None:
     assert c.hits == 1
     assert [r["Id"] for r in today["records"]] == [s.ids["opp4"]]
     assert [r["Id"] for r in later["records"]] == [s.ids["opp1"]]
+
+
+def test_hooks_without_security_key_do_not_share_plans() -> None:
+    c = PlanCache()
+
+    def f1(o: object, t: object) -> None:
+        return None
+
+    def f2(o: object, t: object) -> None:
+        return None
+
+    a = c.get("SELECT Id FROM Account", SCHEMA, dialect="sqlite", row_filter=f1)
+    assert c.get("SELECT Id FROM Account", SCHEMA, dialect="sqlite", row_filter=f1) is a
+    assert c.get("SELECT Id FROM Account", SCHEMA, dialect="sqlite", row_filter=f2) is not a
+    assert c.get("SELECT Id FROM Account", SCHEMA, dialect="sqlite", row_filter=f2, security_key="p1") is not a

@@ -178,6 +178,10 @@ class PlanCache:
 
     def get(self, text: str, schema: SchemaSnapshot, *, dialect: str, security_key: Hashable = None,
             query_all: bool = False, **kwargs: Any) -> CompiledQuery:
+        if security_key is None:
+            # Without a caller-supplied shape key, plans are only shared by callers passing the same hook objects,
+            # so a filter that captured one user's values can never serve another user.
+            security_key = (kwargs.get("row_filter"), kwargs.get("field_mask"), kwargs.get("formula_sql"))
         key = (text, schema.version, security_key, dialect, query_all, kwargs.get("user_id"))
         hit = self._data.get(key)
         if hit is not None:

@@ -369,6 +369,8 @@ class Emitter:
                 raise SoqlFieldError(f"field '{v.label}' can not be grouped in a query call", g.pos, (v.label,))
             groups[v.key] = v
             group_exprs.append(v.expr)
+            if v.type_expr is not None:
+                group_exprs.append(v.type_expr)  # a polymorphic id is its key plus its type
         cols: list[sa.ColumnElement[Any]] = []
         agg = S.AggShape()
         expr_n = 0
