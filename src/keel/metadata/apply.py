@@ -152,8 +152,13 @@ def _write_rows(conn: Connection, obj: ObjectDef) -> None:
 
 
 def ensure_initialised(db: Database) -> None:
+    from keel.storage.migrate import stamp_head
+
     with db.transaction() as conn:
+        fresh = not sa.inspect(conn).has_table(S.meta.name)
         S.create_system_tables(conn)
+        if fresh:  # new tables are current by construction; older databases are upgraded by `keel migrate`
+            stamp_head(conn)
         if S.get_meta(conn, "schema_version") is None:
             S.set_meta(conn, "schema_version", "0")
             S.set_meta(conn, "system_schema", str(S.SCHEMA_VERSION))

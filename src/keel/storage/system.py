@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # keep equal to the newest migration in storage/migrations/versions
 
 system = sa.MetaData()
 
@@ -67,6 +67,7 @@ outbox = sa.Table(
     sa.Column("created_date", sa.DateTime, nullable=False),
     sa.Column("last_error", sa.Text),
     sa.Index("ix_keel_outbox_due", "state", "next_attempt_at"),
+    sa.Index("ix_keel_outbox_age", "state", "created_date"),
 )
 
 recycle_bin = sa.Table(

@@ -1,0 +1,75 @@
+"""Operations commands: ``backup``, ``restore``, ``export-org``, ``import-org`` and ``migrate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from keel.cli.common import DbOption, console, context, friendly_errors, resolve_url
+
+
+def ops_commands(app: typer.Typer) -> None:
+    """Register the operations commands on the top-level app."""
+
+    @app.command()
+    def backup(out: Annotated[Path, typer.Option("-o", "--output", help="Backup file to write.")],
+               db: DbOption = None) -> None:
+        """Take a consistent online backup (database, uploaded files, manifest with checksums)."""
+        from keel.services.backup import backup as run_backup
+
+        with friendly_errors():
+            result = run_backup(context(db), out)
+            m = result.manifest
+            console.print(f"Backed up {resolve_url(db)} to {result.path} ({len(m['members'])} member(s); system "
+                          f"revision {m['system_revision']}, metadata version {m['metadata_schema_version']}).")
+
+    @app.command()
+    def restore(file: Annotated[Path, typer.Argument(help="A file written by `keel backup`.")],
+                db: DbOption = None) -> None:
+        """Restore a backup into an EMPTY database, after verifying every checksum."""
+        from keel.services.backup import restore as run_restore
+
+        with friendly_errors():
+            m = run_restore(context(db), file)
+            console.print(f"Restored {file} (taken {m['created']}) into {resolve_url(db)}.")
+
+    @app.command("export-org")
+    def export_org(out: Annotated[Path, typer.Argument(help="Directory to create.")], db: DbOption = None) -> None:
+        """Write the whole organisation as plain files: metadata YAML, one CSV per object, system tables."""
+        from keel.services.orgio import export_org as run_export
+
+        with friendly_errors():
+            m = run_export(context(db), out)
+            console.print(f"Exported {sum(m['rows'].values())} row(s) in {len(m['files'])} file(s) to {out}.")
+
+    @app.command("import-org")
+    def import_org(src: Annotated[Path, typer.Argument(help="A directory written by `keel export-org`.")],
+                   db: DbOption = None) -> None:
+        """Load an exported organisation into an EMPTY database (any dialect), keeping every id."""
+        from keel.services.orgio import import_org as run_import
+
+        with friendly_errors():
+            m = run_import(context(db), src)
+            console.print(f"Imported {sum(m['rows'].values())} row(s) from a {m['dialect']} export into "
+                          f"{resolve_url(db)}.")
+
+    @app.command()
+    def migrate(db: DbOption = None,
+                check: Annotated[bool, typer.Option(help="Only report; exit 1 if migrations are pending.")] = False,
+                ) -> None:
+        """Upgrade Keel's system tables to this version's schema (one transaction)."""
+        from keel.storage import migrate as m
+
+        with friendly_errors():
+            ctx = context(db)
+            before = m.status(ctx.db)
+            if before.up_to_date:
+                console.print(f"System tables are current (revision {before.head}).")
+                return
+            if check:
+                console.print(f"Pending: revision {before.current} -> {before.head}.")
+                raise typer.Exit(1)
+            after = m.upgrade(ctx.db)
+            console.print(f"Migrated system tables from revision {before.current} to {after.current}.")

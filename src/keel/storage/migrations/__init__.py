@@ -1,0 +1,1 @@
+"""Alembic migrations for Keel's own system tables (data tables are metadata-driven and never appear here)."""
