@@ -11,12 +11,15 @@ from rich.table import Table
 
 from keel.cli.common import DbOption, console, context, friendly_errors, resolve_url
 from keel.cli.data import data_app
+from keel.cli.ops import ops_commands
 from keel.cli.users import user_app
+from keel.storage.migrate import require_current
 
 app = typer.Typer(help="Keel: a metadata-driven CRM that speaks Salesforce's APIs.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 app.add_typer(user_app, name="user")
 data_app(app)
+ops_commands(app)
 
 
 @app.command()
@@ -164,6 +167,7 @@ def up(
             init_org(ctx, admin_username="admin@keel.local", admin_password=password)
             console.print(f"Created {resolve_url(db)}. Log in as [bold]admin@keel.local[/bold] with password "
                           f"[bold]{password}[/bold]")
+        require_current(ctx.db)
         serve(ctx, host=host, port=port, https_port=https_port)
 
 
@@ -178,7 +182,9 @@ def serve_cmd(
     from keel.cli.asgi import serve
 
     with friendly_errors():
-        serve(context(db), host=host, port=port, https_port=https_port)
+        ctx = context(db)
+        require_current(ctx.db)
+        serve(ctx, host=host, port=port, https_port=https_port)
 
 
 if __name__ == "__main__":  # pragma: no cover
