@@ -85,9 +85,11 @@ class AutomationHooks:
             for kind, group in (("created", created), ("updated", updated)):
                 if not group or not flow.fires_on(kind):
                     continue
-                holding, firing = self._matching(flow, obj, schema, fctx, group)
+                holding, entered = self._entered(flow, obj, schema, fctx, group)
+                firing = entered if flow.only_when_changed else holding
                 stopped = [r for r in group if r.prior is not None and r not in holding]
-                scheduling.sync(ctx, conn, obj, flow, holding, {r.index for r in firing}, stopped)
+                # paths relative to the trigger start when the record enters the condition, not on every save
+                scheduling.sync(ctx, conn, obj, flow, holding, {r.index for r in entered}, stopped)
                 self.runner.run(ctx, conn, obj, f"flow {flow.name}", flow.actions, firing)
 
     def before_delete(self, ctx: Context, conn: Connection, obj: ObjectDef, rows: Sequence[RowState]) -> None:
@@ -121,27 +123,33 @@ class AutomationHooks:
                 firing = self._matching(flow, obj, schema, fctx, rows)[1]
                 self.runner.run(ctx, conn, obj, f"flow {flow.name}", flow.actions, firing)
 
-    @staticmethod
-    def _matching(flow: Flow, obj: ObjectDef, schema: SchemaSnapshot, fctx: FormulaContext,
+    def _matching(self, flow: Flow, obj: ObjectDef, schema: SchemaSnapshot, fctx: FormulaContext,
                   rows: Sequence[RowState]) -> tuple[list[RowState], list[RowState]]:
         """(rows meeting the condition, rows the flow fires on). With ``only_when_changed`` an update fires only
         when the prior version did not meet the condition."""
+        holding, entered = self._entered(flow, obj, schema, fctx, rows)
+        return holding, (entered if flow.only_when_changed else holding)
+
+    @staticmethod
+    def _entered(flow: Flow, obj: ObjectDef, schema: SchemaSnapshot, fctx: FormulaContext,
+                 rows: Sequence[RowState]) -> tuple[list[RowState], list[RowState]]:
+        """(rows meeting the condition, those of them that did not meet it before this save)."""
         if not flow.condition:
-            return list(rows), list(rows)
+            return list(rows), [r for r in rows if r.prior is None]
         cond = compile_python(flow.condition, obj, schema, context_kind="flow", returns="checkbox")
         holding: list[RowState] = []
-        firing: list[RowState] = []
+        entered: list[RowState] = []
         for r in rows:
             if not cond(record_of(obj, r), fctx.for_row(r.prior)):
                 continue
             holding.append(r)
-            if flow.only_when_changed and r.prior is not None:
+            if r.prior is not None:
                 prior = prior_of(obj, r)
                 assert prior is not None
                 if cond(prior, fctx.for_row(prior)):
                     continue
-            firing.append(r)
-        return holding, firing
+            entered.append(r)
+        return holding, entered
 
     def _submit(self, ctx: Context, conn: Connection, process: str, obj: ObjectDef, pks: Sequence[int]) -> None:
         proc = self.registry.get(conn).approvals.get(process)

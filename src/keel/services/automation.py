@@ -21,10 +21,10 @@ from keel.automation.dispatcher import Dispatcher, Sender, Stats, dead_letters, 
 from keel.automation.flows import AutomationHooks
 from keel.automation.registry import store
 from keel.automation.tables import create_automation_tables
-from keel.context import Context
+from keel.context import SYSTEM_ACTOR, Context
 from keel.errors import KeelError
 from keel.security.hooks import SecurityHooks
-from keel.services.security import user_context, wire_security
+from keel.services.security import system_context, user_context, wire_security
 from keel.storage import ids
 
 
@@ -107,7 +107,9 @@ def items_to_approve(ctx: Context, user_id: str | None = None) -> list[dict[str,
     soql = ("SELECT Id, Name, StepNumber, CreatedDate, ProcessInstanceId, ProcessInstance.TargetObjectId, "
             "ProcessInstance.ProcessDefinitionName, ProcessInstance.SubmittedById FROM ProcessInstanceWorkitem "
             f"WHERE ActorId = '{ids.to18(uid[:15]) if len(uid) >= 15 else uid}' ORDER BY CreatedDate, Id")
-    return list(query_all_records(ctx, soql))
+    # A user's own queue: read as the audited system context, since approvers need no permission on the
+    # approval objects themselves (Salesforce shows the list to every approver).
+    return list(query_all_records(system_context(ctx, "items to approve"), soql))
 
 
 # -- outbox ---------------------------------------------------------------------------------------------------------
@@ -138,7 +140,8 @@ def fire_due_scheduled(ctx: Context, *, limit: int = 100) -> int:
     for row in rows:
         state, error = "done", None
         try:
-            run_ctx = user_context(ctx, int(row["run_as_id"])) if row.get("run_as_id") else ctx
+            run_as = int(row.get("run_as_id") or SYSTEM_ACTOR.user_id)
+            run_ctx = ctx.as_actor(SYSTEM_ACTOR) if run_as == SYSTEM_ACTOR.user_id else user_context(ctx, run_as)
             with ctx.db.transaction() as conn:
                 state = hooks.fire_scheduled(run_ctx, conn, row)
                 scheduling.finish(conn, row["id"], state, now)
