@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from keel.cli.common import DbOption, console, context, friendly_errors, resolve_url
+from keel.cli.apps import app_app
 from keel.cli.data import data_app
 from keel.cli.ops import ops_commands
 from keel.cli.users import user_app
@@ -18,6 +19,7 @@ from keel.storage.migrate import require_current
 app = typer.Typer(help="Keel: a metadata-driven CRM that speaks Salesforce's APIs.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 app.add_typer(user_app, name="user")
+app.add_typer(app_app, name="app")
 data_app(app)
 ops_commands(app)
 
@@ -155,8 +157,10 @@ def up(
     port: Annotated[int, typer.Option(help="HTTP port.")] = 8080,
     https_port: Annotated[int, typer.Option(help="HTTPS port (0 turns HTTPS off).")] = 8443,
     admin_password: Annotated[str | None, typer.Option(help="Password for a new administrator.")] = None,
+    no_apps: Annotated[bool, typer.Option("--no-apps", help="On first run, skip the apps and sample data.")] = False,
 ) -> None:
-    """Initialise ./keel.db when missing, then serve Keel on 127.0.0.1."""
+    """Initialise ./keel.db when missing (installing the three apps with sample data and demo users), then serve
+    Keel on 127.0.0.1."""
     from keel.cli.asgi import serve
     from keel.services.org import init_org, is_initialised
 
@@ -167,6 +171,10 @@ def up(
             init_org(ctx, admin_username="admin@keel.local", admin_password=password)
             console.print(f"Created {resolve_url(db)}. Log in as [bold]admin@keel.local[/bold] with password "
                           f"[bold]{password}[/bold]")
+            if not no_apps:  # first run: the three apps, their sample data and a demo user per persona
+                from keel.cli.apps import first_run_demo, print_demo_logins
+
+                print_demo_logins(first_run_demo(ctx))
         require_current(ctx.db)
         serve(ctx, host=host, port=port, https_port=https_port)
 
