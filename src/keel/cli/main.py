@@ -14,12 +14,14 @@ from keel.cli.apps import app_app
 from keel.cli.data import data_app
 from keel.cli.ops import ops_commands
 from keel.cli.users import user_app
+from keel.cli.worker import worker
 from keel.storage.migrate import require_current
 
 app = typer.Typer(help="Keel: a metadata-driven CRM that speaks Salesforce's APIs.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 app.add_typer(user_app, name="user")
 app.add_typer(app_app, name="app")
+app.command("worker")(worker)
 data_app(app)
 ops_commands(app)
 
