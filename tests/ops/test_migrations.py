@@ -1,0 +1,85 @@
+"""System-table migrations: the oldest supported database upgrades to the same schema a new one gets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from keel.cli.main import app
+from keel.context import Context
+from keel.errors import KeelError
+from keel.metadata.apply import ensure_initialised
+from keel.storage import migrate
+from keel.storage import system as S
+from keel.storage.engine import Database
+
+
+def _shape(db: Database) -> dict[str, Any]:
+    """Columns (name, nullability) and index column lists of the storage layer's system tables."""
+    out: dict[str, Any] = {}
+    with db.read() as conn:
+        insp = sa.inspect(conn)
+        for t in S.system.sorted_tables:
+            out[t.name] = (
+                sorted((c["name"], c["nullable"]) for c in insp.get_columns(t.name)),
+                sorted((tuple(i["column_names"]), bool(i["unique"])) for i in insp.get_indexes(t.name)),
+            )
+    return out
+
+
+def test_oldest_database_upgrades_to_the_fresh_schema(db_url: str, tmp_path: Path) -> None:
+    old = Database(db_url)
+    migrate.upgrade_empty_to(old, migrate.BASELINE)
+    with old.transaction() as conn:  # data written by the old version must survive the upgrade
+        S.set_meta(conn, "org_id", "00D000000000001AAA")
+        conn.execute(sa.insert(S.sequences).values(name="n", value=41))
+    with pytest.raises(KeelError) as exc:
+        migrate.require_current(old)
+    assert exc.value.code == "MIGRATION_REQUIRED" and "keel migrate" in exc.value.message
+    after = migrate.upgrade(old)
+    assert after.up_to_date and after.current == migrate.head_revision()
+    migrate.require_current(old)
+    with old.read() as conn:
+        assert S.get_meta(conn, "system_schema") == str(S.SCHEMA_VERSION)
+        assert S.get_meta(conn, "org_id") == "00D000000000001AAA"
+        assert conn.execute(sa.select(S.sequences.c.value)).scalar() == 41
+    fresh_url = f"sqlite:///{tmp_path / 'fresh.db'}" if old.dialect == "sqlite" else None
+    if fresh_url is None:
+        from tests.conftest import drop_pg_schema, pg_schema_url
+
+        fresh_url, schema = pg_schema_url()
+    fresh = Database(fresh_url)
+    try:
+        ensure_initialised(fresh)
+        assert migrate.status(fresh).up_to_date
+        assert _shape(old) == _shape(fresh)
+    finally:
+        fresh.dispose()
+        old.dispose()
+        if old.dialect == "postgresql":
+            drop_pg_schema(schema)
+
+
+def test_pre_alembic_database_is_refused_then_migrated(org: Context) -> None:
+    """An organisation made before migrations existed: no version table, no new index."""
+    db = org.db
+    with db.transaction() as conn:
+        conn.exec_driver_sql(f'DROP TABLE "{migrate.VERSION_TABLE}"')
+        conn.exec_driver_sql('DROP INDEX "ix_keel_outbox_age"')
+        S.set_meta(conn, "system_schema", "1")
+    assert migrate.status(db).current == migrate.BASELINE
+    runner = CliRunner()
+    up = runner.invoke(app, ["serve", "--db", db.url, "--port", "0", "--https-port", "0"])
+    assert up.exit_code == 1
+    assert "MIGRATION_REQUIRED" in up.output and "keel migrate" in up.output
+    check = runner.invoke(app, ["migrate", "--db", db.url, "--check"])
+    assert check.exit_code == 1 and "Pending" in check.output
+    done = runner.invoke(app, ["migrate", "--db", db.url])
+    assert done.exit_code == 0, done.output
+    assert migrate.status(db).up_to_date
+    again = runner.invoke(app, ["migrate", "--db", db.url])
+    assert "current" in again.output
