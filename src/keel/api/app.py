@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from keel.api import oauth, soap
+from keel.api import events, oauth, soap
 from keel.api.auth import RateLimiter, bearer_token
 from keel.api.backend import AuthBackend, Session
 from keel.api.describe import versions_list
@@ -137,6 +137,7 @@ def create_app(ctx: Context, *, auth: AuthBackend | None = None) -> Starlette:
         auth = default_auth(ctx)
     routes = [
         Route("/healthz", healthz),
+        *events.ROUTES,  # change data capture (server-sent events)
         Route("/services/data", versions, methods=["GET", "HEAD"]),
         Route("/services/data/", versions, methods=["GET", "HEAD"]),
         *bulk_routes(),  # before the data API: bulk uploads and results stream
