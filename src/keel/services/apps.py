@@ -232,7 +232,10 @@ def install_app(ctx: Context, name: str, sample: int | None = None) -> InstallRe
     if sample is not None:
         gen = sample_generator(name)
         if gen is not None:
-            counts = gen(ctx.as_actor(SYSTEM_ACTOR), sample)
+            from keel.services.automation import wire_automation
+
+            # Sample data goes through the app's flows, exactly as users' changes would.
+            counts = gen(wire_automation(ctx).as_actor(SYSTEM_ACTOR), sample)
     return InstallResult(ap, counts)
 
 
