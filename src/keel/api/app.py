@@ -83,6 +83,7 @@ def _authorised(request: Request, token: str, version: str, parts: list[str], bo
     session: Session | None = auth.resolve(ctx, token)
     if session is None:
         return invalid_session()
+    request.state.keel_user = session.username  # for the access log (keel.api.observability)
     if not session.api_enabled:
         return _fail("API_CURRENTLY_DISABLED", "API is disabled for this User", 403)
     limiter: RateLimiter = state.limits
@@ -158,6 +159,9 @@ def create_app(ctx: Context, *, auth: AuthBackend | None = None) -> Starlette:
     app.state.auth = auth
     app.state.limits = RateLimiter(ctx.settings.api_requests_per_minute)
     app.state.group_commit = GroupCommit()
+    from keel.api.observability import install as install_observability
+
+    install_observability(app)  # /readyz, /metrics, request ids and JSON access logs, slow-query log
     return app
 
 
