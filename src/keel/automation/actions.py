@@ -96,7 +96,9 @@ class ActionRunner:
                   texts: Sequence[str], rows: Sequence[RowState]) -> dict[int, dict[str, Any]]:
         paths = self.templates.paths(texts)
         pks = [r.pk for r in rows if r.pk is not None]
-        return read_for_templates(ctx, conn, schema, obj, pks, paths)
+        mem = {r.pk: record_of(obj, r) for r in rows if r.pk is not None and r.prior is None} \
+            if len(rows) == len({r.pk for r in rows if r.prior is None}) else None
+        return read_for_templates(ctx, conn, schema, obj, pks, paths, mem)
 
     def _email(self, ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: ObjectDef, source: str,
                a: Action, rows: Sequence[RowState]) -> None:

@@ -1,0 +1,121 @@
+"""Automation benchmark: a bulk load with 3 active flows (field update, child create, email) vs flows off, and
+the dispatcher's delivery rate to a local SMTP sink (aiosmtpd).
+
+    python bench/automation.py [--rows 100000] [--batch 2000] [--emails 2000]
+
+Prints the ratio and exits non-zero when the budget (≤ 2.5×) is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from keel.context import Context
+from keel.records import save_many
+from keel.services.automation import deliver_pending, wire_automation
+from keel.services.metadata import apply_package
+from keel.services.org import init_org, open_context
+from keel.settings import Settings
+
+BUDGET = 2.5
+OBJECTS = [
+    {"object": "Gift__c", "sharing": "public_read_write", "name_field": {"type": "text", "length": 80},
+     "fields": [{"name": "Amount__c", "type": "currency", "precision": 12, "scale": 2},
+                {"name": "Donor_Email__c", "type": "email"},
+                {"name": "Tier__c", "type": "text", "length": 20}]},
+    {"object": "Gift_Task__c", "sharing": "public_read_write", "name_field": {"type": "text", "length": 80},
+     "fields": [{"name": "Gift__c", "type": "lookup", "to": "Gift__c", "relationship_name": "Gift__r",
+                 "child_relationship_name": "Tasks__r"}]},
+]
+FLOWS = [
+    {"flow": "Tier", "object": "Gift__c", "event": "created",
+     "before_save": {"set": {"Tier__c": "IF(Amount__c > 500, 'major', 'regular')"}}},
+    {"flow": "Thank_Task", "object": "Gift__c", "event": "created",
+     "actions": [{"create": {"object": "Gift_Task__c", "values": {"Name": "'Thank ' & Name", "Gift__c": "Id"}}}]},
+    {"flow": "Receipt", "object": "Gift__c", "event": "created",
+     "actions": [{"email": {"to": "{{ record.Donor_Email__c }}", "subject": "Thank you, {{ record.Name }}",
+                            "body": "We received {{ record.Amount__c }}."}}]},
+]
+
+
+def org(root: Path, name: str, with_flows: bool) -> Context:
+    url = f"sqlite:///{root / name}.db"
+    ctx = open_context(url, settings=Settings(database_url=url, data_dir=str(root / ".keel")))
+    init_org(ctx, admin_username="admin@example.com", admin_password="a long admin passphrase")
+    ctx = wire_automation(ctx)
+    pkg = root / f"pkg_{name}"
+    (pkg / "objects").mkdir(parents=True)
+    for d in OBJECTS:
+        (pkg / "objects" / f"{d['object']}.yaml").write_text(yaml.safe_dump(d))
+    if with_flows:
+        (pkg / "flows").mkdir()
+        for f in FLOWS:
+            (pkg / "flows" / f"{f['flow']}.yaml").write_text(yaml.safe_dump(f))
+    apply_package(ctx, pkg)
+    return ctx
+
+
+def load(ctx: Context, rows: int, batch: int) -> float:
+    drafts: list[dict[str, Any]] = [{"Name": f"G{i}", "Amount__c": i % 1000, "Donor_Email__c": f"d{i}@example.com"}
+                                    for i in range(rows)]
+    start = time.perf_counter()
+    for i in range(0, rows, batch):
+        save_many(ctx, "Gift__c", drafts[i:i + batch])
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--batch", type=int, default=2000)
+    ap.add_argument("--emails", type=int, default=2000)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        off = load(org(root, "off", False), args.rows, args.batch)
+        on_ctx = org(root, "on", True)
+        on = load(on_ctx, args.rows, args.batch)
+        ratio = on / off
+        print(f"load {args.rows} rows, batches of {args.batch}: flows off {off:.2f}s ({args.rows / off:,.0f} rows/s), "
+              f"3 flows on {on:.2f}s ({args.rows / on:,.0f} rows/s); ratio {ratio:.2f}x (budget <= {BUDGET}x)")
+        # delivery rate: the first N queued receipts to a local aiosmtpd sink
+        from aiosmtpd.controller import Controller
+
+        class Sink:
+            count = 0
+
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                Sink.count += 1
+                return "250 OK"
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        ctl = Controller(Sink(), hostname="127.0.0.1", port=port)
+        ctl.start()
+        try:
+            ctx = replace(on_ctx, settings=replace(on_ctx.settings, smtp_port=port))
+            with ctx.db.transaction() as conn:  # deliver a fixed sample, leave the rest queued
+                conn.exec_driver_sql("UPDATE keel_outbox SET state = 'parked' WHERE topic = 'email' AND id > "
+                                     f"(SELECT MIN(id) + {args.emails - 1} FROM keel_outbox WHERE topic = 'email')")
+            start = time.perf_counter()
+            stats = deliver_pending(ctx)
+            took = time.perf_counter() - start
+        finally:
+            ctl.stop()
+        print(f"dispatcher: {stats.delivered} emails to a local SMTP sink in {took:.2f}s "
+              f"({stats.delivered / took:,.0f} msg/s, one SMTP connection per message)")
+        return 0 if ratio <= BUDGET else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
