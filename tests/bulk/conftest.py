@@ -85,9 +85,10 @@ def start_server(ctx: Context) -> tuple[list[uvicorn.Server], threading.Thread, 
     http_port, https_port = free_port(), free_port()
     cert, key = certificate_paths(ctx.settings)
     servers = [
-        uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=http_port, log_level="warning", lifespan="off")),
+        uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=http_port, log_level="warning", lifespan="off",
+                                      timeout_keep_alive=75)),
         uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=https_port, log_level="warning", lifespan="off",
-                                      ssl_certfile=str(cert), ssl_keyfile=str(key))),
+                                      ssl_certfile=str(cert), ssl_keyfile=str(key), timeout_keep_alive=75)),
     ]
 
     def run() -> None:

@@ -12,9 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Live
 from helpers import COLUMNS, item_rows, parse_csv, run_ingest, to_csv, wait_job
 from simple_salesforce import Salesforce
+
+from conftest import Live
 
 N = 5_000
 

@@ -164,10 +164,10 @@ async def _route(request: Request, ctx: Context, ver: str, parts: list[str], as_
             return _reply(batch_info(job, up), "batchInfo", is_json, 201 if not is_json else 200)
         if is_json:
             return _reply([batch_info(job, u) for u in ups if u["kind"] != "result"], "", True)
-        inner = "".join(_reply(batch_info(job, u), "batchInfo", False).body.decode().split("?>", 1)[1]
+        inner = "".join(bytes(_reply(batch_info(job, u), "batchInfo", False).body).decode().split("?>", 1)[1]
                         for u in ups if u["kind"] != "result")
-        body = f'<?xml version="1.0" encoding="UTF-8"?><batchInfoList xmlns="{NS}">{inner}</batchInfoList>'
-        return Response(body.encode(), 200, headers={"content-type": XML})
+        xml = f'<?xml version="1.0" encoding="UTF-8"?><batchInfoList xmlns="{NS}">{inner}</batchInfoList>'
+        return Response(xml.encode(), 200, headers={"content-type": XML})
     if len(parts) >= 4 and parts[2].lower() == "batch":
         up = await run_in_threadpool(_upload, ctx, job, parts[3])
         if len(parts) == 4:
@@ -183,9 +183,9 @@ async def _route(request: Request, ctx: Context, ver: str, parts: list[str], as_
                 if len(parts) == 5:
                     if is_json:
                         return _reply([rid], "", True)
-                    body = (f'<?xml version="1.0" encoding="UTF-8"?><result-list xmlns="{NS}"><result>{rid}'
-                            "</result></result-list>")
-                    return Response(body.encode(), 200, headers={"content-type": XML})
+                    xml = (f'<?xml version="1.0" encoding="UTF-8"?><result-list xmlns="{NS}"><result>{rid}'
+                           "</result></result-list>")
+                    return Response(xml.encode(), 200, headers={"content-type": XML})
                 return _query_result(job, up)
             from keel.services.bulk_results import v1_results
 

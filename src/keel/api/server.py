@@ -12,6 +12,10 @@ from keel.api.app import create_app
 from keel.api.tls import certificate_paths
 from keel.context import Context
 
+# simple-salesforce's bulk clients poll every 5 s on one keep-alive connection; uvicorn's default 5 s idle timeout
+# races them (the client reuses a socket the server is closing), so keep connections longer.
+KEEP_ALIVE = 75
+
 
 def build_servers(ctx: Context, *, host: str, port: int, https_port: int, log_level: str = "info",
                   ) -> tuple[list[uvicorn.Server], Path | None]:
@@ -22,12 +26,13 @@ def build_servers(ctx: Context, *, host: str, port: int, https_port: int, log_le
     configs = []
     if port:
         configs.append(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
-                                      lifespan="off"))
+                                      lifespan="off", timeout_keep_alive=KEEP_ALIVE))
     cert: Path | None = None
     if https_port:
         cert, key = certificate_paths(ctx.settings)
         configs.append(uvicorn.Config(app, host=host, port=https_port, log_level=log_level, access_log=False,
-                                      ssl_certfile=str(cert), ssl_keyfile=str(key), lifespan="off"))
+                                      ssl_certfile=str(cert), ssl_keyfile=str(key), lifespan="off",
+                                      timeout_keep_alive=KEEP_ALIVE))
     return [uvicorn.Server(c) for c in configs], cert
 
 

@@ -193,7 +193,7 @@ def _load(ctx: Context, conn: Connection, pk: int, *, for_update: bool = False) 
     return job
 
 
-def _from_row(obj: ObjectDef, row: Mapping[str, Any]) -> Job:
+def _from_row(obj: ObjectDef, row: Mapping[Any, Any]) -> Job:
     kw: dict[str, Any] = {}
     for fname, attr in _FIELDS.items():
         col = obj.get_field(fname).column
@@ -461,9 +461,11 @@ class Upload:
                 raise bulk_error(f"The job is {job.state}; data can only be added to an Open job.", "INVALIDJOB")
             seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(u.c.seq), 0)).where(
                 u.c.job_id == job.pk)).scalar_one() + 1
-            upload_id = int(conn.execute(sa.insert(u).values(
+            key = conn.execute(sa.insert(u).values(
                 job_id=job.pk, seq=seq, kind=self.kind, path=str(self.path), size=self.size, state="Queued",
-                rows_done=0, rows_failed=0, result_rows=0, created_date=self.ctx.clock())).inserted_primary_key[0])
+                rows_done=0, rows_failed=0, result_rows=0, created_date=self.ctx.clock())).inserted_primary_key
+            assert key is not None
+            upload_id = int(key[0])
         notify = self.ctx.extras.get("bulk_notify")
         if callable(notify):
             notify()
@@ -492,12 +494,12 @@ def _job_bytes(ctx: Context, job_pk: int) -> int:
             u.c.job_id == job_pk)).scalar_one())
 
 
-def uploads_of(conn: Connection, job_pk: int) -> list[Mapping[str, Any]]:
+def uploads_of(conn: Connection, job_pk: int) -> list[dict[str, Any]]:
     u = T.uploads
-    return list(conn.execute(sa.select(u).where(u.c.job_id == job_pk).order_by(u.c.seq)).mappings())
+    return [dict(r) for r in conn.execute(sa.select(u).where(u.c.job_id == job_pk).order_by(u.c.seq)).mappings()]
 
 
-def upload_by_id(ctx: Context, conn: Connection, job: Job, batch_id: str) -> Mapping[str, Any]:
+def upload_by_id(ctx: Context, conn: Connection, job: Job, batch_id: str) -> dict[str, Any]:
     try:
         pk = ids.decode(batch_id, BATCH_PREFIX)
     except KeelError:
@@ -506,7 +508,7 @@ def upload_by_id(ctx: Context, conn: Connection, job: Job, batch_id: str) -> Map
     row = conn.execute(sa.select(u).where(u.c.id == pk, u.c.job_id == job.pk)).mappings().first()
     if row is None:
         raise bulk_error(f"Unknown batch id: {batch_id}", "InvalidBatch")
-    return row
+    return dict(row)
 
 
 def stream_file(path: str | Path, chunk: int = 1 << 16) -> Iterator[bytes]:
