@@ -1,0 +1,48 @@
+"""An organisation with the three apps installed (flows wired), and persona users."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from keel.context import Context
+from keel.errors import BatchError, KeelError
+from keel.records import save_many
+from keel.services.apps import install_app
+from keel.services.automation import wire_automation
+from keel.services.security import assign_permission_set, user_context
+from keel.services.users import create_user
+from keel.storage import ids
+
+
+@pytest.fixture
+def apps(org: Context) -> Context:
+    for name in ("recruiting", "vendors", "philanthropy"):
+        install_app(org, name)
+    return wire_automation(org)
+
+
+@pytest.fixture
+def persona(apps: Context) -> Callable[..., Context]:
+    """``persona("hm", "Recruiting_Hiring_Manager")``: a new user with those permission sets, as a Context."""
+    def make(name: str, *sets: str, role: str | None = None) -> Context:
+        uid = create_user(apps, username=f"{name}@test.local", password=None, last_name=name,
+                          email=f"{name}@test.local", role=role)
+        with apps.db.transaction() as conn:
+            for s in sets:
+                assign_permission_set(apps, conn, uid, s)
+        return user_context(apps, uid)
+    return make
+
+
+def uid(ctx: Context) -> str:
+    return ids.encode("005", ctx.actor.user_id)
+
+
+def refused(ctx: Context, obj: str, drafts: list[dict], needle: str) -> None:
+    """The save is refused and the message contains ``needle``."""
+    with pytest.raises((BatchError, KeelError)) as exc:
+        save_many(ctx, obj, drafts)
+    assert needle in str(exc.value) or any(needle in e.message for r in getattr(exc.value, "results", [])
+                                           for e in r.errors), str(exc.value)

@@ -1,0 +1,134 @@
+"""Recruiting: stage rules, gates, duplicates, adjudication, sensitive fields, and the calibrated sample."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+
+from keel.apps.recruiting.sample import generate
+from keel.context import Context
+from keel.records import save_many
+from keel.services.query import query
+from tests.apps.conftest import refused, uid
+
+
+def one(ctx: Context, soql: str) -> dict:
+    return query(ctx, soql)["records"][0]
+
+
+def setup_pipeline(apps: Context, recruiter_id: str, manager_id: str) -> tuple[str, str, str]:
+    pos = save_many(apps, "Position__c", [{"Name": "Officer", "Status__c": "Open - Approved", "Approved__c": True,
+                                           "Min_Pay__c": 50000, "Max_Pay__c": 80000, "Recruiter__c": recruiter_id,
+                                           "Hiring_Manager__c": manager_id, "OwnerId": manager_id}])[0].id
+    cand = save_many(apps, "Candidate__c", [{"First_Name__c": "Ann", "Last_Name__c": "Lee", "Email__c": "ann@x.org",
+                                             "Phone__c": "555-0100", "SSN__c": "123-45-6789"}])[0].id
+    app = save_many(apps, "Job_Application__c", [{"Position__c": pos, "Candidate__c": cand}])[0].id
+    assert pos and cand and app
+    return pos, cand, app
+
+
+def test_stage_rules_gates_and_duplicates(apps: Context, persona: Callable[..., Context]) -> None:
+    rec = persona("rec", "Recruiting_Recruiter")
+    hm = persona("hm", "Recruiting_Hiring_Manager")
+    adj = persona("adj", "Recruiting_Background_Adjudicator")
+    pos, cand, app = setup_pipeline(apps, uid(rec), uid(hm))
+    a = one(apps, f"SELECT Stage__c, Status__c, Recruiter__c, Unique_Key__c FROM Job_Application__c WHERE Id = '{app}'")
+    assert a["Stage__c"] == "Applied" and a["Status__c"] == "Active" and a["Recruiter__c"] == uid(rec)
+    # Applied -> Hired is refused with the rule's message; one step forward is fine
+    refused(rec, "Job_Application__c", [{"Id": app, "Stage__c": "Hired", "Status__c": "Hired"}], "one stage forward")
+    save_many(rec, "Job_Application__c", [{"Id": app, "Stage__c": "Entrance Exam"}])
+    hist = query(apps, f"SELECT Stage__c, Outcome__c FROM Stage_History__c WHERE Job_Application__c = '{app}'")
+    assert [(h["Stage__c"], h["Outcome__c"]) for h in hist["records"]] == [("Applied", "Advanced")]
+    # one application per candidate per position; duplicate candidates by email or phone
+    refused(rec, "Job_Application__c", [{"Position__c": pos, "Candidate__c": cand}], "duplicate")
+    refused(rec, "Candidate__c", [{"Last_Name__c": "Dup", "Email__c": "ANN@x.org"}], "duplicate")
+    refused(rec, "Candidate__c", [{"Last_Name__c": "Dup", "Phone__c": "555-0100"}], "duplicate")
+    # the adjudicator cannot be the recruiter of the application
+    refused(rec, "Assessment__c", [{"Job_Application__c": app, "Gate_Type__c": "Entrance Exam",
+                                    "Adjudicator__c": uid(rec)}], "cannot be the recruiter")
+    # a failing result needs a right-to-respond date; then it closes the application (flow) and queues a notice
+    gate = {"Job_Application__c": app, "Gate_Type__c": "Entrance Exam", "Adjudicator__c": uid(adj),
+            "Result__c": "Fail", "Completed_Date__c": str(date.today()), "Cost__c": 45}
+    refused(adj, "Assessment__c", [gate], "right-to-respond")
+    save_many(adj, "Assessment__c", [{**gate, "Right_To_Respond_Due__c": str(date.today() + timedelta(days=14))}])
+    a = one(apps, f"SELECT Status__c, Failure_Reason__c, Total_Gate_Cost__c, Gates_Failed__c FROM Job_Application__c "
+                  f"WHERE Id = '{app}'")
+    assert (a["Status__c"], a["Failure_Reason__c"]) == ("Failed", "Failed entrance exam")
+    assert a["Total_Gate_Cost__c"] == 45 and a["Gates_Failed__c"] == 1
+    # closed is final; withdrawal is recorded apart from failure
+    refused(rec, "Job_Application__c", [{"Id": app, "Stage__c": "Structured Interview"}], "closed")
+    app2 = save_many(apps, "Job_Application__c", [{"Position__c": pos, "Candidate__c": save_many(
+        apps, "Candidate__c", [{"Last_Name__c": "Bo", "Email__c": "bo@x.org"}])[0].id}])[0].id
+    refused(rec, "Job_Application__c", [{"Id": app2, "Status__c": "Withdrawn"}], "why the candidate withdrew")
+    refused(rec, "Job_Application__c", [{"Id": app2, "Status__c": "Withdrawn", "Withdrawal_Reason__c": "Other",
+                                         "Failure_Reason__c": "False statement"}], "failure reason only")
+    save_many(rec, "Job_Application__c", [{"Id": app2, "Status__c": "Withdrawn", "Withdrawal_Reason__c": "Other"}])
+    # pay range and approval before opening
+    refused(hm, "Position__c", [{"Name": "Bad", "Min_Pay__c": 90000, "Max_Pay__c": 80000}], "maximum pay")
+    refused(hm, "Position__c", [{"Name": "Sneaky", "Status__c": "Open - Approved"}], "approved")
+
+
+def test_sensitive_fields_and_record_scoping(apps: Context, persona: Callable[..., Context]) -> None:
+    rec = persona("rec", "Recruiting_Recruiter")
+    hm = persona("hm", "Recruiting_Hiring_Manager")
+    hm2 = persona("hm2", "Recruiting_Hiring_Manager")
+    bg = persona("bg", "Recruiting_Background_Adjudicator")
+    med = persona("med", "Recruiting_Medical_Adjudicator")
+    pos, cand, app = setup_pipeline(apps, uid(rec), uid(hm))
+    save_many(apps, "Assessment__c", [{"Job_Application__c": app, "Gate_Type__c": "Polygraph",
+                                       "Polygraph_Findings__c": "admitted", "Medical_Findings__c": "ok"}])
+    assert one(bg, f"SELECT SSN__c FROM Candidate__c WHERE Id = '{cand}'")["SSN__c"] == "123-45-6789"
+    for ctx in (hm, rec, med):
+        r = query(ctx, f"SELECT Id, Name FROM Candidate__c WHERE Id = '{cand}'")["records"]
+        assert r and "SSN__c" not in r[0]
+        refused_read(ctx, f"SELECT SSN__c FROM Candidate__c WHERE Id = '{cand}'")
+    refused_read(med, "SELECT Polygraph_Findings__c FROM Assessment__c")
+    assert one(med, "SELECT Medical_Findings__c FROM Assessment__c")["Medical_Findings__c"] == "ok"
+    # hiring managers see their own positions and those positions' applications only
+    assert [r["Id"] for r in query(hm, "SELECT Id FROM Position__c")["records"]] == [pos]
+    assert query(hm2, "SELECT Id FROM Position__c")["records"] == []
+    assert query(hm2, "SELECT Id FROM Job_Application__c")["records"] == []
+
+
+def refused_read(ctx: Context, soql: str) -> None:
+    import pytest
+
+    from keel.errors import KeelError
+
+    with pytest.raises(KeelError):
+        query(ctx, soql)
+
+
+def test_interviewers_see_only_their_own_reviews(apps: Context, persona: Callable[..., Context]) -> None:
+    rec = persona("rec", "Recruiting_Recruiter")
+    i1 = persona("i1", "Recruiting_Interviewer")
+    i2 = persona("i2", "Recruiting_Interviewer")
+    _, _, app = setup_pipeline(apps, uid(rec), uid(rec))
+    for who, scores in ((i1, (4, 5, 3)), (i2, (2, 2, 2))):
+        iv = save_many(apps, "Interview__c", [{"Job_Application__c": app, "OwnerId": uid(who)}])[0].id
+        save_many(who, "Review__c", [{"Interview__c": iv, "Criterion__c": c, "Score__c": s}
+                                     for c, s in zip(("Integrity", "Judgment", "Teamwork"), scores, strict=True)])
+    mine = query(i1, "SELECT Score__c FROM Review__c")["records"]
+    assert sorted(r["Score__c"] for r in mine) == [3, 4, 5]
+    avg = query(rec, "SELECT Average_Score__c FROM Interview__c ORDER BY Average_Score__c")["records"]
+    assert [r["Average_Score__c"] for r in avg] == [2, 4]
+    refused(i1, "Review__c", [{"Interview__c": query(apps, "SELECT Id FROM Interview__c")["records"][0]["Id"],
+                               "Criterion__c": "Integrity", "Score__c": 7}], "1 (poor) to 5")
+
+
+def test_sample_is_calibrated(apps: Context) -> None:
+    counts = generate(apps, 500)
+    assert counts["Job_Application__c"] == 525
+    rows = {r["Status__c"]: r["n"] for r in query(apps, "SELECT Status__c, COUNT(Id) n FROM Job_Application__c "
+                                                         "GROUP BY Status__c")["records"]}
+    resolved = rows["Hired"] + rows["Failed"] + rows["Withdrawn"]
+    assert 40 <= resolved / rows["Hired"] <= 60
+    days = one(apps, "SELECT AVG(Days_To_Hire__c) d FROM Job_Application__c WHERE Status__c = 'Hired'")["d"]
+    assert 240 <= days <= 340
+    poly = {r["Result__c"]: r["n"] for r in query(apps, "SELECT Result__c, COUNT(Id) n FROM Assessment__c WHERE "
+                                                        "Gate_Type__c = 'Polygraph' AND Result__c != 'Pending' "
+                                                        "GROUP BY Result__c")["records"]}
+    fail_rate = poly.get("Fail", 0) / sum(poly.values())
+    assert 0.6 <= fail_rate <= 0.8
+    hist = one(apps, "SELECT COUNT(Id) n FROM Stage_History__c")["n"]
+    assert hist >= resolved
