@@ -196,7 +196,7 @@ def lookup(web: Web) -> Response:
     q = str(web.params.get("q") or next((v for k, v in web.params.items() if k.endswith("__label")), ""))
     q = q.strip().replace("%", "").replace("_", "")
     target = str(web.params.get("target", ""))
-    if not target.replace("_", "").isalnum():
+    if not target.replace("_", "").replace("-", "").isalnum():
         target = ""
     preview = [obj.get_field(c) for c in (obj.extra.get("compact_fields") or [])
                if obj.find_field(c) and readable(web.ctx, obj, c)][:2]
