@@ -12,9 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from keel.errors import MalformedIdError
+from keel.metadata.values import parse_datetime
 from keel.query import ast as A
-from keel.query.resolve import NUMBER_TYPES, TEXT_TYPES, Scope, Val, malformed
+from keel.query.resolve import NUMBER_TYPES, TEXT_TYPES, RuntimeParam, Scope, Val, malformed, resolve_object
 from keel.query.tokens import unescape
+from keel.storage import ids
 
 if TYPE_CHECKING:
     from keel.query.emit import Emitter
@@ -132,7 +135,6 @@ def _date_compare(em: Emitter, v: Val, op: str, lit: A.Literal) -> sa.ColumnElem
     is_dt = v.type == "datetime"
     col = v.expr
     if isinstance(lit, A.DateFormula):
-        from keel.query.emit import RuntimeParam
         n = len(em.runtime)
         start_name, end_name = f"d{n}s", f"d{n}e"
         em.runtime.append(RuntimeParam(start_name, lit, False, is_dt))
@@ -149,7 +151,6 @@ def _date_compare(em: Emitter, v: Val, op: str, lit: A.Literal) -> sa.ColumnElem
     if is_dt:
         if not isinstance(lit, A.DateTimeLit):
             raise _bad_type(v, lit)
-        from keel.metadata.values import parse_datetime
         try:
             value = parse_datetime(lit.text)
         except ValueError:
@@ -168,7 +169,6 @@ def _date_compare(em: Emitter, v: Val, op: str, lit: A.Literal) -> sa.ColumnElem
 
 
 def _id_compare(em: Emitter, v: Val, op: str, lit: A.Literal, c: A.Comparison) -> sa.ColumnElement[bool]:
-    from keel.query.emit import decode_id
     if not isinstance(lit, A.StringLit):
         raise _bad_type(v, lit)
     raw = _str(lit)
@@ -206,8 +206,6 @@ def _includes(em: Emitter, v: Val, value: A.ListValue, negate: bool) -> sa.Colum
 
 
 def _semijoin(em: Emitter, scope: Scope, v: Val, c: A.Comparison, q: A.Query) -> sa.ColumnElement[bool]:
-    from keel.query.resolve import Scope as _Scope
-    from keel.query.resolve import resolve_object
     if c.op not in ("IN", "NOT IN"):
         raise malformed("a subquery needs IN or NOT IN", c.pos)
     if not v.targets:
@@ -219,7 +217,7 @@ def _semijoin(em: Emitter, scope: Scope, v: Val, c: A.Comparison, q: A.Query) ->
     if any(isinstance(x, A.Comparison) and isinstance(x.value, A.Query) for x in _walk(q.where)):
         raise malformed("semi join sub-selects cannot be nested", q.pos)
     inner_obj = resolve_object(em.opts.schema, q.from_, q.from_pos)
-    inner = _Scope(em.opts, inner_obj, q.alias, q.from_pos)
+    inner = Scope(em.opts, inner_obj, q.alias, q.from_pos)
     iv = inner.resolve(q.select[0].expr)
     if not iv.targets:
         raise malformed(f"semi join sub-select field '{iv.label}' must be an id or reference field", q.pos)
@@ -250,3 +248,10 @@ def _walk(c: A.Cond | None) -> list[A.Cond]:
     if isinstance(c, A.Not | A.Paren):
         return _walk(c.cond)
     return [c]
+
+
+def decode_id(raw: str, pos: A.Pos) -> tuple[str, int]:
+    try:
+        return ids.split(raw)
+    except MalformedIdError:
+        raise malformed(f"invalid ID field: {raw}", pos, code="INVALID_QUERY_FILTER_OPERATOR") from None

@@ -11,22 +11,29 @@ Every user value is a bound parameter; identifiers only come from metadata.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 
-from keel.errors import MalformedIdError
 from keel.metadata.model import ObjectDef
+from keel.metadata.tables import type_column
 from keel.metadata.types import TYPES
-from keel.metadata.values import parse_datetime
 from keel.query import ast as A
 from keel.query import shape as S
-from keel.query.resolve import NUMBER_TYPES, TEXT_TYPES, Options, Scope, SoqlFieldError, Val, malformed
+from keel.query.compare import compare
+from keel.query.resolve import (
+    NUMBER_TYPES,
+    TEXT_TYPES,
+    Options,
+    RuntimeParam,
+    Scope,
+    SoqlFieldError,
+    Val,
+    malformed,
+)
 from keel.query.resolve import resolve_object as _resolve_object
 from keel.query.tokens import unescape
-from keel.storage import ids
 
 AGGREGATES = frozenset({"COUNT", "COUNT_DISTINCT", "SUM", "AVG", "MIN", "MAX"})
 DATE_FUNCS = frozenset({"CALENDAR_YEAR", "CALENDAR_MONTH", "CALENDAR_QUARTER", "DAY_IN_MONTH", "DAY_IN_WEEK",
@@ -34,16 +41,6 @@ DATE_FUNCS = frozenset({"CALENDAR_YEAR", "CALENDAR_MONTH", "CALENDAR_QUARTER", "
                         "FISCAL_QUARTER", "FISCAL_MONTH"})
 PASSTHROUGH = frozenset({"TOLABEL", "CONVERTCURRENCY", "FORMAT", "CONVERTTIMEZONE"})
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
-
-@dataclass(frozen=True)
-class RuntimeParam:
-    """A bound parameter whose value is only known when the query runs (date literal bounds, the user id)."""
-
-    name: str
-    literal: A.DateFormula | None
-    end: bool = False
-    as_datetime: bool = False
 
 
 @dataclass
@@ -246,7 +243,6 @@ class Emitter:
             def make(j: Any = j, id_col: Any = id_col) -> S.ObjShape:
                 if len(j.targets) > 1:
                     assert j.field.column
-                    from keel.metadata.tables import type_column
                     tidx = add(j.parent_alias.c[type_column(j.field)])
                     return S.ObjShape("Name", S.id_getter(add(id_col), None, tidx), tidx,
                                       {t.key_prefix: t.api_name for t, _ in j.targets})
@@ -284,7 +280,6 @@ class Emitter:
         fk = scope.table.c[f.column]
         by_name = {t.api_name.lower(): (t, a) for t, a in j.targets}
         if len(j.targets) > 1:
-            from keel.metadata.tables import type_column
             tidx = add(scope.table.c[type_column(f)])
             sub = S.ObjShape("Name", S.id_getter(add(fk), None, tidx), tidx,
                              {t.key_prefix: t.api_name for t, _ in j.targets})
@@ -337,7 +332,6 @@ class Emitter:
         assert fk_field.column
         fk = scope.table.c[fk_field.column]
         if len(fk_field.reference_to) > 1:
-            from keel.metadata.tables import type_column
             where.append(scope.table.c[type_column(fk_field)] == parent.obj.key_prefix)
         plan = self.records(scope, q, where, child=True)
         assert isinstance(plan.shape, S.ObjShape)
@@ -512,7 +506,6 @@ class Emitter:
             raise malformed(f"Field must be grouped or aggregated: {v.label}", c.pos)
         if v.field is not None and not TYPES.get(v.field.type, TYPES["text"]).filterable:
             raise SoqlFieldError(f"field '{v.label}' can not be filtered in a query call", c.pos, (v.label,))
-        from keel.query.compare import compare
         return compare(self, scope, v, c)
 
 
@@ -520,17 +513,6 @@ class SoqlTypeErrorAt(SoqlFieldError):
     """INVALID_TYPE for an unknown child relationship (kept as a field error subclass for the position)."""
 
     code = "INVALID_TYPE"
-
-
-def parse_dt_literal(text: str) -> dt.datetime:
-    return parse_datetime(text)
-
-
-def decode_id(raw: str, pos: A.Pos) -> tuple[str, int]:
-    try:
-        return ids.split(raw)
-    except MalformedIdError:
-        raise malformed(f"invalid ID field: {raw}", pos, code="INVALID_QUERY_FILTER_OPERATOR") from None
 
 
 def string_value(lit: A.StringLit) -> str:

@@ -56,6 +56,16 @@ def no_such_column(name: str, obj: ObjectDef, pos: A.Pos) -> SoqlFieldError:
         "appropriate names.", pos, (name,))
 
 
+@dataclass(frozen=True)
+class RuntimeParam:
+    """A bound parameter whose value is only known when the query runs (date literal bounds, the user id)."""
+
+    name: str
+    literal: A.DateFormula | None
+    end: bool = False
+    as_datetime: bool = False
+
+
 @dataclass
 class Options:
     """Everything compile-time that is not the query text."""
