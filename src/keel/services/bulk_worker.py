@@ -47,12 +47,14 @@ class Moved(Exception):
 
 
 def read_csv(path: str, sep: str) -> Iterator[list[str]]:
-    """Rows of an upload, header first. Non-strict parsing: bad quoting becomes a ragged row, reported per row."""
+    """Rows of an upload, header first. Strict parsing: bad quoting (text after a closing quote, a quote left open
+    at the end) fails the job with the line number, rather than silently gluing rows together."""
     with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter=sep, strict=True)
         try:
-            yield from csv.reader(f, delimiter=sep, strict=False)
+            yield from reader
         except csv.Error as e:
-            raise JobFailure(f"InvalidBatch : the CSV cannot be parsed: {e}") from None
+            raise JobFailure(f"InvalidBatch : the CSV cannot be parsed near line {reader.line_num}: {e}") from None
         except UnicodeDecodeError as e:
             raise JobFailure(f"InvalidBatch : the upload is not valid UTF-8: {e}") from None
 
@@ -222,7 +224,8 @@ def pending_jobs(ctx: Context) -> list[int]:
         jtype = t.c[obj.get_field("JobType").column or ""]
         v2 = sa.select(t.c.id).where(t.c.is_deleted == sa.false(), jtype != "Classic",
                                      state.in_(("UploadComplete", "InProgress")))
-        v1 = sa.select(u.c.job_id).distinct().where(u.c.state.in_(("Queued", "InProgress")))
+        v1 = sa.select(u.c.job_id).distinct().join(t, t.c.id == u.c.job_id).where(
+            jtype == "Classic", u.c.state.in_(("Queued", "InProgress")))
         found = {int(x) for x in conn.execute(v2).scalars()} | {int(x) for x in conn.execute(v1).scalars()}
     return sorted(found)
 
@@ -247,6 +250,8 @@ def run_job(ctx: Context, pk: int, *, stop: threading.Event | None = None) -> No
                 conn.execute(sa.update(T.uploads).where(T.uploads.c.job_id == pk, T.uploads.c.state.in_(
                     ("Queued", "InProgress"))).values(state="NotProcessed"))
             return
+        if job.job_type != "Classic" and job.state == "Open":
+            return  # Bulk 2.0 data is processed only after UploadComplete
         sys_ctx = B._as_system(ctx, conn, f"bulk worker runs job {job_id}")
         if job.job_type != "Classic" and job.state == "UploadComplete":
             B.write_job(ctx, conn, {"Id": job_id, "State": "InProgress", "StartedDate": ctx.clock()},
@@ -325,8 +330,6 @@ def _run_upload(ctx: Context, sys_ctx: Context, job: B.Job, up: Mapping[str, Any
             return
         part = list(islice(rows, chunk_rows))
         last = len(part) < chunk_rows
-        if not part and not last:
-            continue
         if not _write_chunk(ctx, sys_ctx, job, lay, up, done, part, last):
             return  # aborted
         done += len(part)
