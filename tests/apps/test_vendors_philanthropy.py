@@ -1,0 +1,83 @@
+"""Vendor Management and Philanthropy: the refusals and invariants, as persona users."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+
+from keel.context import Context
+from keel.records import save_many
+from keel.services.query import query
+from tests.apps.conftest import refused, uid
+
+TODAY = date.today()
+
+
+def vendor(apps: Context, name: str, score: float | None = None, insured: bool = True) -> str:
+    vid = save_many(apps, "Account", [{"Name": name, "Type": "Vendor", "Vendor_Status__c": "Active",
+                                       "Performance_Score__c": score}])[0].id
+    assert vid
+    if insured:
+        save_many(apps, "Insurance_Certificate__c", [{
+            "Vendor__c": vid, "Coverage_Type__c": "General Liability", "Status__c": "Verified",
+            "Each_Occurrence_Limit__c": 1000000, "Expiration_Date__c": str(TODAY + timedelta(days=200))}])
+    return vid
+
+
+def test_purchase_orders(apps: Context, persona: Callable[..., Context]) -> None:
+    req = persona("req", "Vendor_Requester")
+    officer = persona("po", "Vendor_Procurement_Officer")
+    good, blocked, uninsured = vendor(apps, "Good"), vendor(apps, "Bad", 20), vendor(apps, "Bare", insured=False)
+    refused(req, "Purchase_Order__c", [{"Vendor__c": blocked}], "Very Poor")
+    refused(req, "Purchase_Order__c", [{"Vendor__c": uninsured}], "general liability")
+    po = save_many(req, "Purchase_Order__c", [{"Vendor__c": good, "Requested_By__c": uid(req)}])[0].id
+    line = save_many(req, "PO_Line__c", [{"Purchase_Order__c": po, "Quantity__c": 10, "Unit_Price__c": 99.5}])[0].id
+    assert query(apps, f"SELECT Total__c FROM Purchase_Order__c WHERE Id = '{po}'")["records"][0]["Total__c"] == 995
+    refused(req, "Purchase_Order__c", [{"Id": po, "Approved_By__c": uid(req)}], "never approve")
+    refused(officer, "Purchase_Order__c", [{"Id": po, "Status__c": "Confirmed"}], "after its approvals")
+    save_many(officer, "Purchase_Order__c", [{"Id": po, "Approved_By__c": uid(officer), "Status__c": "Confirmed"}])
+    refused(officer, "Purchase_Order__c", [{"Id": po, "Description__c": "changed"}], "locked")
+    refused(req, "PO_Line__c", [{"Id": line, "Quantity__c": 11}], "locked")
+    save_many(officer, "PO_Line__c", [{"Id": line, "Quantity_Received__c": 10}])
+    inv = save_many(officer, "Invoice__c", [{"Name": "INV-1", "Purchase_Order__c": po, "Amount__c": 1010}])[0].id
+    assert query(apps, f"SELECT Three_Way_Match__c FROM Invoice__c WHERE Id = '{inv}'")["records"][0][
+        "Three_Way_Match__c"] is True
+    refused(officer, "Invoice__c", [{"Id": inv, "Amount__c": 1200, "Status__c": "Approved",
+                                     "Approved_By__c": uid(officer), "Approved_Date__c": str(TODAY)}], "tolerance")
+
+
+def test_pledge_split_across_four_charities(apps: Context, persona: Callable[..., Context]) -> None:
+    gm = persona("gm", "Philanthropy_Grants_Manager")
+    donor = save_many(apps, "Account", [{"Name": "Acme", "Type": "Donor", "Contract_Agencies__c": "DHS;DOD"}])[0].id
+    charities = [r.id for r in save_many(apps, "Account", [
+        {"Name": f"Charity {c}", "Type": "Charity", **({"Declined_Agency__c": "DOD"} if c == "D" else {})}
+        for c in "ABCD"])]
+    pledge = save_many(gm, "Pledge__c", [{"Donor__c": donor, "Total__c": 1000000, "Purpose__c": "Literacy",
+                                          "First_Instalment_Date__c": str(TODAY), "Instalments__c": 4}])[0].id
+    allocs = [r.id for r in save_many(gm, "Allocation__c", [
+        {"Pledge__c": pledge, "Recipient__c": c, "Amount__c": 250000} for c in charities[:3]])]
+    p = query(gm, f"SELECT Unallocated__c, Allocation_Status__c FROM Pledge__c WHERE Id = '{pledge}'")["records"][0]
+    assert p["Unallocated__c"] == 250000 and p["Allocation_Status__c"].startswith("Under-allocated")
+    refused(gm, "Pledge__c", [{"Id": pledge, "Status__c": "Committed"}], "add up exactly")
+    allocs.append(save_many(gm, "Allocation__c", [{"Pledge__c": pledge, "Recipient__c": charities[3],
+                                                   "Amount__c": 250000}])[0].id)
+    save_many(gm, "Pledge__c", [{"Id": pledge, "Status__c": "Committed"}])
+    screening = query(gm, f"SELECT Screening__c FROM Allocation__c WHERE Id = '{allocs[3]}'")["records"][0]
+    assert "DOD" in screening["Screening__c"]
+    # payments only to accepted allocations; a refund is negative
+    pay = save_many(gm, "Payment__c", [{"Pledge__c": pledge, "Amount__c": 250000,
+                                        "Payment_Date__c": str(TODAY)}])[0].id
+    refused(gm, "Payment_Allocation__c", [{"Allocation__c": allocs[0], "Payment__c": pay, "Amount__c": 62500}],
+            "only to accepted")
+    save_many(gm, "Allocation__c", [{"Id": allocs[0], "Status__c": "Accepted"}])
+    save_many(gm, "Payment_Allocation__c", [{"Allocation__c": allocs[0], "Payment__c": pay, "Amount__c": 62500}])
+    # a decline needs a reason, then a re-allocation decision
+    refused(gm, "Allocation__c", [{"Id": allocs[1], "Status__c": "Declined"}], "states its reason")
+    save_many(gm, "Allocation__c", [{"Id": allocs[1], "Status__c": "Declined", "Decision_Reason__c": "Out of scope"}])
+    p = query(gm, f"SELECT Open_Declines__c, Unallocated__c FROM Pledge__c WHERE Id = '{pledge}'")["records"][0]
+    assert p["Open_Declines__c"] == 1 and p["Unallocated__c"] == 250000
+    save_many(gm, "Allocation__c", [{"Id": allocs[1], "Reallocation_Decision__c": "Return to Donor"}])
+    from keel.services.security import read_history
+
+    hist = read_history(apps, "Allocation__c", allocs[1])
+    assert any("Reallocation_Decision__c" in str(h) for h in hist)
