@@ -36,7 +36,7 @@ def populate(ctx: Context) -> None:
     save_many(ctx, "Posting__c", [{"Name": f"P{i}", "Position__c": p, "Channel__c": "Web"}
                                 for i, p in enumerate(positions + positions)])
     save_many(ctx, "Position__c", [{"Id": positions[0], "Max_Pay__c": Decimal("1.5"), "Department__c": "Support"}])
-    delete_many(ctx, "Position__c", [positions[3]])
+    delete_many(ctx, "Position__c", [str(positions[3])])
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ many concurrent readers and writers. (SIGKILL of a live server is in test_crash.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -113,7 +113,7 @@ def test_full_disk_during_import_then_resume(org: Context, tmp_path: Path) -> No
     with org.db.read() as conn:
         pages = int(conn.exec_driver_sql("PRAGMA page_count").scalar() or 0)
     full = _limited(org, pages + 100)
-    with pytest.raises(sa.exc.OperationalError, match="full|savepoint"):
+    with pytest.raises(sa.exc.OperationalError, match=r"full|savepoint"):
         import_csv(full, "Account", csv, chunk=500)
     full.db.dispose()
     assert _count_like(org, "Imp %") == 0
@@ -148,14 +148,14 @@ def test_sqlite_many_readers_and_writers(org: Context, backend: str) -> None:
                 save_many(org, "Account", [{"Name": name}])
                 with lock:
                     written.append(name)
-        except BaseException as e:  # noqa: BLE001 - collected and asserted below
+        except BaseException as e:
             errors.append(e)
 
     def reader() -> None:
         try:
             for _ in range(40):
                 query(org, "SELECT Id, Name FROM Account ORDER BY Name LIMIT 50")
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]

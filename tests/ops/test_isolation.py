@@ -29,7 +29,7 @@ def test_two_schemas_are_isolated(backend: str, make_db: Callable[[str], Context
     assert names_a == {f"A account {i}" for i in range(3)}
     assert names_b == {f"B account {i}" for i in range(3)}
     with a.db.read() as conn:  # every connection is pinned to its own schema
-        assert conn.exec_driver_sql("SHOW search_path").scalar().strip('"') == a.db.schema
+        assert str(conn.exec_driver_sql("SHOW search_path").scalar()).strip('"') == a.db.schema
 
     client_a, token_a = client_and_token(a)
     client_b, token_b = client_and_token(b)
