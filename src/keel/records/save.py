@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from keel.context import Context
 
 Draft = Mapping[str, Any]
+MAX_ATTEMPTS = 3
 
 
 class Batch:
@@ -143,13 +144,7 @@ def _save(ctx: Context, conn: Connection, obj_name: str, drafts: Sequence[Draft]
         raise BatchError(_rolled_back(batch))
     if batch.rows:
         _number_new(conn, plan, batch.rows)
-        if not _write_checked(ctx, conn, schema, plan, batch) and all_or_none:
-            raise BatchError(_rolled_back(batch))
-        rules.recompute_rollups(conn, schema, obj, [r for r in batch.rows if r.prior is None or r.changed])
-        if hooks is not None:
-            _run_hook(batch, lambda rows: hooks.after_save(ctx, conn, obj, rows))
-            if batch.failed and all_or_none:
-                raise BatchError(_rolled_back(batch))
+        _write_and_finish(ctx, conn, schema, plan, batch, all_or_none)
     for r in batch.rows:
         res = batch.results[r.index]
         assert r.pk is not None
@@ -175,6 +170,37 @@ def _write_checked(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan:
             with conn.begin_nested():
                 write.write_rows(ctx, conn, schema, plan, batch.rows)
         return False
+
+
+def _write_and_finish(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: WritePlan, batch: Batch,
+                      all_or_none: bool) -> None:
+    """Write, recompute roll-ups and run after-save hooks under one savepoint.
+
+    When an after-save action fails a row in a partial save, everything the batch wrote is rolled back and the
+    remaining rows are written again without it, as Salesforce retries a partial DML: a failed row never leaves
+    its own write (or its automation's writes) behind. Three attempts at most, like Salesforce.
+    """
+    obj = plan.obj
+    hooks = ctx.hooks
+    for _attempt in range(MAX_ATTEMPTS):
+        try:
+            with conn.begin_nested():
+                if not _write_checked(ctx, conn, schema, plan, batch) and all_or_none:
+                    raise BatchError(_rolled_back(batch))
+                rules.recompute_rollups(conn, schema, obj, [r for r in batch.rows if r.prior is None or r.changed])
+                if hooks is not None and batch.rows:
+                    hooks.after_save(ctx, conn, obj, batch.rows)
+            return
+        except RowError as e:
+            batch.fail(e.index, e.code, e.message, e.fields)
+            if all_or_none:
+                raise BatchError(_rolled_back(batch)) from None
+            batch.prune()
+            if not batch.rows:
+                return
+    for r in batch.rows:
+        batch.fail(r.index, "UNKNOWN_EXCEPTION", "Too many batch retries: automation kept failing other records.")
+    batch.rows = []
 
 
 def _run_hook(batch: Batch, call: Any) -> None:
