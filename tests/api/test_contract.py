@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import re
+import socket
 import xml.dom.minidom
 
 import httpx
@@ -476,3 +477,18 @@ def test_soap_logout_and_identity_of_others(live: Live) -> None:
     other = live.login()
     r = httpx.get(f"{live.http}/id/00D000000000001AAA/005000000000009AAA", headers={"Authorization": f"Bearer {other}"})
     assert r.status_code == 403
+
+
+def test_oversized_bodies_are_refused(live: Live, admin_token: str) -> None:
+    host, port = live.http.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall((f"POST /services/data/v{V}/sobjects/Widget__c HTTP/1.1\r\nHost: x\r\n"
+                      f"Authorization: Bearer {admin_token}\r\nContent-Type: application/json\r\n"
+                      "Content-Length: 60000000\r\n\r\n{").encode())
+        reply = ""
+        while "REQUEST_ENTITY_TOO_LARGE" not in reply:
+            chunk = sock.recv(65536).decode()
+            if not chunk:
+                break
+            reply += chunk
+    assert reply.startswith("HTTP/1.1 413") and "REQUEST_ENTITY_TOO_LARGE" in reply

@@ -27,6 +27,7 @@ from keel.errors import ErrorDetail
 
 log = logging.getLogger("keel.api")
 METHODS = ["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD"]
+MAX_BODY = 50_000_000  # Salesforce's REST limit; bulk uploads have their own streaming routes
 
 
 def base_url(request: Request) -> str:
@@ -63,7 +64,12 @@ async def data_api(request: Request) -> Response:
     token = bearer_token(request.headers)
     if token is None:
         return invalid_session()
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_BODY:
+        return _fail("REQUEST_ENTITY_TOO_LARGE", f"The request body exceeds {MAX_BODY // 1_000_000} MB.", 413)
     body = await request.body()
+    if len(body) > MAX_BODY:
+        return _fail("REQUEST_ENTITY_TOO_LARGE", f"The request body exceeds {MAX_BODY // 1_000_000} MB.", 413)
     # One worker-thread hop per request: resolving the token and the handler's database work run together.
     outcome = await run_in_threadpool(_authorised, request, token, ver[1:], parts[1:], body)
     if isinstance(outcome, Response):
