@@ -302,6 +302,11 @@ def main() -> int:
     ap.add_argument("--no-sqlite", action="store_true")
     args = ap.parse_args()
     schema = make_schema()
+    t = time.perf_counter()
+    for _ in range(1_000_000):
+        pass
+    print(f"calibration: an empty Python loop of 1M iterations took {(time.perf_counter() - t) * 1e3:.0f} ms "
+          f"(about 20 ms on an idle core); load average {os.getloadavg()[0]:.1f}")
     ok = True
     page_rows = min(args.page_rows, args.rows // 2)
     if not args.no_sqlite:
