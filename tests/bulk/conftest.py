@@ -114,6 +114,13 @@ def setup_org(url: str, data_dir: Path) -> Context:
     return ctx
 
 
+def drop_schema(schema: str) -> None:
+    engine = sa.create_engine(str(PG_URL).replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    engine.dispose()
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
 def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     backend = str(request.param)
@@ -136,10 +143,7 @@ def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         thread.join(10)
         ctx.db.dispose()
         if schema is not None:
-            engine = sa.create_engine(str(PG_URL).replace("postgresql://", "postgresql+psycopg://", 1))
-            with engine.begin() as conn:
-                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            engine.dispose()
+            drop_schema(schema)
 
 
 @pytest.fixture(scope="module")

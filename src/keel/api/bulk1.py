@@ -110,6 +110,9 @@ async def endpoint(request: Request) -> Response:
         return _error("InvalidSessionId", "Invalid session id", as_json)
     if state.limits.hit((f"u:{session.user_id}", f"t:{token}")) is not None:
         return _error("ExceededQuota", "TotalRequests Limit exceeded.", as_json, 403)
+    if not getattr(state, "bulk_ready", False):  # first bulk call of this app: create the job tables
+        await run_in_threadpool(B.ensure_tables, state.ctx)
+        state.bulk_ready = True
     ctx: Context = state.ctx.as_actor(session.actor)
     ver = request.path_params["ver"]
     try:

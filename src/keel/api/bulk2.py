@@ -56,6 +56,9 @@ async def authenticate(request: Request) -> tuple[Context, Session] | Response:
         if retry is not None:
             return json_response(error_body([ErrorDetail("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")]),
                                  403, {"Retry-After": str(retry)})
+        if not getattr(state, "bulk_ready", False):  # first bulk call of this app: create the job tables
+            B.ensure_tables(state.ctx)
+            state.bulk_ready = True
         return state.ctx.as_actor(session.actor), session
 
     return await run_in_threadpool(resolve)

@@ -16,12 +16,18 @@ from keel.api.tls import certificate_paths
 from keel.context import Context
 from keel.web.app import create_web_app
 
+# simple-salesforce's bulk clients poll every 5 s on one keep-alive connection; uvicorn's default 5 s idle timeout
+# races them (the client reuses a socket the server is closing), so keep idle connections longer.
+KEEP_ALIVE = 75
 API_PREFIXES = ("/services", "/id", "/healthz", "/readyz", "/metrics")
 
 
 def build_app(ctx: Context) -> ASGIApp:
     api = create_app(ctx)
     web = create_web_app(ctx)
+    from keel.services.bulk_worker import BulkWorker
+
+    api.state.bulk_worker = BulkWorker(ctx).start()  # bulk jobs run in-process under keel up / keel serve
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         path = str(scope.get("path", ""))
@@ -40,11 +46,12 @@ def build_servers(ctx: Context, *, host: str, port: int, https_port: int,
     configs = []
     if port:
         configs.append(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
-                                      lifespan="off"))
+                                      lifespan="off", timeout_keep_alive=KEEP_ALIVE))
     if https_port:
         cert, key = certificate_paths(ctx.settings)
         configs.append(uvicorn.Config(app, host=host, port=https_port, log_level=log_level, access_log=False,
-                                      ssl_certfile=str(cert), ssl_keyfile=str(key), lifespan="off"))
+                                      ssl_certfile=str(cert), ssl_keyfile=str(key), lifespan="off",
+                                      timeout_keep_alive=KEEP_ALIVE))
     return [uvicorn.Server(c) for c in configs]
 
 
