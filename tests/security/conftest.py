@@ -16,7 +16,13 @@ from keel.context import Context
 from keel.records import save_many
 from keel.security.package import parse_permission_set
 from keel.services.metadata import apply_package
-from keel.services.security import create_role, deploy_permission_set, share_record, user_context
+from keel.services.security import (
+    create_role,
+    deploy_permission_set,
+    ensure_share_objects,
+    share_record,
+    user_context,
+)
 from keel.services.users import create_user
 from keel.storage import ids
 
@@ -121,6 +127,7 @@ def recruiting(org: Context, tmp_path: Path) -> Iterator[Recruiting]:
     """Roles: CEO > VP People > {Recruiting Lead > Recruiter, Hiring Manager}; Interviewers under Hiring Manager.
     Positions are Private (Recruiters see all via View All); Reviews are Private (own only)."""
     deploy_objects(org, RECRUITING_OBJECTS, tmp_path)
+    ensure_share_objects(org)
     with org.db.transaction() as conn:
         for spec in RECRUITING_PROFILES:
             deploy_permission_set(org, conn, parse_permission_set(spec))

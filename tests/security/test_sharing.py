@@ -20,6 +20,7 @@ from keel.services.security import (
     assign_permission_set,
     create_role,
     deploy_permission_set,
+    ensure_share_objects,
     read_record,
     recalculate_sharing,
     share_record,
@@ -68,6 +69,8 @@ class Org:
 @pytest.fixture
 def world(org: Context, tmp_path: Path) -> Iterator[Org]:
     deploy_objects(org, OBJECTS, tmp_path)
+    assert sorted(ensure_share_objects(org)) == ["Case_File__Share", "Memo__Share"]
+    assert ensure_share_objects(org) == []
     with org.db.transaction() as conn:
         deploy_permission_set(org, conn, parse_permission_set(AGENT))
         create_role(org, conn, "Director")
@@ -243,3 +246,33 @@ def test_recalculation_reports_progress(world: Org) -> None:
     assert result.roles == 4 and {s for s, _, _ in seen} == {"roles", "groups", "members"}
     with pytest.raises(KeelError):
         recalculate_sharing(world.ctx("a1"))
+
+
+def test_share_sobjects(world: Org) -> None:
+    """Shares are records: written through the lifecycle, queryable, visible only with their parent."""
+    from keel.services.query import query
+
+    case = rid(world, "Case_File__c", "case-a1")
+    a1, aud = world.ctx("a1"), world.ctx("aud")
+    share = save_many(a1, "Case_File__Share", [{"ParentId": case, "UserOrGroupId": world.users["aud"],
+                                                "AccessLevel": "Read"}])[0].id
+    assert share and "case-a1" in world.visible("aud")
+    rows = query(aud, "SELECT ParentId, UserOrGroupId, AccessLevel, RowCause FROM Case_File__Share")["records"]
+    assert [(r["ParentId"], r["AccessLevel"], r["RowCause"]) for r in rows] == [(case, "Read", "Manual")]
+    assert query(world.ctx("a2"), "SELECT Id FROM Case_File__Share")["records"] == []
+    for who, draft in (("aud", {"AccessLevel": "Edit"}), ("a2", {"AccessLevel": "Read"})):
+        with pytest.raises(KeelError):  # read access is not full access; a2 cannot even see the record
+            save_many(world.ctx(who), "Case_File__Share", [{"ParentId": case, "UserOrGroupId": world.users[who],
+                                                            **draft}])
+    with pytest.raises(KeelError):  # programmatic row causes need Modify All Data
+        save_many(a1, "Case_File__Share", [{"ParentId": case, "UserOrGroupId": world.users["a2"],
+                                            "AccessLevel": "Read", "RowCause": "Team"}])
+    save_many(a1, "Case_File__Share", [{"Id": share, "AccessLevel": "Edit"}])
+    save_many(aud, "Case_File__c", [{"Id": case, "Amount__c": 7}])
+    from keel.records import delete_many
+    delete_many(a1, "Case_File__Share", [share])
+    assert "case-a1" not in world.visible("aud")
+    share_record(a1, "Case_File__c", case, world.users["aud"], "Read")
+    save_many(a1, "Case_File__c", [{"Id": case, "OwnerId": world.users["a2"]}])
+    assert "case-a1" not in world.visible("aud")
+    assert query(world.admin, "SELECT Id FROM Case_File__Share WHERE RowCause = 'Manual'")["records"] == []

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from keel.metadata.model import ObjectDef, SchemaSnapshot
 from keel.security.predicate import SharingRule, load_rules, visibility
 from keel.security.principals import col, live, subordinate_role_keys, user_principals
+from keel.security.shareobj import share_shape
 from keel.security.tables import principal_members
 from keel.storage import system as S
 
@@ -82,6 +83,9 @@ class UserAccess:
         if "ModifyAllData" in self.system:
             return True
         key = obj.lower()
+        parent = self._share_parent(key)
+        if parent is not None:  # <Object>Share: anyone who reads the object may try; the hooks decide per record
+            return action in ("read", "create", "edit", "delete") and self.can(parent, "read")
         granted = self.objects.get(key, frozenset())
         if action in granted or "modify_all" in granted:
             return True
@@ -98,6 +102,13 @@ class UserAccess:
             if key in CUSTOMIZE_OBJECTS and "CustomizeApplication" in self.system:
                 return True
         return False
+
+    def _share_parent(self, key: str) -> str | None:
+        if not key.endswith("share"):
+            return None
+        o = self.schema.find_object(key)
+        shape = share_shape(self.schema, o) if o is not None else None
+        return shape.parent.api_name if shape is not None else None
 
     # -- field-level security -------------------------------------------------------------------------
     def field_readable(self, obj: str, field: str) -> bool:
@@ -127,7 +138,7 @@ class UserAccess:
         if mode == "edit" and not writable:
             return False
         # Setup objects, standard fields and universally required fields follow the object permission.
-        if okey in SETUP_OBJECTS or f.standard or f.required:
+        if okey in SETUP_OBJECTS or f.standard or f.required or self._share_parent(okey) is not None:
             return True
         read, edit = self.fields.get((okey, fkey), (False, False))
         return (read or edit) if mode == "read" else edit

@@ -22,10 +22,14 @@ from sqlalchemy.engine import Connection
 
 from keel.errors import KeelError
 from keel.metadata.model import ObjectDef
+from keel.metadata.tables import table_for
 from keel.security.access import SETUP_OBJECTS, bump_security_version
 from keel.security.audit import audit
-from keel.security.principals import load_role_parents, recalculate
+from keel.security.predicate import ALL
+from keel.security.principals import load_role_parents, principal_for_id, recalculate
+from keel.security.shareobj import LEVELS, ShareShape, share_object_of, share_shape
 from keel.security.tables import shares
+from keel.storage import ids
 
 if TYPE_CHECKING:
     from keel.context import Context
@@ -44,15 +48,28 @@ class SecurityHooks:
         self.inner = inner
 
     def before_save(self, ctx: Context, conn: Connection, obj: ObjectDef, rows: Sequence[Any]) -> None:
+        shape = share_shape(ctx.schema(conn), obj)
+        if shape is not None:
+            check_share_rows(ctx, conn, shape, rows)
         if self.inner is not None:
             self.inner.before_save(ctx, conn, obj, rows)
 
     def after_save(self, ctx: Context, conn: Connection, obj: ObjectDef, rows: Sequence[Any]) -> None:
         self._changed(ctx, conn, obj, rows, "save")
+        schema = ctx.schema(conn)
+        shape = share_shape(schema, obj)
+        if shape is not None:
+            mirror_shares(ctx, conn, shape, rows)
         moved = [int(r.pk) for r in rows if r.prior is not None and r.pk is not None and "OwnerId" in r.changed]
         if moved:
             conn.execute(sa.delete(shares).where(shares.c.object_id == obj.id, shares.c.record_id.in_(moved),
                                                  shares.c.row_cause == MANUAL))
+            own = share_object_of(schema, obj)
+            if own is not None:  # the manual share records go too (hard delete: they are derived, not data)
+                st = table_for(schema, own.share)
+                assert own.parent_field.column
+                cause = own.share.get_field("RowCause").column or ""
+                conn.execute(sa.delete(st).where(st.c[own.parent_field.column].in_(moved), st.c[cause] == MANUAL))
         if self.inner is not None:
             self.inner.after_save(ctx, conn, obj, rows)
 
@@ -65,11 +82,16 @@ class SecurityHooks:
         pks = _pks(rows)
         if pks:
             conn.execute(sa.delete(shares).where(shares.c.object_id == obj.id, shares.c.record_id.in_(pks)))
+            if share_shape(ctx.schema(conn), obj) is not None:
+                conn.execute(sa.delete(shares).where(shares.c.share_id.in_(pks)))
         if self.inner is not None:
             self.inner.after_delete(ctx, conn, obj, rows)
 
     def after_undelete(self, ctx: Context, conn: Connection, obj: ObjectDef, rows: Sequence[Any]) -> None:
         self._changed(ctx, conn, obj, rows, "undelete")
+        shape = share_shape(ctx.schema(conn), obj)
+        if shape is not None:
+            mirror_shares(ctx, conn, shape, rows)
         if self.inner is not None:
             self.inner.after_undelete(ctx, conn, obj, rows)
 
@@ -92,3 +114,73 @@ class SecurityHooks:
                     raise KeelError("A role cannot be its own ancestor.", code="CIRCULAR_DEPENDENCY")
             progress = ctx.extras.get("recalc_progress")
             recalculate(conn, schema, progress)
+
+
+class ShareRowError(KeelError):
+    """A share row the actor may not write. Raised from a hook, it fails (and rolls back) the whole save."""
+
+    code = "INSUFFICIENT_ACCESS_OR_READONLY"
+
+
+def check_share_rows(ctx: Context, conn: Connection, shape: ShareShape, rows: Sequence[Any]) -> None:
+    """Manual shares need full access to the shared record; other row causes (programmatic shares) need Modify
+    All Data; the grantee must be a user, group or role."""
+    actor = ctx.actor
+    mad = actor.is_system or bool(getattr(actor.access, "has", lambda _p: False)("ModifyAllData"))
+    parents: set[int] = set()
+    for r in rows:
+        v = r.values
+        try:
+            principal_for_id(str(v.get("UserOrGroupId") or ""))
+        except KeelError as e:
+            raise ShareRowError(f"Row {r.index + 1}: {e.message}", code="INVALID_CROSS_REFERENCE_KEY",
+                                fields=["UserOrGroupId"]) from None
+        if (v.get("RowCause") or MANUAL) != MANUAL and not mad:
+            raise ShareRowError(f"Row {r.index + 1}: only users with Modify All Data can write shares with row "
+                                f"cause {v.get('RowCause')!r}.", fields=["RowCause"])
+        parent = v.get(shape.parent_field.api_name)
+        if parent:
+            parents.add(ids.split(str(parent))[1])
+    if mad or not parents:
+        return
+    t = table_for(ctx.schema(conn), shape.parent)
+    pred = actor.access.record_filter(shape.parent, t, "delete")
+    q = sa.select(t.c.id).where(t.c.id.in_(sorted(parents)))
+    full = set(conn.execute(q.where(pred) if pred is not None else q).scalars())
+    if parents - full:
+        raise ShareRowError("Only the owner, users above the owner in the role hierarchy and administrators can "
+                            f"share these {shape.parent.label} records.", fields=[shape.parent_field.api_name])
+
+
+def mirror_shares(ctx: Context, conn: Connection, shape: ShareShape, rows: Sequence[Any]) -> None:
+    """Replace the ``keel_share`` rows of these share records with their current values."""
+    pks = _pks(rows)
+    if not pks:
+        return
+    conn.execute(sa.delete(shares).where(shares.c.share_id.in_(pks)))
+    now = ctx.clock()
+    out: list[dict[str, Any]] = []
+    for r in rows:
+        v = r.values
+        parent = v.get(shape.parent_field.api_name)
+        if r.pk is None or not parent:
+            continue
+        out.append({"object_id": shape.parent.id, "record_id": ids.split(str(parent))[1],
+                    "principal": principal_for_id(str(v["UserOrGroupId"]),
+                                                  subordinates=bool(v.get("IncludeSubordinates"))),
+                    "access_level": LEVELS.get(str(v.get(shape.level_field.api_name)), ALL),
+                    "row_cause": str(v.get("RowCause") or MANUAL), "created_date": now,
+                    "created_by_id": ctx.actor.user_id, "share_id": int(r.pk)})
+    if out:
+        # Two share records for the same grant keep one index row; the unique key is the grant.
+        seen: set[tuple[int, int, str]] = set()
+        for row in out:
+            k = (row["record_id"], row["principal"], row["row_cause"])
+            if k in seen:
+                continue
+            seen.add(k)
+            conn.execute(sa.delete(shares).where(shares.c.object_id == row["object_id"],
+                                                 shares.c.record_id == row["record_id"],
+                                                 shares.c.principal == row["principal"],
+                                                 shares.c.row_cause == row["row_cause"]))
+            conn.execute(sa.insert(shares).values(**row))

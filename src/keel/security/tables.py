@@ -64,6 +64,7 @@ shares = sa.Table(
     sa.Column("row_cause", sa.String(40), nullable=False),  # Manual | <programmatic reason>
     sa.Column("created_date", sa.DateTime, nullable=False),
     sa.Column("created_by_id", sa.BigInteger),
+    sa.Column("share_id", sa.BigInteger),  # the row of the <Object>Share sObject this mirrors, if any
     sa.UniqueConstraint("object_id", "record_id", "principal", "row_cause", name="ux_keel_share"),
     sa.Index("ix_keel_share_principal", "principal", "object_id"),
 )

@@ -19,7 +19,7 @@ from keel.context import SYSTEM_ACTOR, Context
 from keel.errors import AccessDeniedError, KeelError, NotFoundError
 from keel.metadata.model import SchemaSnapshot
 from keel.metadata.tables import table_for
-from keel.records import save_many
+from keel.records import delete_many, save_many
 from keel.records.validate import row_to_values
 from keel.security import sessions
 from keel.security.access import bump_security_version
@@ -28,6 +28,7 @@ from keel.security.hooks import MANUAL, SecurityHooks
 from keel.security.package import PermissionSetSpec, check_against
 from keel.security.predicate import ALL, EDIT, READ
 from keel.security.principals import RecalcResult, principal_for_id, recalculate
+from keel.security.shareobj import custom_share_object, share_object_of
 from keel.security.tables import create_security_tables, shares
 from keel.storage import ids
 
@@ -205,6 +206,21 @@ def create_role(ctx: Context, conn: Connection, name: str, parent: str | None = 
     return rid
 
 
+def ensure_share_objects(ctx: Context) -> list[str]:
+    """Create ``<Name>__Share`` for every custom object whose OWD needs shares (Private or Public Read Only) and
+    that has none yet; call it after deploying a package. Returns the names created."""
+    from keel.metadata.apply import apply_plan
+    from keel.metadata.plan import plan
+
+    with ctx.db.read() as conn:
+        before = ctx.schema(conn)
+    wanted = [custom_share_object(o) for o in before if o.custom and not o.api_name.endswith("__Share")
+              and o.sharing in ("private", "public_read") and share_object_of(before, o) is None]
+    if wanted:
+        apply_plan(ctx.db, plan(before, wanted), ctx.metadata)
+    return [o.api_name for o in wanted]
+
+
 def recalculate_sharing(ctx: Context, progress: Any = None) -> RecalcResult:
     """Rebuild role and group closures as one transaction, reporting progress; audited."""
     _require(ctx, "ManageUsers")
@@ -254,18 +270,37 @@ def share_record(ctx: Context, obj_name: str, record_id: str, user_or_group_id: 
             raise AccessDeniedError("Only the owner, users above the owner in the role hierarchy and administrators "
                                     "can share this record.", code="INSUFFICIENT_ACCESS_OR_READONLY")
     principal = principal_for_id(user_or_group_id, subordinates=include_subordinates)
+    prefix, n = ids.split(user_or_group_id.strip())
+    grantee = ids.encode(prefix, n)
     now = ctx.clock()
-    existing = conn.execute(sa.select(shares.c.id).where(shares.c.object_id == obj.id, shares.c.record_id == pk,
-                                                         shares.c.principal == principal,
-                                                         shares.c.row_cause == reason)).scalar()
-    if existing is not None:
-        conn.execute(sa.update(shares).where(shares.c.id == existing).values(access_level=level))
+    shape = share_object_of(schema, obj)
+    if shape is not None:
+        st = table_for(schema, shape.share)
+        f = {k: st.c[shape.share.get_field(k).column or ""] for k in ("UserOrGroupId", "RowCause",
+                                                                         "IncludeSubordinates")}
+        parent_col = st.c[shape.parent_field.column or ""]
+        existing = conn.execute(sa.select(st.c.id).where(
+            parent_col == pk, f["UserOrGroupId"] == grantee, f["RowCause"] == reason,
+            f["IncludeSubordinates"] == include_subordinates, st.c.is_deleted == sa.false())).scalar()
+        draft: dict[str, Any] = {shape.level_field.api_name: access_level}
+        if existing is not None:
+            draft["Id"] = ids.encode(shape.share.key_prefix, int(existing))
+        else:
+            draft.update({shape.parent_field.api_name: ids.encode(obj.key_prefix, pk), "UserOrGroupId": grantee,
+                          "RowCause": reason, "IncludeSubordinates": include_subordinates})
+        save_many(ctx, shape.share.api_name, [draft], conn=conn)
     else:
-        conn.execute(sa.insert(shares).values(object_id=obj.id, record_id=pk, principal=principal,
-                                              access_level=level, row_cause=reason, created_date=now,
-                                              created_by_id=ctx.actor.user_id))
+        existing = conn.execute(sa.select(shares.c.id).where(
+            shares.c.object_id == obj.id, shares.c.record_id == pk, shares.c.principal == principal,
+            shares.c.row_cause == reason)).scalar()
+        if existing is not None:
+            conn.execute(sa.update(shares).where(shares.c.id == existing).values(access_level=level))
+        else:
+            conn.execute(sa.insert(shares).values(object_id=obj.id, record_id=pk, principal=principal,
+                                                  access_level=level, row_cause=reason, created_date=now,
+                                                  created_by_id=ctx.actor.user_id))
     audit(conn, "share", actor_id=ctx.actor.user_id, object=obj.api_name, record_id=pk,
-          detail={"to": user_or_group_id, "level": access_level, "cause": reason}, at=now)
+          detail={"to": grantee, "level": access_level, "cause": reason}, at=now)
     return None
 
 
@@ -278,12 +313,26 @@ def unshare_record(ctx: Context, obj_name: str, record_id: str, user_or_group_id
         if reason != MANUAL:
             _require(ctx, "ModifyAllData")
         principal = principal_for_id(user_or_group_id, subordinates=include_subordinates)
-        n = conn.execute(sa.delete(shares).where(
+        shape = share_object_of(schema, obj)
+        n = 0
+        if shape is not None:
+            st = table_for(schema, shape.share)
+            who = st.c[shape.share.get_field("UserOrGroupId").column or ""]
+            cause = st.c[shape.share.get_field("RowCause").column or ""]
+            prefix, num = ids.split(user_or_group_id.strip())
+            rows = conn.execute(sa.select(st.c.id).where(
+                st.c[shape.parent_field.column or ""] == pk, who == ids.encode(prefix, num), cause == reason,
+                st.c.is_deleted == sa.false())).scalars().all()
+            if rows:
+                delete_many(ctx, shape.share.api_name, [ids.encode(shape.share.key_prefix, int(r)) for r in rows],
+                            conn=conn)
+                n = len(rows)
+        n += int(conn.execute(sa.delete(shares).where(
             shares.c.object_id == obj.id, shares.c.record_id == pk, shares.c.principal == principal,
-            shares.c.row_cause == reason)).rowcount
+            shares.c.row_cause == reason, shares.c.share_id.is_(None))).rowcount or 0)
         audit(conn, "unshare", actor_id=ctx.actor.user_id, object=obj.api_name, record_id=pk,
               detail={"from": user_or_group_id, "cause": reason}, at=ctx.clock())
-        return int(n or 0)
+        return n
 
 
 # -- reads ---------------------------------------------------------------------------------------------------
