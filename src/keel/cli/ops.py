@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -73,3 +73,21 @@ def ops_commands(app: typer.Typer) -> None:
                 raise typer.Exit(1)
             after = m.upgrade(ctx.db)
             console.print(f"Migrated system tables from revision {before.current} to {after.current}.")
+
+
+def asgi_app() -> Any:
+    """An ASGI app factory for process managers that fork several workers, each with its own engine and pool:
+
+        uvicorn --factory keel.cli.ops:asgi_app --workers 4 --host 127.0.0.1 --port 8080
+        gunicorn -k uvicorn.workers.UvicornWorker -w 4 'keel.cli.ops:asgi_app()'
+
+    Configuration comes from ``KEEL_*`` variables and ``keel.toml`` as for every command. It refuses to start on a
+    database with pending migrations, and logs JSON lines (one per request) to stderr."""
+    from keel.api.observability import configure_json_logging
+    from keel.cli.asgi import build_app
+    from keel.storage.migrate import require_current
+
+    configure_json_logging()
+    ctx = context(None)
+    require_current(ctx.db)
+    return build_app(ctx)
