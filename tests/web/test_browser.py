@@ -4,6 +4,7 @@ Each scenario saves a screenshot in tests/artifacts/. Never ``playwright install
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,8 +97,11 @@ def test_kanban_move_and_refused_move_snaps_back(page: object, live_server: Live
     interview.locator(".kcard", has_text="Application 00").wait_for()
     pg.wait_for_function("!document.querySelector('.kcard.pending')")  # type: ignore[attr-defined]
     org = live_server.org
-    stage = query(org.ctx, f"SELECT Stage__c FROM Job_Application__c WHERE Id = '{org.applications[0]}'")
-    assert stage["records"][0]["Stage__c"] == "Interview"
+    soql = f"SELECT Stage__c FROM Job_Application__c WHERE Id = '{org.applications[0]}'"
+    deadline = time.time() + 10
+    while query(org.ctx, soql)["records"][0]["Stage__c"] != "Interview":
+        assert time.time() < deadline, "the drag did not update the stage"
+        time.sleep(0.1)
     # Hired without an offer amount is refused by the validation rule: the card snaps back
     card = pg.locator(".kcard", has_text="Application 00")  # type: ignore[attr-defined]
     card.locator("select.kmove").select_option("Hired")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -39,7 +40,8 @@ UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
 def make_env() -> jinja2.Environment:
     """Autoescaping for every template, whatever its extension: escaping is never opt-in."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             auto_reload=False)
     env.filters["display"] = display
     env.filters["urlq"] = lambda s: quote(str(s), safe="")
     env.globals["qs"] = lambda params, **kw: urlencode({**params, **kw})
@@ -90,6 +92,12 @@ Handler = Callable[[Web], Response]
 
 def page(handler: Handler, *, public: bool = False) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
+        started = time.perf_counter()
+        response = await _endpoint(request)
+        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
+        return response
+
+    async def _endpoint(request: Request) -> Response:
         base: Context = request.app.state.ctx
         form: dict[str, Any] = {}
         files: dict[str, UploadFile] = {}
@@ -141,13 +149,16 @@ APPS: dict[str, tuple[str, ...]] = {
 }
 SYSTEM_OBJECTS = {"User", "Profile", "UserRole", "PermissionSet", "PermissionSetAssignment", "PermissionSetGroup",
                   "PermissionSetGroupComponent", "ObjectPermissions", "FieldPermissions", "Group", "GroupMember",
-                  "SharingRule", "Organization", "Note", "Attachment", "Task", "Event"}
+                  "SharingRule", "Organization", "Note", "Attachment", "Task", "Event", "BulkJob",
+                  "ProcessInstance", "ProcessInstanceStep", "ProcessInstanceWorkitem"}
 
 
 def nav_objects(ctx: Context) -> list[ObjectDef]:
     schema = ctx.schema()
-    return [o for o in schema if o.api_name not in SYSTEM_OBJECTS and o.queryable
-            and (ctx.actor.is_system or ctx.actor.access.can(o.api_name, "read"))]
+    out = [o for o in schema if o.api_name not in SYSTEM_OBJECTS and o.queryable
+           and not o.api_name.endswith(("Share", "History", "Feed"))
+           and (ctx.actor.is_system or ctx.actor.access.can(o.api_name, "read"))]
+    return sorted(out, key=lambda o: (not o.custom, o.label))  # the org's own objects first
 
 
 def apps_for(ctx: Context) -> list[tuple[str, list[ObjectDef]]]:

@@ -42,7 +42,7 @@ def list_view(web: Web) -> Response:
     next_url = f"?{urlencode({**keep, 'after': lq.next_token(records)})}" if more else None
     rows = [(r, [cell_value(r, f) for f in lq.columns]) for r in records]
     filterable = [f for f in obj.fields if readable(web.ctx, obj, f.api_name) and f.type not in ("longtext",)]
-    ctx = dict(obj=obj, lq=lq, rows=rows, next_url=next_url, views=views_for(obj), params=keep,
+    ctx: dict[str, Any] = dict(obj=obj, lq=lq, rows=rows, next_url=next_url, views=views_for(obj), params=keep,
                count_qs=urlencode(keep), ops=OPS, filterable=filterable,
                can_edit=web.ctx.actor.is_system or web.ctx.actor.access.can(obj.api_name, "edit"),
                can_delete=web.ctx.actor.is_system or web.ctx.actor.access.can(obj.api_name, "delete"),

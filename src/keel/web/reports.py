@@ -100,7 +100,7 @@ def report_page(web: Web) -> Response:
 
 
 def report_xlsx(web: Web) -> Response:
-    from openpyxl import Workbook
+    from openpyxl import Workbook  # type: ignore[import-untyped]
 
     obj = web.schema().find_object(web.params.get("obj", ""))
     if obj is None:
@@ -128,7 +128,7 @@ def dashboard(web: Web) -> Response:
     """Up to six components: a count by the first picklist of each object the user can read, run as the user
     when the page is requested (refresh = reload)."""
     started = time.perf_counter()
-    components = []
+    components: list[tuple[ObjectDef, FieldDef, dict[str, Any]]] = []
     kinds = ("bar", "donut", "funnel", "bar", "pie", "line")
     for obj in nav_objects(web.ctx):
         pick = next((f for f in obj.fields if f.type == "picklist" and readable(web.ctx, obj, f.api_name)), None)

@@ -101,6 +101,7 @@
         var sel = card.querySelector(".kmove"); if (sel) sel.value = "";
       } else {
         from.insertBefore(card, next); // snap back
+        var s2 = card.querySelector(".kmove"); if (s2) s2.value = "";
         card.classList.add("refused");
         setTimeout(function () { card.classList.remove("refused"); }, 1500);
         message(res.text || "The move was refused.");
