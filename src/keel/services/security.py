@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,7 +26,7 @@ from keel.security import sessions
 from keel.security.access import bump_security_version
 from keel.security.audit import audit, audit_sensitive_read
 from keel.security.hooks import MANUAL, SecurityHooks
-from keel.security.package import PermissionSetSpec, check_against
+from keel.security.package import PermissionSetSpec, check_against, load_permission_sets
 from keel.security.predicate import ALL, EDIT, READ
 from keel.security.principals import RecalcResult, principal_for_id, recalculate
 from keel.security.shareobj import custom_share_object, share_object_of
@@ -165,6 +166,13 @@ def deploy_permission_set(ctx: Context, conn: Connection, spec: PermissionSetSpe
         save_many(ctx, "FieldPermissions", fps[start:start + 500], conn=conn)
     bump_security_version(conn)
     return ps_id
+
+
+def deploy_permission_sets(ctx: Context, path: str | Path) -> list[str]:
+    """Deploy every ``permission_sets/*.yaml`` of a package in one transaction; returns the PermissionSet ids."""
+    specs = load_permission_sets(path)
+    with ctx.db.transaction() as conn:
+        return [deploy_permission_set(ctx, conn, spec) for spec in specs]
 
 
 def assign_permission_set(ctx: Context, conn: Connection, user_id: str, permission_set: str) -> str:
