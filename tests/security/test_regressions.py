@@ -40,6 +40,11 @@ def test_espocrm_2515_list_does_not_leak_hidden_field(recruiting: Recruiting, tm
     assert query(rc, "SELECT SSN__c FROM Candidate__c")["records"][0]["SSN__c"] == SSN
     export_csv(rc, "Candidate__c", out)
     assert SSN in out.read_text()
+    from keel.security.audit import audit_rows
+    with recruiting.org.db.read() as conn:
+        exports = audit_rows(conn, action="export")
+    assert [(r["actor_id"], r["object"]) for r in exports] == [(recruiting.pk("hm1"), "Candidate__c"),
+                                                               (recruiting.pk("recruiter"), "Candidate__c")]
 
 
 def test_frappe_crm_805_history_does_not_leak_hidden_field(recruiting: Recruiting) -> None:
