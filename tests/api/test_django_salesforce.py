@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from apihelp import ADMIN, ADMIN_PW, Live, V
+from salesforce.dbapi import driver
 
 
 @pytest.fixture(scope="module")
