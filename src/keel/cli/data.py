@@ -25,10 +25,19 @@ def data_app(app: typer.Typer) -> None:
         upsert_on: Annotated[str | None, typer.Option(help="External id field to match existing records on.")] = None,
         partial: Annotated[bool, typer.Option(help="Commit good rows even when some rows fail.")] = False,
         errors: Annotated[Path | None, typer.Option(help="Where to write the per-row error report.")] = None,
+        bulk: Annotated[bool, typer.Option(help="Run as a Bulk API job (durable, resumable, partial success).")]
+        = False,
         db: DbOption = None,
     ) -> None:
         """Import a CSV through the record lifecycle (all rows or none, unless --partial)."""
         from keel.services.csvio import ImportFailed, import_csv
+
+        if bulk:
+            from keel.cli.jobs import bulk_import
+
+            with friendly_errors():
+                bulk_import(context(db), obj, file, upsert_on)
+            return
 
         error_file = errors or file.with_name(file.stem + ".errors.csv")
         with friendly_errors():
@@ -52,10 +61,19 @@ def data_app(app: typer.Typer) -> None:
     def export(
         obj: Annotated[str, typer.Argument(metavar="OBJECT")],
         output: Annotated[Path, typer.Option("-o", "--output", help="CSV file to write.")],
+        bulk: Annotated[bool, typer.Option(help="Run as a Bulk API query job.")] = False,
         db: DbOption = None,
     ) -> None:
         """Export every visible record of an object to CSV (formula triggers neutralised)."""
         from keel.services.export import export_csv
+
+        if bulk:
+            from keel.cli.jobs import bulk_export
+
+            with friendly_errors():
+                n = bulk_export(context(db), obj, output)
+                console.print(f"Exported {n} {obj} record(s) to {output}.")
+            return
 
         with friendly_errors():
             n = export_csv(context(db), obj, output)

@@ -25,7 +25,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from keel.context import Context
+from keel.context import SYSTEM_ACTOR, Context
 from keel.errors import ErrorDetail, KeelError, RowResult
 from keel.metadata.model import FieldDef, ObjectDef, SchemaSnapshot
 from keel.records import delete_many, hard_delete_many, save_many, upsert_many
@@ -260,7 +260,8 @@ def run_job(ctx: Context, pk: int, *, stop: threading.Event | None = None) -> No
 
     started = time.monotonic()
     try:
-        user_ctx = user_context(ctx, job.owner_pk)
+        # A job owned by the system user (``keel import --bulk``) runs in the audited system context.
+        user_ctx = sys_ctx if job.owner_pk == SYSTEM_ACTOR.user_id else user_context(ctx, job.owner_pk)
         if job.job_type == "V2Query":
             from keel.services.bulk_query import materialise_v2
 
