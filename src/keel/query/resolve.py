@@ -154,15 +154,24 @@ class Scope:
 
     def from_clause(self) -> sa.FromClause:
         frm: sa.FromClause = self.table
+        memo: dict[tuple[Any, ...], list[sa.ColumnElement[bool]]] = self.opts.schema.cache.setdefault(
+            "soql_join_conds", {})
         for j in self.joins.values():
             assert j.field.column
             fk = j.parent_alias.c[j.field.column]
             for t_obj, t_alias in j.targets:
-                conds: list[sa.ColumnElement[bool]] = [t_alias.c.id == fk]
-                if len(j.targets) > 1:
-                    conds.append(j.parent_alias.c[type_column(j.field)] == t_obj.key_prefix)
-                if not self.opts.query_all:
-                    conds.append(t_alias.c.is_deleted == sa.false())
+                # The metadata part of an ON clause depends only on memoised aliases, so it is built once.
+                key = (j.parent_alias.description, j.owner.key, j.field.key, t_alias.description, t_obj.key,
+                       len(j.targets), self.opts.query_all)
+                base = memo.get(key)
+                if base is None:
+                    base = [t_alias.c.id == fk]
+                    if len(j.targets) > 1:
+                        base.append(j.parent_alias.c[type_column(j.field)] == t_obj.key_prefix)
+                    if not self.opts.query_all:
+                        base.append(t_alias.c.is_deleted == sa.false())
+                    memo[key] = base
+                conds = list(base)
                 if self.opts.row_filter is not None:
                     extra = self.opts.row_filter(t_obj, t_alias)
                     if extra is not None:
