@@ -12,14 +12,18 @@ from rich.table import Table
 from keel.cli.common import DbOption, console, context, friendly_errors, resolve_url
 from keel.cli.apps import app_app
 from keel.cli.data import data_app
+from keel.cli.jobs import jobs_app
 from keel.cli.ops import ops_commands
 from keel.cli.users import user_app
+from keel.cli.worker import worker
 from keel.storage.migrate import require_current
 
 app = typer.Typer(help="Keel: a metadata-driven CRM that speaks Salesforce's APIs.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 app.add_typer(user_app, name="user")
+app.add_typer(jobs_app, name="jobs")
 app.add_typer(app_app, name="app")
+app.command("worker")(worker)
 data_app(app)
 ops_commands(app)
 
@@ -192,6 +196,9 @@ def serve_cmd(
     with friendly_errors():
         ctx = context(db)
         require_current(ctx.db)
+        from keel.api.observability import configure_json_logging
+
+        configure_json_logging()  # production serving: one JSON line per request on stderr
         serve(ctx, host=host, port=port, https_port=https_port)
 
 
