@@ -30,12 +30,14 @@ def test_bulk_import_export_and_jobs(tmp_path: Path) -> None:
     r = runner.invoke(app, ["import", "Item__c", str(src), "--bulk", "--db", url], env=env)
     assert r.exit_code == 0, r.output
     assert "300 row(s) processed, 1 failed" in r.output
-    errors = list(csv.DictReader(open(tmp_path / "items.errors.csv")))
+    with open(tmp_path / "items.errors.csv") as f:
+        errors = list(csv.DictReader(f))
     assert errors[0]["sf__Error"].startswith("FIELD_CUSTOM_VALIDATION_EXCEPTION")
     out = tmp_path / "out.csv"
     r = runner.invoke(app, ["export", "Item__c", "-o", str(out), "--bulk", "--db", url], env=env)
     assert r.exit_code == 0, r.output
-    rows = list(csv.DictReader(open(out)))
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
     assert len(rows) == 299 and "'=1+1" in {x["Note__c"] for x in rows}
     r = runner.invoke(app, ["jobs", "list", "--db", url], env=env)
     assert r.exit_code == 0 and "JobComplete" in r.output and "V2Query" in r.output
