@@ -51,3 +51,22 @@ def test_unknown_names_fail_the_deploy(org: Context, tmp_path: Path) -> None:
     (tmp_path / "x.yaml").write_text(yaml.safe_dump({"name": "X", "fields": {"Account.Nope__c": ["read"]}}))
     with pytest.raises(MetadataError):
         deploy_permission_sets(org, tmp_path)
+
+
+def test_user_administrator_without_modify_all_data(org: Context, tmp_path: Path) -> None:
+    """Manage Users is enough to administer users, roles and assignments created by someone else; setup records
+    have no record-level sharing. It is not enough to read business data."""
+    from keel.records import save_many
+    from keel.services.security import deploy_permission_set
+
+    with org.db.transaction() as conn:
+        deploy_permission_set(org, conn, parse_permission_set({"name": "User Admin", "profile": True,
+                                                               "system": ["ManageUsers"]}))
+    admin = user_context(org, new_user(org, "ua@example.com", "User Admin"))
+    other = new_user(org, "sam@example.com", "Standard User")
+    save_many(admin, "User", [{"Id": other, "Title": "Detective"}])
+    role = save_many(admin, "UserRole", [{"Name": "Squad", "DeveloperName": "Squad"}])[0].id
+    save_many(admin, "User", [{"Id": other, "UserRoleId": role}])
+    assert user_context(org, other).actor.role_id is not None
+    assert not admin.actor.access.can("Account", "read")
+    assert not admin.actor.access.can("PermissionSet", "edit")  # that is Customize Application

@@ -151,6 +151,8 @@ class UserAccess:
     def bypasses(self, obj: ObjectDef, mode: str) -> bool:
         if "ModifyAllData" in self.system or self.can(obj.api_name, "modify_all"):
             return True
+        if obj.key in SETUP_OBJECTS:  # setup records are not shared: the object permission decides
+            return True
         return mode == "read" and self.can(obj.api_name, "view_all")
 
     def record_filter(self, obj: ObjectDef, table: FromClause, mode: str) -> ColumnElement[bool] | None:

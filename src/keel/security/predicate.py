@@ -142,10 +142,10 @@ def master_field(obj: ObjectDef) -> FieldDef | None:
 
 def visibility(access: UserAccess, obj: ObjectDef, table: FromClause, mode: str) -> ColumnElement[bool] | None:
     """The predicate for ``mode`` (read | edit | delete) on ``table`` (an alias of ``obj``'s table); None = all."""
-    if access.bypasses(obj, mode):
-        return None
     if mode == "read" and not access.can(obj.api_name, "read"):
         return sa.false()  # no object Read: no rows, also through parent paths and lookups (S1)
+    if access.bypasses(obj, mode):
+        return None
     schema = access.schema
     if obj.sharing == "controlled_by_parent":
         md = master_field(obj)
