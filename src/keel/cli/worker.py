@@ -34,4 +34,8 @@ def worker(
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         console.print("keel worker: delivering (Ctrl-C to stop)")
+        from keel.services.bulk_worker import BulkWorker
+
+        bulk = BulkWorker(ctx).start()  # Bulk API jobs, resumable after a crash; several workers may share them
         dispatcher(ctx).run_forever(stop, fire_scheduled=fire_due_scheduled)
+        bulk.stop()
