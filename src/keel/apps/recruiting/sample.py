@@ -37,8 +37,16 @@ COST = {"Entrance Exam": 45, "Structured Interview": 350, "Medical Exam": 650, "
 SOURCES = (("Agency Website", 30), ("USAJOBS", 30), ("Career Fair", 12), ("Employee Referral", 10),
            ("Military Transition", 10), ("Social Media", 5), ("College Recruiting", 3))
 WITHDRAW = ("Accepted another job", "Length of process", "Personal reasons", "Relocation")
-FIRST = tuple(["James", "Maria", "Robert", "Ana", "John", "Linda", "Michael", "Sofia", "David", "Elena", "William", "Grace", "Carlos", "Aisha", "Daniel", "Mei", "Joseph", "Fatima", "Thomas", "Olivia", "Luis", "Hannah", "Kevin", "Priya", "Marcus", "Zoe", "Andre", "Nina", "Omar", "Rosa"])
-LAST = tuple(["Garcia", "Smith", "Johnson", "Nguyen", "Williams", "Brown", "Martinez", "Davis", "Lopez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore", "Jackson", "Martin", "Lee", "Perez", "Thompson", "White", "Harris", "Sanchez", "Clark", "Ramirez", "Lewis", "Robinson", "Walker", "Young"])
+FIRST = (
+    "James", "Maria", "Robert", "Ana", "John", "Linda", "Michael", "Sofia", "David", "Elena", "William",
+    "Grace", "Carlos", "Aisha", "Daniel", "Mei", "Joseph", "Fatima", "Thomas", "Olivia", "Luis", "Hannah",
+    "Kevin", "Priya", "Marcus", "Zoe", "Andre", "Nina", "Omar", "Rosa",
+)
+LAST = (
+    "Garcia", "Smith", "Johnson", "Nguyen", "Williams", "Brown", "Martinez", "Davis", "Lopez", "Wilson",
+    "Anderson", "Thomas", "Taylor", "Moore", "Jackson", "Martin", "Lee", "Perez", "Thompson", "White",
+    "Harris", "Sanchez", "Clark", "Ramirez", "Lewis", "Robinson", "Walker", "Young",
+)
 STAFF = {"recruiter": ("recruiter@keel.local", "Recruiting_Recruiter"),
          "recruiter2": ("recruiter2@sample.keel.local", "Recruiting_Recruiter"),
          "adjudicator": ("adjudicator@keel.local", "Recruiting_Background_Adjudicator"),
