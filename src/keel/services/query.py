@@ -1,11 +1,14 @@
-"""Running SOQL as the acting user. Every read surface (CLI, REST, export, UI) comes through here, so the row
-filter and field mask from the actor's access are always compiled in."""
+"""Running SOQL as the acting user. Every read surface (CLI, REST, Bulk, export, UI) comes through here, so the
+row filter, the field mask and the formula hook from the actor's context are always compiled in, the same way."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, FromClause
+from sqlalchemy.engine import Connection
 
 from keel.context import Context
 from keel.formula import field_sql
@@ -25,39 +28,50 @@ def formula_sql(ctx: Context) -> Any:
     return compile_formula
 
 
-def _security(ctx: Context) -> dict[str, Any]:
-    access = ctx.actor.access
-    if ctx.actor.is_system:
-        return {"row_filter": None, "field_mask": None, "security_key": ("system",), "formula_sql": formula_sql(ctx)}
+def soql_options(ctx: Context) -> dict[str, Any]:
+    """Keyword arguments for ``run_soql``/``fetch_more`` that make a query run as ``ctx.actor``."""
+    actor = ctx.actor
+    opts: dict[str, Any] = {
+        "dialect": ctx.db.dialect, "formula_sql": formula_sql(ctx), "owner": str(actor.user_id),
+        "cursor_idle": timedelta(seconds=ctx.settings.query_cursor_idle_seconds),
+    }
+    if actor.is_system:
+        opts.update(row_filter=None, field_mask=None, security_key=("system",))
+        return opts
+    access = actor.access
 
     def row_filter(obj: ObjectDef, table: FromClause) -> ColumnElement[bool] | None:
         return access.record_filter(obj, table, "read")
 
     def field_mask(obj: ObjectDef, f: FieldDef) -> bool:
-        return access.field_readable(obj.api_name, f.api_name)
+        return f.type == "id" or access.field_readable(obj.api_name, f.api_name)
 
-    key = getattr(access, "cache_key", None) or ("user", ctx.actor.user_id)
-    return {"row_filter": row_filter, "field_mask": field_mask, "security_key": key, "formula_sql": formula_sql(ctx)}
+    opts.update(row_filter=row_filter, field_mask=field_mask,
+                security_key=getattr(access, "cache_key", None) or ("user", actor.user_id))
+    return opts
 
 
 def query(ctx: Context, soql: str, *, query_all: bool = False, api_version: str = API_VERSION,
-          batch_size: int | None = None) -> dict[str, Any]:
-    with ctx.db.read() as conn:
-        schema = ctx.schema(conn)
-        return run_soql(conn, schema, soql, dialect=ctx.db.dialect, query_all=query_all, api_version=api_version,
-                        time_zone=ctx.actor.time_zone, now=ctx.clock(),
-                        batch_size=batch_size or ctx.settings.query_batch_size, **_security(ctx))
+          batch_size: int | None = None, conn: Connection | None = None) -> dict[str, Any]:
+    """The first page of a query (``totalSize``, ``done``, ``records``, ``nextRecordsUrl``)."""
+    if conn is None:
+        with ctx.db.read() as c:
+            return query(ctx, soql, query_all=query_all, api_version=api_version, batch_size=batch_size, conn=c)
+    return run_soql(conn, ctx.schema(conn), soql, query_all=query_all, api_version=api_version,
+                    time_zone=ctx.actor.time_zone, now=ctx.clock(), user_id=ctx.actor.user_id,
+                    batch_size=batch_size or ctx.settings.query_batch_size, **soql_options(ctx))
 
 
-def query_more(ctx: Context, locator: str, *, api_version: str = API_VERSION) -> dict[str, Any]:
-    with ctx.db.read() as conn:
-        schema = ctx.schema(conn)
-        sec = _security(ctx)
-        sec.pop("security_key")
-        return fetch_more(conn, schema, locator, dialect=ctx.db.dialect, api_version=api_version, **sec)
+def query_more(ctx: Context, locator: str, *, api_version: str = API_VERSION,
+               conn: Connection | None = None) -> dict[str, Any]:
+    """The next page of a cursor started by ``query`` (the locator is ``{cursorId}-{offset}``)."""
+    if conn is None:
+        with ctx.db.read() as c:
+            return query_more(ctx, locator, api_version=api_version, conn=c)
+    return fetch_more(conn, ctx.schema(conn), locator, api_version=api_version, **soql_options(ctx))
 
 
-def query_all_records(ctx: Context, soql: str, *, query_all: bool = False) -> Any:
+def query_all_records(ctx: Context, soql: str, *, query_all: bool = False) -> Iterator[dict[str, Any]]:
     """Every record of a query, page by page (keyset cursors), as shaped JSON-ready dicts."""
     page = query(ctx, soql, query_all=query_all)
     while True:
