@@ -33,7 +33,9 @@ def test_purchase_orders(apps: Context, persona: Callable[..., Context]) -> None
     po = save_many(req, "Purchase_Order__c", [{"Vendor__c": good, "Requested_By__c": uid(req)}])[0].id
     line = save_many(req, "PO_Line__c", [{"Purchase_Order__c": po, "Quantity__c": 10, "Unit_Price__c": 99.5}])[0].id
     assert query(apps, f"SELECT Total__c FROM Purchase_Order__c WHERE Id = '{po}'")["records"][0]["Total__c"] == 995
-    refused(req, "Purchase_Order__c", [{"Id": po, "Approved_By__c": uid(req)}], "never approve")
+    refused(req, "Purchase_Order__c", [{"Id": po, "Approved_By__c": uid(req)}], "Approved_By__c")  # read-only to them
+    own = save_many(officer, "Purchase_Order__c", [{"Vendor__c": good, "Requested_By__c": uid(officer)}])[0].id
+    refused(officer, "Purchase_Order__c", [{"Id": own, "Approved_By__c": uid(officer)}], "never approve")
     refused(officer, "Purchase_Order__c", [{"Id": po, "Status__c": "Confirmed"}], "after its approvals")
     save_many(officer, "Purchase_Order__c", [{"Id": po, "Approved_By__c": uid(officer), "Status__c": "Confirmed"}])
     refused(officer, "Purchase_Order__c", [{"Id": po, "Description__c": "changed"}], "locked")
