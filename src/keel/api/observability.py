@@ -24,6 +24,7 @@ import secrets
 import time
 from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,7 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.context import Context
 from keel.metadata.model import ObjectDef
-from keel.records.hooks import RowState
+from keel.records.hooks import RowState, find_hook
 from keel.storage import migrate
 
 access_log = logging.getLogger("keel.access")
@@ -273,9 +274,8 @@ def install(app: Starlette) -> Observability:
     """Add ``/readyz`` and ``/metrics``, the middleware, batch-size hooks and slow-query logging to an app."""
     ctx: Context = app.state.ctx
     obs = Observability(ctx)
-    hooks = ctx.hooks
-    if hooks is not None and hasattr(hooks, "inner") and not isinstance(hooks.inner, BatchMetrics):
-        hooks.inner = BatchMetrics(hooks.inner, obs.batches)
+    if find_hook(ctx.hooks, BatchMetrics) is None:  # wrap, never mutate: other contexts share these hooks
+        app.state.ctx = replace(ctx, hooks=BatchMetrics(ctx.hooks, obs.batches))
     obs.watch_sql()
     app.router.routes.insert(0, Route("/readyz", obs.readyz, methods=["GET", "HEAD"]))
     app.router.routes.insert(0, Route("/metrics", obs.metrics, methods=["GET"]))

@@ -14,6 +14,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from keel.api.app import create_app
 from keel.api.tls import certificate_paths
 from keel.context import Context
+from keel.services.automation import start_dispatcher, wire_automation
+from keel.services.bulk_worker import BulkWorker
 from keel.web.app import create_web_app
 
 # simple-salesforce's bulk clients poll every 5 s on one keep-alive connection; uvicorn's default 5 s idle timeout
@@ -22,12 +24,16 @@ KEEP_ALIVE = 75
 API_PREFIXES = ("/services", "/id", "/healthz", "/readyz", "/metrics")
 
 
-def build_app(ctx: Context) -> ASGIApp:
+def build_app(ctx: Context, *, background: bool = True) -> ASGIApp:
+    """The whole server for one organisation. Every surface shares one Context wired with security and
+    automation, so flows run whichever surface saved the record. ``background`` starts the in-process bulk worker
+    and outbox dispatcher (``keel up``); production can run them as ``keel worker`` instead."""
+    ctx = wire_automation(ctx)
     api = create_app(ctx)
     web = create_web_app(ctx)
-    from keel.services.bulk_worker import BulkWorker
-
-    api.state.bulk_worker = BulkWorker(ctx).start()  # bulk jobs run in-process under keel up / keel serve
+    if background:
+        api.state.bulk_worker = BulkWorker(ctx).start()
+        api.state.dispatcher = start_dispatcher(ctx)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         path = str(scope.get("path", ""))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from keel.metadata.model import ObjectDef
 
@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from keel.context import Context
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -40,6 +42,20 @@ class LifecycleHooks(Protocol):
     def after_delete(self, ctx: Context, conn: Connection, obj: ObjectDef, rows: Sequence[RowState]) -> None: ...
 
     def after_undelete(self, ctx: Context, conn: Connection, obj: ObjectDef, rows: Sequence[RowState]) -> None: ...
+
+
+def find_hook(hooks: object, kind: type[T]) -> T | None:
+    """The hook of type ``kind`` in a chain of wrappers (each wrapper keeps the next in ``.inner``).
+
+    Hooks compose by wrapping (security, automation, metrics), so code that needs one of them walks the chain
+    instead of assuming an order."""
+    seen = 0
+    while hooks is not None and seen < 16:
+        if isinstance(hooks, kind):
+            return hooks
+        hooks = getattr(hooks, "inner", None)
+        seen += 1
+    return None
 
 
 class RowError(Exception):

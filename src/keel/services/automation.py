@@ -23,6 +23,7 @@ from keel.automation.registry import store
 from keel.automation.tables import create_automation_tables
 from keel.context import SYSTEM_ACTOR, Context
 from keel.errors import KeelError
+from keel.records.hooks import find_hook
 from keel.security.hooks import SecurityHooks
 from keel.services.security import system_context, user_context, wire_security
 from keel.storage import ids
@@ -31,22 +32,19 @@ from keel.storage import ids
 def wire_automation(ctx: Context) -> Context:
     """A Context whose lifecycle runs security's hooks, then flows, approval locks and scheduled paths."""
     ctx = wire_security(ctx)
-    sec = ctx.hooks
-    assert isinstance(sec, SecurityHooks)
-    if isinstance(sec.inner, AutomationHooks):
+    if find_hook(ctx.hooks, AutomationHooks) is not None:
         return ctx
+    sec = find_hook(ctx.hooks, SecurityHooks)
+    assert sec is not None
     with ctx.db.transaction() as conn:
         create_automation_tables(conn)
     return replace(ctx, hooks=SecurityHooks(inner=AutomationHooks(inner=sec.inner)))
 
 
 def automation_hooks(ctx: Context) -> AutomationHooks:
-    h = ctx.hooks
-    inner = getattr(h, "inner", None)
-    if isinstance(h, AutomationHooks):
-        return h
-    if isinstance(inner, AutomationHooks):
-        return inner
+    found = find_hook(ctx.hooks, AutomationHooks)
+    if found is not None:
+        return found
     raise KeelError("Automation is not wired into this context; call wire_automation(ctx).",
                     code="NOT_INITIALISED")
 

@@ -21,6 +21,7 @@ from keel.errors import AccessDeniedError, KeelError, NotFoundError
 from keel.metadata.model import SchemaSnapshot
 from keel.metadata.tables import table_for
 from keel.records import delete_many, save_many
+from keel.records.hooks import find_hook
 from keel.records.validate import row_to_values
 from keel.security import sessions
 from keel.security.access import bump_security_version
@@ -42,7 +43,7 @@ ACCESS_LEVELS = {"Read": READ, "Edit": EDIT, "All": ALL}
 def wire_security(ctx: Context) -> Context:
     """A Context whose lifecycle keeps security data consistent and whose user services can revoke sessions
     and assign profiles. Idempotent."""
-    hooks = ctx.hooks if isinstance(ctx.hooks, SecurityHooks) else SecurityHooks(inner=ctx.hooks)
+    hooks = ctx.hooks if find_hook(ctx.hooks, SecurityHooks) is not None else SecurityHooks(inner=ctx.hooks)
     ctx.extras.setdefault("revoke_sessions", sessions.revoke_sessions)
     ctx.extras.setdefault("assign_profile", assign_profile)
     ctx.extras.setdefault("audit", audit_event)
