@@ -176,10 +176,12 @@ def field_mask(actor: Actor) -> Callable[[ObjectDef, FieldDef], bool] | None:
 
 
 def _common(ctx: Context) -> dict[str, Any]:
+    from keel.services.query import formula_sql
+
     actor = ctx.actor
     return {"dialect": ctx.db.dialect, "row_filter": row_filter(actor), "field_mask": field_mask(actor),
             "security_key": security_key(actor), "owner": str(actor.user_id),
-            "formula_sql": ctx.extras.get("formula_sql"),
+            "formula_sql": ctx.extras.get("formula_sql") or formula_sql(ctx),  # formula fields are selectable
             "cursor_idle": timedelta(seconds=ctx.settings.query_cursor_idle_seconds)}
 
 
