@@ -114,3 +114,13 @@ def test_rate_limit_per_user(live: Live) -> None:
     assert 1 <= int(last.headers["Retry-After"]) <= 61
     assert last.headers["content-type"] == "application/json;charset=UTF-8"
     assert codes[0].headers["Sforce-Limit-Info"].startswith("api-usage=")
+
+
+def test_a_session_without_api_enabled_is_refused_on_rest(live: Live) -> None:
+    from apihelp import NOAPI, NOAPI_PW
+
+    from keel.security import sessions
+
+    token = sessions.authenticate(live.ctx, NOAPI, NOAPI_PW, ip="127.0.0.1").token  # e.g. a web UI session
+    r = httpx.get(f"{live.http}/services/data/v{V}/sobjects", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 403 and r.json()[0]["errorCode"] == "API_CURRENTLY_DISABLED"
