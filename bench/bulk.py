@@ -241,6 +241,7 @@ def main() -> int:
         t1 = time.perf_counter()
         q = http.post("/jobs/query", json={"operation": "query", "query": "SELECT Id, " + ", ".join(HEADER) +
                                            " FROM Item__c"}).json()
+        assert "id" in q, q
         wait(http, "query", str(q["id"]))
         t_mat = time.perf_counter() - t1
         locator, got, t2 = "", 0, time.perf_counter()

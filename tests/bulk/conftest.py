@@ -140,6 +140,7 @@ def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         worker.stop()
         for s in servers:
             s.should_exit = True
+            s.force_exit = True  # do not wait for simple-salesforce's idle keep-alive connections
         thread.join(10)
         ctx.db.dispose()
         if schema is not None:

@@ -311,11 +311,11 @@ def _from_object(soql: str) -> str:
 def _check_soql(ctx: Context, conn: Connection, soql: str, query_all: bool) -> None:
     """Compile the query as the user now, so a malformed query is a 400 at creation, not a failed job later."""
     from keel.query import compile_soql
-    from keel.services.query import _security
+    from keel.services.query import soql_options
 
-    sec = _security(ctx)
-    compile_soql(soql, ctx.schema(conn), dialect=ctx.db.dialect, row_filter=sec["row_filter"],
-                 field_mask=sec["field_mask"], query_all=query_all)
+    opts = soql_options(ctx)
+    compile_soql(soql, ctx.schema(conn), dialect=ctx.db.dialect, row_filter=opts["row_filter"],
+                 field_mask=opts["field_mask"], formula_sql=opts["formula_sql"], query_all=query_all)
 
 
 def _check_active(ctx: Context, conn: Connection, lim: BulkLimits) -> None:

@@ -80,23 +80,17 @@ def soql_columns(soql: str) -> list[str] | None:
 def _pages(ctx: Context, soql: str, query_all: bool) -> Iterator[list[dict[str, Any]]]:
     """SOQL pages as the acting user. Each page runs in a short write transaction because the engine saves its
     keyset cursor, and a SQLite read transaction cannot always upgrade to a write (the REST path does the same)."""
-    from keel.query import fetch_more, run_soql
-    from keel.services.query import API_VERSION, _security
+    from keel.services.query import query, query_more
 
-    sec = _security(ctx)
     with ctx.db.transaction() as conn:
-        page = run_soql(conn, ctx.schema(conn), soql, dialect=ctx.db.dialect, query_all=query_all,
-                        api_version=API_VERSION, time_zone=ctx.actor.time_zone, now=ctx.clock(), batch_size=2000,
-                        **sec)
-    more = {k: v for k, v in sec.items() if k != "security_key"}
+        page = query(ctx, soql, query_all=query_all, batch_size=2000, conn=conn)
     while True:
         yield page["records"]
         nxt = page.get("nextRecordsUrl")
         if page.get("done", True) or not nxt:
             return
         with ctx.db.transaction() as conn:
-            page = fetch_more(conn, ctx.schema(conn), str(nxt).rsplit("/", 1)[-1], dialect=ctx.db.dialect,
-                              api_version=API_VERSION, **more)
+            page = query_more(ctx, str(nxt).rsplit("/", 1)[-1], conn=conn)
 
 
 class CsvResultWriter:
