@@ -39,7 +39,7 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        env = {**os.environ, "KEEL_DATA_DIR": str(self.data_dir), "KEEL_BULK_CHUNK_ROWS": "1000",
+        env = {**os.environ, "KEEL_DATA_DIR": str(self.data_dir), "KEEL_BULK_CHUNK_ROWS": "2000",
                "KEEL_API_REQUESTS_PER_MINUTE": "1000000", "KEEL_BULK_POLL_SECONDS": "0.1"}
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "keel.cli.main", "serve", "--db", self.url,
