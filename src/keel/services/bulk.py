@@ -286,6 +286,10 @@ def create_job(ctx: Context, spec: Mapping[str, Any], *, job_type: str, api_vers
                       "hardDelete": "delete", "query": "read", "queryAll": "read"}[op]
             if not actor.access.can(obj.api_name, needed):
                 raise bulk_error(f"You do not have permission to {needed} {obj.label} records.", "INSUFFICIENT_ACCESS")
+            has = getattr(actor.access, "has", None)
+            if op == "hardDelete" and has is not None and not (has("BulkApiHardDelete") or has("ModifyAllData")):
+                raise bulk_error("hardDelete needs the Bulk API Hard Delete (or Modify All Data) permission: it "
+                                 "bypasses the recycle bin.", "INSUFFICIENT_ACCESS")
             values.update({"SObjectType": obj.api_name, "State": "Open"})
             if op == "upsert":
                 ext = str(spec.get("externalIdFieldName") or "")
