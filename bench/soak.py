@@ -233,6 +233,10 @@ def _bulk(http: httpx.Client, n: int, seq: int, ledger: Ledger, lock: threading.
     return r, True
 
 
+def _is_error(line: str) -> bool:
+    return '"level": "error"' in line or line.startswith("Traceback")
+
+
 def _pct(xs: list[float], p: float) -> float:
     if not xs:
         return 0.0
@@ -302,7 +306,8 @@ def run(seconds: float, clients: int = 16, pg: str | None = None, log: Any = pri
             "by_op": {op: {"n": len(v), "p50_ms": round(_pct(v, 0.5), 2), "p99_ms": round(_pct(v, 0.99), 2)}
                       for op, v in sorted(ledger.latencies.items())},
             "errors": dict(ledger.errors), "database_locked": ledger.locked, **result,
-            "server_errors": [line for line in log_text.splitlines() if "Error" in line or "error" in line][-10:]}
+            "server_error_lines": sum(1 for line in log_text.splitlines() if _is_error(line)),
+            "server_errors": [line[:300] for line in log_text.splitlines() if _is_error(line)][-5:]}
         log(json.dumps(report, indent=2))
         return report
 

@@ -45,6 +45,7 @@ from keel.context import Context
 from keel.metadata.model import ObjectDef
 from keel.records.hooks import RowState, find_hook
 from keel.storage import migrate
+from keel.storage import system as S
 
 access_log = logging.getLogger("keel.access")
 slow_log = logging.getLogger("keel.slow")
@@ -212,7 +213,7 @@ def readiness(ctx: Context) -> dict[str, dict[str, Any]]:
         checks["database"] = {"ok": True}
         checks["migrations"] = {"ok": status.up_to_date, "current": status.current, "head": status.head}
         with ctx.db.read() as conn:
-            beat = conn.exec_driver_sql("SELECT value FROM keel_meta WHERE key = 'worker_heartbeat'").scalar()
+            beat = S.get_meta(conn, WORKER_HEARTBEAT_KEY)
     except sa.exc.SQLAlchemyError as e:
         return {"database": {"ok": False, "error": type(e).__name__}}
     if beat is None:
