@@ -29,6 +29,9 @@ class Settings:
     session_absolute_hours: int = 24
     login_max_failures: int = 5
     slow_query_ms: int = 500
+    # Web app file uploads (docs/web.md): allowed extensions and the size limit
+    upload_types: str = "pdf,doc,docx,odt,rtf,txt,csv,xlsx,png,jpg,jpeg,gif"
+    upload_max_bytes: int = 10 * 1024 * 1024
     # Automation: outbox delivery (docs/automation.md)
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25

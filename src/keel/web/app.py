@@ -9,7 +9,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.context import Context
-from keel.web import auth, imports, lists, records, reports, setup
+from keel.web import approvals, auth, files, imports, lists, records, reports, setup, sharing
 from keel.web.base import HERE, Web, apps_for, make_env, page
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
@@ -64,6 +64,15 @@ def create_web_app(ctx: Context) -> ASGIApp:
         Route("/lookup/{obj}", page(records.lookup)),
         Route("/r/{id}", page(records.record_page)),
         Route("/r/{id}/edit", page(records.record_form), methods=["GET", "POST"]),
+        Route("/r/{id}/approval", page(approvals.approval_action), methods=["POST"]),
+        Route("/r/{id}/notes", page(files.add_note), methods=["POST"]),
+        Route("/r/{id}/files", page(files.upload), methods=["POST"]),
+        Route("/r/{id}/sharing", page(sharing.sharing_page)),
+        Route("/r/{id}/sharing", page(sharing.add_share), methods=["POST"]),
+        Route("/r/{id}/sharing/remove", page(sharing.remove_share), methods=["POST"]),
+        Route("/files/{id}", page(files.download)),
+        Route("/files/{id}/delete", page(files.delete_file), methods=["POST"]),
+        Route("/approvals", page(approvals.items_page)),
         Route("/reports", page(reports.report_page)),
         Route("/reports/export.xlsx", page(reports.report_xlsx)),
         Route("/dashboards", page(reports.dashboard)),

@@ -11,14 +11,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import sqlalchemy as sa
 from starlette.responses import RedirectResponse, Response
 
 from keel.errors import BatchError, KeelError, RowResult
 from keel.metadata.model import FieldDef, ObjectDef
+from keel.metadata.tables import table_for
 from keel.records import save_many
 from keel.services.query import query
-from keel.services.security import read_history
+from keel.services.security import read_history, system_context
+from keel.storage import ids
+from keel.web.approvals import approval_for
 from keel.web.base import Web, cell_value, display, editable, readable, relation_select, require, soql_literal
+from keel.web.files import notes_and_files
+from keel.web.sharing import can_share
 from keel.web.views import UNSORTABLE, default_columns
 
 AUDIT_FIELDS = ("CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById", "SystemModstamp", "IsDeleted",
@@ -107,9 +113,15 @@ def record_page(web: Web) -> Response:
         h["Label"] = f.label if f else h["Field"]
         h["Old"], h["New"] = display(h["OldValue"], f), display(h["NewValue"], f)
     values = {f.api_name: cell_value(rec, f) for s in sections for f in s["fields"]}
+    can_edit = web.ctx.actor.is_system or web.ctx.actor.access.can(obj.api_name, "edit")
+    rid18 = str(rec["Id"])
+    # The user has just been shown to read the record: one audited system context reads what hangs off it.
+    sys_ctx = system_context(web.ctx, f"record page {rid18}: approvals, notes, files")
+    approval = approval_for(web, sys_ctx, obj, rid18, can_edit)
+    notes, files = notes_and_files(web, sys_ctx, rid18) if obj.api_name not in ("Note", "Attachment") else ([], [])
     return web.render("record.html", obj=obj, rec=rec, sections=sections, values=values, related=rel_rows,
-                      history=history[::-1][:50],
-                      can_edit=web.ctx.actor.is_system or web.ctx.actor.access.can(obj.api_name, "edit"))
+                      history=history[::-1][:50], can_edit=can_edit, approval=approval, notes=notes, files=files,
+                      can_share=can_share(web, obj, rid18))
 
 
 # -- forms --------------------------------------------------------------------------------------------------
@@ -154,28 +166,48 @@ def record_form(web: Web) -> Response:
         if not recs:
             raise KeelError("The record does not exist or is not visible.", code="NOT_FOUND")
         values = dict(recs[0])
+        values["__version__"] = record_version(web, obj, str(recs[0]["Id"]))
         labels = {f.api_name: cell_value(values, f)[0] for f in fields if f.is_reference}
     errors: dict[str, list[str]] = {}
     general: list[str] = []
+    conflict = False
     if web.request.method == "POST":
         draft = {f.api_name: coerce(f, web.form, web.multi) for f in fields}
         if not rid:
             draft = {k: v for k, v in draft.items() if v is not None}
         else:
             draft["Id"] = str(rid)
+            version = str(web.form.get("__version__", ""))
+            if version.isdigit():
+                draft["__version__"] = int(version)
         result = _save_one(web, obj, draft)
         if result.success and result.id:
             return RedirectResponse(f"/r/{result.id}", status_code=303)
         for e in result.errors:
+            if e.code == "CONCURRENT_MODIFICATION":
+                conflict = True
+                general.append("Someone else saved this record after you opened it, so your changes were not "
+                               "saved. Open the record again to see their changes, then redo yours.")
+                continue
             targets = [n for n in e.fields if any(f.api_name == n for f in fields)]
             for n in targets:
                 errors.setdefault(n, []).append(e.message)
             if not targets:
                 general.append(e.message)
-        values = {**draft}
+        values = {**draft, "__version__": draft.get("__version__")}
         labels = {f.api_name: str(web.form.get(f"{f.api_name}__label", "")) for f in fields if f.is_reference}
     return web.render("form.html", obj=obj, sections=sections, values=values, labels=labels, errors=errors,
-                      general=general, rid=rid, status=422 if errors or general else 200)
+                      general=general, rid=rid, conflict=conflict,
+                      status=409 if conflict else 422 if errors or general else 200)
+
+
+def record_version(web: Web, obj: ObjectDef, rid18: str) -> int:
+    """The row's ``version`` (the optimistic-concurrency token, not a field, so not in SOQL) of a record the
+    caller has just read through SOQL as the user."""
+    table = table_for(web.schema(), obj)
+    with web.ctx.db.read() as conn:
+        return int(conn.execute(sa.select(table.c.version).where(
+            table.c.id == ids.decode(rid18, obj.key_prefix))).scalar_one())
 
 
 def _save_one(web: Web, obj: ObjectDef, draft: dict[str, Any]) -> RowResult:
