@@ -90,6 +90,8 @@ def index_specs(obj: ObjectDef) -> list[IndexSpec]:
             if text and not f.unique:
                 continue
         if f.indexed or f.is_relationship or f.api_name == "Name":
-            # SOQL compares and sorts text case-insensitively, so text is indexed on lower(column) only.
-            specs.append(IndexSpec(f"ix_{obj.table}_{f.column}", (f.column,), lower=text))
+            # SOQL compares and sorts text case-insensitively, so text is indexed on lower(column) only. The name
+            # index carries the owner, so a list sorted by name under private sharing tests ownership in the index.
+            include = ("owner_id",) if f.api_name == "Name" else ()
+            specs.append(IndexSpec(f"ix_{obj.table}_{f.column}", (f.column,), lower=text, include=include))
     return specs

@@ -20,6 +20,7 @@ class IndexSpec:
     unique: bool = False
     lower: bool = False  # index lower(column): case-insensitive lookups, as SOQL compares strings
     live_only: bool = False  # partial: only rows not in the recycle bin
+    include: tuple[str, ...] = ()  # trailing plain columns, so a filter on them is answered from the index
 
 
 def create_table(conn: Connection, table: sa.Table) -> None:
@@ -44,7 +45,8 @@ def drop_column(conn: Connection, table: str, column: str) -> None:
 
 
 def create_index(conn: Connection, table: str, spec: IndexSpec) -> None:
-    cols = ", ".join(f'lower("{c}")' if spec.lower else f'"{c}"' for c in spec.columns)
+    cols = ", ".join([f'lower("{c}")' if spec.lower else f'"{c}"' for c in spec.columns]
+                     + [f'"{c}"' for c in spec.include])
     where = " WHERE is_deleted = false" if spec.live_only else ""
     unique = "UNIQUE " if spec.unique else ""
     conn.exec_driver_sql(f'CREATE {unique}INDEX IF NOT EXISTS "{spec.name}" ON "{table}" ({cols}){where}')
