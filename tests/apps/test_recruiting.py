@@ -132,3 +132,10 @@ def test_sample_is_calibrated(apps: Context) -> None:
     assert 0.6 <= fail_rate <= 0.8
     hist = one(apps, "SELECT COUNT(Id) n FROM Stage_History__c")["n"]
     assert hist >= resolved
+    from keel.services.apps import app_reports, run_app_report
+
+    reports = {r.name: run_app_report(apps, "recruiting", r.name)[1] for r in app_reports("recruiting")}
+    assert all(reports.values()), [k for k, v in reports.items() if not v]
+    funnel = {(r["Stage__c"], r["Outcome__c"]): r["n"] for r in reports["funnel"]}
+    assert funnel[("Applied", "Advanced")] / sum(n for (s, _), n in funnel.items() if s == "Applied") > 0.6
+    assert reports["wasted_spend"][0]["Gate_Type__c"] == "Polygraph"

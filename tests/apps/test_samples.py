@@ -10,6 +10,7 @@ from keel.apps.vendors import sample as vendors
 from keel.context import Context
 from keel.errors import NotFoundError
 from keel.records import save_many
+from keel.services.apps import app_reports, run_app_report
 from keel.services.query import query
 from keel.services.security import read_record, user_context
 from tests.apps.conftest import refused
@@ -41,6 +42,9 @@ def test_vendor_sample_shows_every_rule(apps: Context) -> None:
     assert rows(apps, "SELECT Id FROM Invoice__c WHERE Status__c = 'Paid' AND Cycle_Time_Days__c > 0")
     locked = rows(apps, "SELECT Id FROM Purchase_Order__c WHERE Status__c = 'Received' LIMIT 1")[0]["Id"]
     refused(apps, "Purchase_Order__c", [{"Id": locked, "Description__c": "changed"}], "locked")
+    reports = {r.name: run_app_report(apps, "vendors", r.name)[1] for r in app_reports("vendors")}
+    assert all(reports.values()), [k for k, v in reports.items() if not v]
+    assert sum(r["n"] for r in reports["compliance_status"]) == 30
 
 
 def test_pledge_scenario_and_charity_only_visibility(apps: Context) -> None:
@@ -76,6 +80,12 @@ def test_pledge_scenario_and_charity_only_visibility(apps: Context) -> None:
     assert len(rows(lead, "SELECT Id FROM Condition__c")) == 1
     paid_to = {r["Allocation__c"] for r in rows(lead, "SELECT Allocation__c FROM Payment_Allocation__c")}
     assert paf["Id"] in paid_to and paid_to <= {r["Id"] for r in mine}
+    # reports run as the viewer: the lead's "pledged vs paid" has their charity only
+    everyone = run_app_report(apps, "philanthropy", "pledged_vs_paid")[1]
+    assert len(everyone) == 4 and all(run_app_report(apps, "philanthropy", r.name)[1]
+                                      for r in app_reports("philanthropy"))
+    assert [r["recipient"] for r in run_app_report(lead, "philanthropy", "pledged_vs_paid")[1]] == [
+        "Peace Action Fund"]
     # the lead can record that the condition was met, on their own charity's records only
     cond = rows(lead, "SELECT Id FROM Condition__c")[0]["Id"]
     save_many(lead, "Condition__c", [{"Id": cond, "Status__c": "Met", "Met_Date__c": "2026-01-05",
@@ -91,4 +101,4 @@ def test_pledge_scenario_and_charity_only_visibility(apps: Context) -> None:
     # onboarding is idempotent: running it again adds no second group, rule or membership
     group = onboard_charity(apps, charity["PAF"], "PAF", [lead_id])
     assert len(rows(apps, f"SELECT Id FROM GroupMember WHERE GroupId = '{group}'")) == 1
-    assert len(rows(apps, "SELECT Id FROM SharingRule WHERE CriteriaValue = 'PAF'")) == 1
+    assert len(rows(apps, "SELECT Id FROM SharingRule WHERE CriteriaValue = 'PAF'")) == 2

@@ -66,6 +66,37 @@ def install_cmd(
             console.print(f"  sample {obj}: {n}")
 
 
+@app_app.command("report")
+def report_cmd(
+    name: str,
+    report: Annotated[str | None, typer.Argument(help="The report's name; omit to list the app's reports.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Run one of an app's reports (as the administrator) and print it as a table."""
+    from keel.services.apps import app_reports, run_app_report
+
+    with friendly_errors():
+        if report is None:
+            t = Table("Report", "Label")
+            for r in app_reports(name):
+                t.add_row(r.name, r.label)
+            console.print(t)
+            return
+        found, rows = run_app_report(context(db), name, report)
+        t = Table(*(rows[0].keys() if rows else ["(no rows)"]), title=found.label)
+        for row in rows:
+            t.add_row(*(_cell(v) for v in row.values()))
+        console.print(t)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, dict):
+        return " / ".join(_cell(v) for k, v in value.items() if k != "attributes")
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    return "" if value is None else str(value)
+
+
 def first_run_demo(ctx: Context) -> list[tuple[str, str, str]]:
     """Install the three apps with sample data and create one demo user per persona; returns
     (persona, username, password) rows to print."""

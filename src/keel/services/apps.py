@@ -248,9 +248,37 @@ def install_all(ctx: Context, *, sample: bool = True) -> dict[str, InstallResult
     return out
 
 
+@dataclass(frozen=True)
+class AppReport:
+    name: str
+    label: str
+    soql: str
+    chart: str | None
+
+
+def app_reports(name: str) -> list[AppReport]:
+    """The reports an app declares in ``app.yaml`` (``reports: [{name, label, soql, chart}]``)."""
+    return [AppReport(str(r["name"]), str(r.get("label") or r["name"]), str(r["soql"]), r.get("chart"))
+            for r in manifest(name).get("reports") or []]
+
+
+def run_app_report(ctx: Context, name: str, report: str) -> tuple[AppReport, list[dict[str, Any]]]:
+    """Run one of an app's reports as ``ctx.actor``: an ordinary SOQL query, so sharing and field-level
+    security decide what it counts."""
+    from keel.services.query import query
+
+    found = next((r for r in app_reports(name) if r.name == report), None)
+    if found is None:
+        names = ", ".join(r.name for r in app_reports(name))
+        raise KeelError(f"{name} has no report {report!r}; its reports are {names}.", code="NOT_FOUND")
+    rows = [{k: v for k, v in r.items() if k != "attributes"} for r in query(ctx, found.soql)["records"]]
+    return found, rows
+
+
 def list_apps(ctx: Context) -> list[dict[str, Any]]:
     return [{"name": n, "label": manifest(n).get("label", n), "version": str(manifest(n).get("version", 1)),
              "installed": installed_version(ctx, n)} for n in APP_NAMES]
 
 
-__all__ = ["APP_NAMES", "AppPlan", "InstallResult", "apply_app", "install_all", "install_app", "list_apps", "plan_app"]
+__all__ = ["APP_NAMES", "AppPlan", "AppReport", "InstallResult", "app_reports", "apply_app", "install_all",
+           "install_app", "list_apps", "plan_app", "run_app_report"]
