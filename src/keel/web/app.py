@@ -9,8 +9,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.context import Context
-from keel.web import approvals, auth, files, imports, lists, records, reports, setup, sharing
+from keel.web import approvals, auth, files, imports, lists, named, records, reports, setup, sharing
 from keel.web.base import HERE, Web, apps_for, make_env, page
+from keel.web.definitions import install_tables, load_catalog
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -76,6 +77,9 @@ def create_web_app(ctx: Context) -> ASGIApp:
         Route("/reports", page(reports.report_page)),
         Route("/reports/export.xlsx", page(reports.report_xlsx)),
         Route("/dashboards", page(reports.dashboard)),
+        Route("/dashboards/{name}", page(named.named_dashboard)),
+        Route("/reports/r/{name}", page(named.named_report)),
+        Route("/reports/save", page(named.save), methods=["POST"]),
         Route("/setup", page(setup.objects)),
         Route("/setup/o/{obj}", page(setup.object_detail)),
         Route("/setup/o/{obj}/fields/new", page(setup.new_field), methods=["GET", "POST"]),
@@ -84,4 +88,7 @@ def create_web_app(ctx: Context) -> ASGIApp:
     app = Starlette(routes=routes)
     app.state.ctx = ctx
     app.state.jinja = make_env()
+    app.state.catalog = load_catalog()
+    app.state.dashboard_cache = named.ResultCache()
+    install_tables(ctx)
     return SecurityHeaders(app)

@@ -17,12 +17,14 @@ from starlette.responses import Response
 from keel.errors import KeelError
 from keel.metadata.model import FieldDef, ObjectDef
 from keel.services.query import query
-from keel.web.base import Web, display, nav_objects, readable, require
-from keel.web.svg import chart
-from keel.web.views import condition
+from keel.web.base import Web, cell_value, display, nav_objects, readable, relation_select, require
+from keel.web.svg import chart, stacked_bar
+from keel.web.views import UNSORTABLE, condition, default_columns
 
 AGGS = ("COUNT", "SUM", "AVG", "MIN", "MAX")
-CHARTS = ("bar", "pie", "donut", "line", "funnel")
+CHARTS = ("bar", "stacked_bar", "pie", "donut", "line", "funnel", "none")
+TYPES = ("summary", "matrix", "tabular")
+TABULAR_LIMIT = 2000
 GROUPABLE = ("picklist", "text", "checkbox", "date", "lookup", "master_detail", "email", "number")
 NUMERIC = ("number", "currency", "percent")
 
@@ -32,8 +34,33 @@ def _groupable(web: Web, obj: ObjectDef) -> list[FieldDef]:
             and f.api_name not in ("Id",)]
 
 
+def run_tabular(web: Web, obj: ObjectDef, params: Mapping[str, str]) -> dict[str, Any]:
+    """Rows, not groups: the chosen readable columns, filtered, first 2,000 by the first column."""
+    names = [c for c in str(params.get("cols") or "").split(",") if c]
+    cols = [obj.get_field(c) for c in names or default_columns(obj) if obj.find_field(c)
+            and readable(web.ctx, obj, c) and obj.get_field(c).type not in ("longtext",)]
+    if not cols:
+        raise KeelError("Choose at least one column you can read.", code="INVALID_FIELD")
+    select = ["Id"] + [c.api_name for c in cols] + [r for c in cols if (r := relation_select(c))]
+    where = ""
+    if params.get("ff") and params.get("fv"):
+        where = " WHERE " + condition(web.schema(), obj, {"field": params["ff"], "op": params.get("fo", "="),
+                                                           "value": params["fv"]})
+    soql = (f"SELECT {', '.join(dict.fromkeys(select))} FROM {obj.api_name}{where} "
+            f"ORDER BY {cols[0].api_name if cols[0].type not in UNSORTABLE else 'Id'} LIMIT {TABULAR_LIMIT}")
+    started = time.perf_counter()
+    recs = query(web.ctx, soql)["records"]
+    return {"obj": obj, "tabular": True, "columns": cols, "records": [(r, [cell_value(r, c) for c in cols])
+                                                                        for r in recs],
+            "title": f"{obj.plural_label}", "label": "Rows", "total": float(len(recs)), "svg": None, "groups": [],
+            "rows": [], "cols": [], "matrix": {}, "subtotals": {}, "soql": soql, "agg": "COUNT",
+            "ms": (time.perf_counter() - started) * 1000, "capped": len(recs) >= TABULAR_LIMIT}
+
+
 def run_report(web: Web, obj: ObjectDef, params: Mapping[str, str]) -> dict[str, Any]:
     require(web.ctx, obj, "read")
+    if params.get("type") == "tabular":
+        return run_tabular(web, obj, params)
     groups = [obj.get_field(g) for g in (params.get("g1"), params.get("g2")) if g and obj.find_field(g)]
     for g in groups:
         if not readable(web.ctx, obj, g.api_name) or g.type not in GROUPABLE:
@@ -75,8 +102,14 @@ def run_report(web: Web, obj: ObjectDef, params: Mapping[str, str]) -> dict[str,
             matrix.setdefault(keys[0], {})[keys[1]] = v
     label = f"{agg.title()} of {measure.label}" if measure else "Record count"
     title = f"{label} by {groups[0].label}" if groups else label
-    svg = chart(params.get("chart", "bar"), title, list(subtotals.items())) if groups else None
-    return {"obj": obj, "groups": groups, "rows": rows, "subtotals": subtotals, "total": total, "svg": svg,
+    kind = params.get("chart", "bar")
+    svg = None
+    if groups and kind == "stacked_bar" and len(groups) == 2:
+        svg = stacked_bar(f"{title} and {groups[1].label}", list(subtotals), cols, matrix)
+    elif groups and kind != "none":
+        svg = chart(kind, title, list(subtotals.items()))
+    return {"tabular": False, "obj": obj, "groups": groups, "rows": rows, "subtotals": subtotals, "total": total,
+            "svg": svg,
             "label": label, "title": title, "cols": cols, "matrix": matrix, "soql": soql, "ms": elapsed * 1000,
             "agg": agg}
 
@@ -93,8 +126,11 @@ def report_page(web: Web) -> Response:
     name = web.params.get("obj")
     obj = next((o for o in objs if o.api_name == name), None)
     result = run_report(web, obj, web.params) if obj is not None and web.params.get("run") else None
+    from keel.web.named import all_reports
+
+    named = sorted(all_reports(web).values(), key=lambda r: (r.source != "saved", r.label))
     return web.render("report.html", objs=objs, obj=obj, result=result, params=dict(web.params), aggs=AGGS,
-                      charts=CHARTS, groupable=_groupable(web, obj) if obj else [],
+                      charts=CHARTS, types=TYPES, named=named, groupable=_groupable(web, obj) if obj else [],
                       numeric=[f for f in obj.fields if f.type in NUMERIC and readable(web.ctx, obj, f.api_name)]
                       if obj else [])
 
@@ -139,4 +175,7 @@ def dashboard(web: Web) -> Response:
         components.append((obj, pick, res))
         if len(components) == 6:
             break
-    return web.render("dashboard.html", components=components, ms=(time.perf_counter() - started) * 1000)
+    from keel.web.named import dashboards_index
+
+    return web.render("dashboard.html", components=components, ms=(time.perf_counter() - started) * 1000,
+                      named=dashboards_index(web))

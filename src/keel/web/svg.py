@@ -123,3 +123,41 @@ def chart(kind: str, title: str, data: Sequence[tuple[str, float]]) -> Markup:
     if kind == "funnel":
         return funnel(title, data)
     return bar(title, data)
+
+
+def stacked_bar(title: str, rows: Sequence[str], series: Sequence[str], values: dict[str, dict[str, float]],
+                *, width: int = 640) -> Markup:
+    """One horizontal bar per row, split by series, each segment labelled with its value when it fits and the
+    row total at the end, with a legend: the numbers are readable without hovering."""
+    row, left, pad = 28, 170, 8
+    legend_h = 22 * ((len(series) + 3) // 4)
+    height = pad * 2 + 28 + legend_h + row * max(1, len(rows))
+    totals = {r: sum(values.get(r, {}).values()) for r in rows}
+    top = max(totals.values(), default=0) or 1
+    span = width - left - 80
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" class="chart" viewBox="0 0 {width} {height}" '
+             f'width="{width}" height="{height}" aria-label="{escape(title)}"><title>{escape(title)}</title>',
+             f'<text x="{pad}" y="20" font-size="14" font-weight="bold" fill="#222">{escape(title)}</text>']
+    for i, s in enumerate(series):
+        lx, ly = pad + (i % 4) * 150, 30 + 22 * (i // 4)
+        parts.append(f'<rect x="{lx}" y="{ly}" width="12" height="12" fill="{PALETTE[i % len(PALETTE)]}"/>')
+        parts.append(f'<text x="{lx + 16}" y="{ly + 11}" font-size="12" fill="#222">{escape(s[:18])}</text>')
+    for i, r in enumerate(rows):
+        y = 32 + legend_h + pad + i * row
+        parts.append(f'<text x="{left - 6}" y="{y + 15}" font-size="12" text-anchor="end" fill="#222">'
+                     f'{escape(r[:28])}</text>')
+        x = float(left)
+        for j, s in enumerate(series):
+            v = values.get(r, {}).get(s, 0.0)
+            if v <= 0:
+                continue
+            w = span * v / top
+            parts.append(f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{row - 6}" '
+                         f'fill="{PALETTE[j % len(PALETTE)]}"/>')
+            if w >= 8 * len(_fmt(v)) + 4:
+                parts.append(f'<text x="{x + w / 2:.1f}" y="{y + 15}" font-size="11" text-anchor="middle" '
+                             f'fill="#fff">{_fmt(v)}</text>')
+            x += w
+        parts.append(f'<text x="{x + 6:.1f}" y="{y + 15}" font-size="12" fill="#222">{_fmt(totals[r])}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))

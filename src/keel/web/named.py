@@ -1,0 +1,172 @@
+"""Named reports and dashboards in the UI: run a package or saved report, save one from the builder, and show a
+package dashboard with a short-lived per-user cache.
+
+Dashboard cache: a dashboard over a million rows costs seconds of aggregate SQL, and people reload dashboards all
+day. Component results are cached per (report, the viewer's security key, schema version) for ``CACHE_SECONDS``:
+the security key is the user's (user, sharing version) pair, so two users never share an entry and a change of the
+user's permissions or of sharing misses the cache at once; "Refresh" (``?refresh=1``) recomputes. The cache lives
+on the app's state (one per web app, bounded), never in a module global.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.responses import RedirectResponse, Response
+
+from keel.errors import KeelError
+from keel.services.query import query
+from keel.web.base import Web, display, nav_objects, require
+from keel.web.definitions import Catalog, DashboardDef, ReportDef, save_report, saved_for
+from keel.web.reports import run_report
+from keel.web.svg import chart, stacked_bar
+
+CACHE_SECONDS = 60.0
+CACHE_ENTRIES = 2000
+
+
+@dataclass
+class Col:
+    label: str
+    api_name: str
+
+
+@dataclass
+class ResultCache:
+    entries: OrderedDict[tuple[Any, ...], tuple[float, dict[str, Any]]] = field(default_factory=OrderedDict)
+
+    def get(self, key: tuple[Any, ...], now: float) -> dict[str, Any] | None:
+        hit = self.entries.get(key)
+        if hit is None or now - hit[0] > CACHE_SECONDS:
+            return None
+        return hit[1]
+
+    def put(self, key: tuple[Any, ...], now: float, value: dict[str, Any]) -> None:
+        self.entries[key] = (now, value)
+        self.entries.move_to_end(key)
+        while len(self.entries) > CACHE_ENTRIES:
+            self.entries.popitem(last=False)
+
+
+def all_reports(web: Web) -> dict[str, ReportDef]:
+    catalog: Catalog = web.request.app.state.catalog
+    return {**catalog.reports, **saved_for(web.ctx)}
+
+
+def _flat(v: Any) -> Any:
+    return v if not isinstance(v, dict) else next((x for k, x in v.items() if k != "attributes"), None)
+
+
+def run_soql_report(web: Web, rdef: ReportDef) -> dict[str, Any]:
+    """A package's SOQL report, run as the viewer. Leading text columns are groupings, the first numeric column
+    after them is the measure; two groupings chart as a stacked bar."""
+    started = time.perf_counter()
+    recs = query(web.ctx, str(rdef.soql))["records"]
+    keys = [k for k in (recs[0] if recs else {}) if k != "attributes"]
+    rows = [[_flat(r.get(k)) for k in keys] for r in recs]
+    labels = 0
+    for i in range(len(keys)):
+        if any(isinstance(row[i], int | float) and not isinstance(row[i], bool) for row in rows):
+            break
+        labels += 1
+    svg = None
+    if rdef.chart and rdef.chart != "none" and 0 < labels < len(keys) and rows:
+        if labels >= 2 and rdef.chart in ("bar", "stacked_bar"):
+            order = list(dict.fromkeys(str(r[0]) for r in rows))
+            series = list(dict.fromkeys(str(r[1]) for r in rows))
+            matrix: dict[str, dict[str, float]] = {}
+            for r in rows:
+                cell = matrix.setdefault(str(r[0]), {})
+                cell[str(r[1])] = cell.get(str(r[1]), 0.0) + float(r[labels] or 0)
+            svg = stacked_bar(rdef.label, order, series, matrix)
+        else:
+            sums: dict[str, float] = {}
+            for r in rows:
+                sums[str(r[0])] = sums.get(str(r[0]), 0.0) + float(r[labels] or 0)
+            svg = chart(rdef.chart, rdef.label, list(sums.items()))
+    cols = [Col(k.replace("__c", "").replace("_", " "), k) for k in keys]
+    return {"tabular": True, "columns": cols, "records": [({}, [(display(v), None) for v in row]) for row in rows],
+            "title": rdef.label, "label": "Rows", "total": float(len(rows)), "svg": svg, "groups": [], "rows": [],
+            "cols": [], "matrix": {}, "subtotals": {}, "soql": rdef.soql, "agg": "COUNT",
+            "ms": (time.perf_counter() - started) * 1000, "capped": False, "obj": None}
+
+
+def run_named(web: Web, rdef: ReportDef) -> dict[str, Any]:
+    if rdef.soql:
+        return run_soql_report(web, rdef)
+    obj = web.schema().find_object(str(rdef.params.get("obj", "")))
+    if obj is None:
+        raise KeelError(f"Report {rdef.name} is about an object that does not exist.", code="NOT_FOUND")
+    require(web.ctx, obj, "read")
+    result = run_report(web, obj, rdef.params)
+    result["title"] = rdef.label if rdef.source == "saved" or not result.get("svg") else result["title"]
+    return result
+
+
+def named_report(web: Web) -> Response:
+    """``/reports/r/{name}``."""
+    rdef = all_reports(web).get(str(web.path["name"]))
+    if rdef is None:
+        raise KeelError("No such report, or it is private to another user.", code="NOT_FOUND")
+    result = run_named(web, rdef)
+    return web.render("named_report.html", rdef=rdef, result=result, params=dict(rdef.params))
+
+
+def save(web: Web) -> Response:
+    """``POST /reports/save``: the builder's current parameters under a name (checked again on every run)."""
+    params = {k: str(web.form.get(k, "")) for k in ("obj", "type", "g1", "g2", "agg", "field", "chart", "ff", "fo",
+                                                   "fv", "cols")}
+    obj = web.schema().find_object(params["obj"])
+    if obj is None or obj not in nav_objects(web.ctx):
+        raise KeelError("Choose an object you can read.", code="INVALID_FIELD")
+    run_report(web, obj, params)  # refuse to save what would not run for its author
+    name = str(web.form.get("name", "")).strip()
+    save_report(web.ctx, name, str(web.form.get("label", "")).strip(), params,
+                str(web.form.get("shared", "")) in ("on", "true", "1"))
+    return RedirectResponse(f"/reports/r/{name}", status_code=303)
+
+
+def dashboards_index(web: Web) -> list[DashboardDef]:
+    catalog: Catalog = web.request.app.state.catalog
+    return list(catalog.dashboards.values())
+
+
+def named_dashboard(web: Web) -> Response:
+    """``/dashboards/{name}``: each component as the viewer, cached briefly (see the module docstring)."""
+    catalog: Catalog = web.request.app.state.catalog
+    dash = catalog.dashboards.get(str(web.path["name"]))
+    if dash is None:
+        raise KeelError("No such dashboard.", code="NOT_FOUND")
+    started = time.perf_counter()
+    cache: ResultCache = web.request.app.state.dashboard_cache
+    refresh = web.params.get("refresh") == "1"
+    actor = web.ctx.actor
+    # (user, sharing/permission version): the key the SOQL plan cache uses; without it, never share an entry
+    key_of = getattr(actor.access, "security_key", None)
+    who: tuple[Any, ...] = ("system",) if actor.is_system else (
+        tuple(key_of) if key_of is not None else (actor.user_id, actor.session_id, time.time()))
+    version = web.schema().version
+    components: list[tuple[ReportDef, dict[str, Any] | None, str | None, float]] = []
+    hits = 0
+    for name in dash.reports:
+        rdef = catalog.reports[name]
+        key = (dash.name, name, who, version)
+        now = time.time()
+        res = None if refresh else cache.get(key, now)
+        if res is not None:
+            hits += 1
+            components.append((rdef, res, None, cache.entries[key][0]))
+            continue
+        try:
+            res = run_named(web, rdef)
+        except KeelError as e:
+            components.append((rdef, None, e.message, now))
+            continue
+        cache.put(key, now, res)
+        components.append((rdef, res, None, now))
+    oldest = min((c[3] for c in components), default=time.time())
+    return web.render("dashboard_named.html", dash=dash, components=components, hits=hits,
+                      ms=(time.perf_counter() - started) * 1000, as_of=time.strftime("%H:%M:%S", time.gmtime(oldest)))

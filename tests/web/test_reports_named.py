@@ -1,0 +1,139 @@
+"""Tabular and stacked-bar reports, saving a report from the builder, and reports/dashboards from YAML packages
+(the format in docs/web.md), with the per-user dashboard cache. Everything runs as the viewing user."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from keel.web.app import create_web_app
+from keel.web.definitions import APPS_DIR, load_catalog
+
+from .conftest import ADMIN, ADMIN_PW, RECRUITER, RECRUITER_PW, SECRET, Org, csrf_of, login
+
+APP_YAML = """name: hiring
+label: Hiring
+reports:
+  - name: by_department
+    label: Positions by department and status
+    chart: stacked_bar
+    soql: "SELECT Department__c, Status__c, COUNT(Id) n FROM Position__c GROUP BY Department__c, Status__c"
+  - name: secret_by_status
+    label: Secret notes (hidden from recruiters)
+    soql: "SELECT Status__c, Secret_Notes__c FROM Position__c LIMIT 5"
+dashboard: [by_department, headcount]
+"""
+REPORT_YAML = """report: headcount
+label: Headcount by department
+object: Position__c
+groupings: [Department__c]
+aggregate: SUM
+field: Headcount__c
+chart: bar
+filter: {field: Status__c, op: "=", value: Open}
+"""
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("apps")
+    (root / "hiring" / "reports").mkdir(parents=True)
+    (root / "hiring" / "app.yaml").write_text(APP_YAML)
+    (root / "hiring" / "reports" / "headcount.yaml").write_text(REPORT_YAML)
+    return root
+
+
+def _client(org: Org, package: Path, user: str, pw: str) -> Iterator[TestClient]:
+    app = create_web_app(org.ctx)
+    app.app.state.catalog = load_catalog(package)  # type: ignore[attr-defined]
+    with TestClient(app) as c:
+        yield login(c, user, pw)
+
+
+@pytest.fixture(scope="module")
+def admin_pkg(web_org: Org, package: Path) -> Iterator[TestClient]:
+    yield from _client(web_org, package, ADMIN, ADMIN_PW)
+
+
+@pytest.fixture(scope="module")
+def recruiter_pkg(web_org: Org, package: Path) -> Iterator[TestClient]:
+    yield from _client(web_org, package, RECRUITER, RECRUITER_PW)
+
+
+def test_the_apps_packages_load_without_errors() -> None:
+    catalog = load_catalog(APPS_DIR)
+    assert catalog.errors == [] and catalog.reports
+
+
+def test_tabular_report_respects_field_level_security(admin: TestClient, recruiter: TestClient) -> None:
+    url = "/reports?run=1&obj=Position__c&type=tabular&cols=Name,Department__c,Secret_Notes__c&ff=Status__c&fv=Open"
+    a, r = admin.get(url), recruiter.get(url)
+    assert a.status_code == r.status_code == 200
+    assert SECRET in a.text and SECRET not in r.text
+    assert "Position 001" in r.text and "Position 000" not in r.text  # the filter applies
+    assert "60 rows" in r.text
+
+
+def test_stacked_bar(recruiter: TestClient) -> None:
+    r = recruiter.get("/reports?run=1&obj=Position__c&g1=Department__c&g2=Status__c&chart=stacked_bar")
+    svg = re.search(r"<svg.*?</svg>", r.text, re.S)
+    assert svg and "Patrol" in svg.group(0) and "Draft" in svg.group(0) and "Open" in svg.group(0)
+    assert "<script" not in svg.group(0)
+
+
+def test_save_report_private_then_shared(admin: TestClient, recruiter: TestClient) -> None:
+    page = admin.get("/reports?run=1&obj=Position__c&g1=Department__c&agg=SUM&field=Headcount__c")
+    data = {"csrf_token": csrf_of(page.text), "obj": "Position__c", "g1": "Department__c", "agg": "SUM",
+            "field": "Headcount__c", "chart": "pie", "name": "Headcount_By_Dept", "label": "Headcount <by> dept"}
+    r = admin.post("/reports/save", data=data, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/reports/r/Headcount_By_Dept"
+    shown = admin.get("/reports/r/Headcount_By_Dept")
+    assert shown.status_code == 200 and "Headcount &lt;by&gt; dept" in shown.text and "<svg" in shown.text
+    assert "Headcount_By_Dept" in admin.get("/reports").text
+    assert recruiter.get("/reports/r/Headcount_By_Dept").status_code == 404  # private to its owner
+    r = admin.post("/reports/save", data={**data, "shared": "on"}, follow_redirects=False)
+    assert r.status_code == 303 and recruiter.get("/reports/r/Headcount_By_Dept").status_code == 200
+    # someone else cannot overwrite it, and a report on a hidden field is refused at save time
+    rp = recruiter.get("/reports")
+    r = recruiter.post("/reports/save", data={**data, "csrf_token": csrf_of(rp.text)}, follow_redirects=False)
+    assert r.status_code == 400 and "Another user" in r.text
+    r = recruiter.post("/reports/save", data={**data, "csrf_token": csrf_of(rp.text), "name": "Mine",
+                                              "g1": "Secret_Notes__c"}, follow_redirects=False)
+    assert r.status_code == 400
+    assert admin.post("/reports/save", data={**data, "csrf_token": ""}).status_code == 403
+
+
+def test_a_shared_report_runs_as_the_viewer(admin: TestClient, recruiter: TestClient) -> None:
+    page = admin.get("/reports")
+    admin.post("/reports/save", data={"csrf_token": csrf_of(page.text), "obj": "Position__c", "type": "tabular",
+                                      "cols": "Name,Secret_Notes__c", "name": "Secrets", "shared": "on"})
+    assert SECRET in admin.get("/reports/r/Secrets").text
+    r = recruiter.get("/reports/r/Secrets")
+    assert r.status_code == 200 and SECRET not in r.text
+
+
+def test_package_reports_and_dashboard(admin_pkg: TestClient, recruiter_pkg: TestClient) -> None:
+    r = recruiter_pkg.get("/reports/r/hiring.by_department")
+    assert r.status_code == 200 and "<svg" in r.text and "Patrol" in r.text
+    r = recruiter_pkg.get("/reports/r/hiring.headcount")
+    assert r.status_code == 200 and "Sum of Headcount" in r.text
+    assert SECRET in admin_pkg.get("/reports/r/hiring.secret_by_status").text
+    hidden = recruiter_pkg.get("/reports/r/hiring.secret_by_status")
+    assert SECRET not in hidden.text
+    assert 'href="/dashboards/hiring"' in recruiter_pkg.get("/dashboards").text
+    first = recruiter_pkg.get("/dashboards/hiring")
+    assert first.status_code == 200 and "(0 from cache)" in first.text and first.text.count("<svg") == 2
+    again = recruiter_pkg.get("/dashboards/hiring")
+    assert "(2 from cache)" in again.text
+    assert "(0 from cache)" in recruiter_pkg.get("/dashboards/hiring?refresh=1").text
+    assert "(0 from cache)" in admin_pkg.get("/dashboards/hiring").text  # never another user's entry
+
+
+def test_bad_package_definitions_are_reported_not_fatal(tmp_path: Path) -> None:
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "app.yaml").write_text("reports:\n  - {name: 'bad name'}\ndashboard: [missing]\n")
+    assert load_catalog(tmp_path).errors
