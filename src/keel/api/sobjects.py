@@ -15,6 +15,7 @@ from urllib.parse import unquote_plus
 import sqlalchemy as sa
 
 from keel.api import describe as D
+from keel.api import password
 from keel.api.backend import security_key
 from keel.api.errors import error
 from keel.api.reads import by_field, field_list, readable_fields, select_all
@@ -58,6 +59,8 @@ def route(call: ApiCall, rest: list[str]) -> Reply:
         if m == "DELETE":
             return delete(call, obj, seg)
         raise method_not_allowed(call, "GET, HEAD, PATCH, DELETE")
+    if len(rest) == 3 and obj.api_name == "User" and rest[2].lower() == "password":
+        return password.route(call, seg)
     if len(rest) == 3:
         value = unquote_plus(rest[2])  # simple-salesforce quote_plus-es the value: '+' is a space
         f = obj.find_field(seg)
