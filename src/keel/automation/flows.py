@@ -87,7 +87,8 @@ class AutomationHooks:
                     continue
                 holding, entered = self._entered(flow, obj, schema, fctx, group)
                 firing = entered if flow.only_when_changed else holding
-                stopped = [r for r in group if r.prior is not None and r not in holding]
+                held = {id(r) for r in holding}  # identity: a list test would compare RowStates, O(n²) per batch
+                stopped = [r for r in group if r.prior is not None and id(r) not in held]
                 # paths relative to the trigger start when the record enters the condition, not on every save
                 scheduling.sync(ctx, conn, obj, flow, holding, {r.index for r in entered}, stopped)
                 self.runner.run(ctx, conn, obj, f"flow {flow.name}", flow.actions, firing)
