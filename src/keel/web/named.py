@@ -51,6 +51,16 @@ class ResultCache:
             self.entries.popitem(last=False)
 
 
+def cache_key(web: Web, dashboard: str, component: str) -> tuple[Any, ...]:
+    """(dashboard, component, the viewer's security key, schema version). The security key is (user, access
+    version), the key the SOQL plan cache uses; an actor without one gets a key no other request shares."""
+    actor = web.ctx.actor
+    key_of = getattr(actor.access, "security_key", None)
+    who: tuple[Any, ...] = ("system",) if actor.is_system else (
+        tuple(key_of) if key_of is not None else (actor.user_id, actor.session_id, time.time()))
+    return (dashboard, component, who, web.schema().version)
+
+
 def all_reports(web: Web) -> dict[str, ReportDef]:
     catalog: Catalog = web.request.app.state.catalog
     return {**catalog.reports, **saved_for(web.ctx)}
@@ -143,17 +153,11 @@ def named_dashboard(web: Web) -> Response:
     started = time.perf_counter()
     cache: ResultCache = web.request.app.state.dashboard_cache
     refresh = web.params.get("refresh") == "1"
-    actor = web.ctx.actor
-    # (user, sharing/permission version): the key the SOQL plan cache uses; without it, never share an entry
-    key_of = getattr(actor.access, "security_key", None)
-    who: tuple[Any, ...] = ("system",) if actor.is_system else (
-        tuple(key_of) if key_of is not None else (actor.user_id, actor.session_id, time.time()))
-    version = web.schema().version
     components: list[tuple[ReportDef, dict[str, Any] | None, str | None, float]] = []
     hits = 0
     for name in dash.reports:
         rdef = catalog.reports[name]
-        key = (dash.name, name, who, version)
+        key = cache_key(web, dash.name, name)
         now = time.time()
         res = None if refresh else cache.get(key, now)
         if res is not None:

@@ -161,21 +161,32 @@ def _safe_cell(value: str) -> str:
 
 
 def dashboard(web: Web) -> Response:
-    """Up to six components: a count by the first picklist of each object the user can read, run as the user
-    when the page is requested (refresh = reload)."""
+    """Up to six components: a count by the first picklist of each object the user can read, run as the user;
+    results are cached briefly per user (``named.ResultCache``), and Refresh (``?refresh=1``) reruns them."""
+    from keel.web.named import cache_key, dashboards_index
+
     started = time.perf_counter()
     components: list[tuple[ObjectDef, FieldDef, dict[str, Any]]] = []
     kinds = ("bar", "donut", "funnel", "bar", "pie", "line")
+    cache = web.request.app.state.dashboard_cache
+    refresh, hits = web.params.get("refresh") == "1", 0
+    oldest = time.time()
     for obj in nav_objects(web.ctx):
         pick = next((f for f in obj.fields if f.type == "picklist" and readable(web.ctx, obj, f.api_name)), None)
         if pick is None:
             continue
         kind = kinds[len(components) % len(kinds)]
-        res = run_report(web, obj, {"g1": pick.api_name, "agg": "COUNT", "chart": kind})
+        key = cache_key(web, "(default)", f"{obj.api_name}.{pick.api_name}")
+        now = time.time()
+        res = None if refresh else cache.get(key, now)
+        if res is None:
+            res = run_report(web, obj, {"g1": pick.api_name, "agg": "COUNT", "chart": kind})
+            cache.put(key, now, res)
+        else:
+            hits += 1
+            oldest = min(oldest, cache.entries[key][0])
         components.append((obj, pick, res))
         if len(components) == 6:
             break
-    from keel.web.named import dashboards_index
-
     return web.render("dashboard.html", components=components, ms=(time.perf_counter() - started) * 1000,
-                      named=dashboards_index(web))
+                      named=dashboards_index(web), hits=hits, as_of=time.strftime("%H:%M:%S", time.gmtime(oldest)))
