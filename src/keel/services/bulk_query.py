@@ -116,7 +116,7 @@ class CsvResultWriter:
         self._w.writerow(cols)
         self._emit()
 
-    def rows_of(self, rows: list[list[str]]) -> None:
+    def rows_of(self, rows: list[list[Any]]) -> None:
         for r in rows:
             if self.rows % INDEX_EVERY == 0:
                 self._emit()
@@ -132,29 +132,60 @@ class CsvResultWriter:
             f.close()
 
 
+def _paths(cols: list[str], records: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """Each column as a key path with the record's own casing (``vendor__r.name`` -> ``("Vendor__r", "Name")``),
+    found in the first records that have it; resolved once per job, not per row."""
+    out: list[tuple[str, ...]] = []
+    for c in cols:
+        parts = c.split(".")
+        found: tuple[str, ...] | None = None
+        for rec in records[:500]:
+            cur: Any = rec
+            path: list[str] = []
+            for part in parts:
+                low = part.lower()
+                key = next((k for k in cur if k.lower() == low), None) if isinstance(cur, dict) else None
+                if key is None:
+                    break
+                path.append(key)
+                cur = cur[key]
+            if len(path) == len(parts):
+                found = tuple(path)
+                break
+        out.append(found or tuple(parts))
+    return out
+
+
+def _cells(rec: dict[str, Any], paths: list[tuple[str, ...]]) -> list[Any]:
+    row: list[Any] = []
+    for path in paths:
+        v: Any = rec.get(path[0])
+        for k in path[1:]:
+            v = v.get(k) if isinstance(v, dict) else None
+        if v.__class__ is bool:
+            v = "true" if v else "false"
+        elif isinstance(v, dict):
+            v = orjson.dumps(v.get("records", v)).decode()
+        row.append(v)  # the csv writer writes None as an empty field
+    return row
+
+
 def _write_csv(ctx: Context, soql: str, query_all: bool, path: Path, sep: str, eol: str,
                stop: threading.Event | None) -> int:
     cols = soql_columns(soql)
     w = CsvResultWriter(path, sep, eol)
     try:
-        lower: list[str] | None = None
+        paths: list[tuple[str, ...]] | None = None
         for records in _pages(ctx, soql, query_all):
             if stop is not None and stop.is_set():
                 raise InterruptedError
-            flat = [flatten(r) for r in records]
-            if lower is None:
-                if cols is None:
-                    cols = list(dict.fromkeys(k for f in flat for k in f))
-                cased = {k.lower(): k for f in flat[:50] for k in f}
-                cols = [cased.get(c.lower(), c) for c in cols]
-                lower = [c.lower() for c in cols]
-                w.header(cols)
-            rows = []
-            for f in flat:
-                low = {k.lower(): v for k, v in f.items()}
-                rows.append([text(low.get(c)) for c in lower])
-            w.rows_of(rows)
-        if lower is None:
+            if paths is None:
+                if cols is None:  # FIELDS(), TYPEOF …: the columns the first page actually has
+                    cols = list(dict.fromkeys(k for r in records[:500] for k in flatten(r)))
+                paths = _paths(cols, records)
+                w.header([".".join(p) for p in paths])
+            w.rows_of([_cells(r, paths) for r in records])
+        if paths is None:
             w.header(cols or [])
     finally:
         w.close()
