@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import time
 
 import openpyxl
 import pytest
@@ -245,9 +246,29 @@ def test_import_wizard_dry_run_then_import(admin: TestClient, web_org: Org) -> N
     assert "Error report" in dry.text and "Nothing was saved" in dry.text
     assert re.search(r"3 rows: 1 would succeed .* 2 with errors", dry.text), dry.text[-1500:]
     assert query(web_org.ctx, "SELECT COUNT() FROM Candidate__c WHERE Name LIKE '%Import'")["totalSize"] == 0
-    run = admin.post("/o/Candidate__c/import", data={**form, "step": "run"})
-    assert "1 imported" in run.text
+    run = admin.post("/o/Candidate__c/import", data={**form, "step": "run"}, follow_redirects=False)
+    assert run.status_code == 303 and run.headers["location"].startswith("/imports/750")
+    page = wait_for_import(admin, run.headers["location"])
+    assert "1 imported (1 new), 2 with errors" in page and "Error report" in page and "not-an-email" in page
     assert query(web_org.ctx, "SELECT COUNT() FROM Candidate__c WHERE Name LIKE '%Import'")["totalSize"] == 1
+    # undo deletes exactly what the import created
+    undo = re.search(r'action="(/imports/[A-Za-z0-9]+/undo)"', page)
+    assert undo
+    r = admin.post(undo.group(1), data={"csrf_token": token}, follow_redirects=False)
+    assert r.status_code == 303 and "Undone: 1 record" in admin.get(r.headers["location"]).text
+    assert query(web_org.ctx, "SELECT COUNT() FROM Candidate__c WHERE Name LIKE '%Import'")["totalSize"] == 0
+
+
+def wait_for_import(client: TestClient, url: str) -> str:
+    """The progress panel polls (htmx); here we poll the same URL until the job is done."""
+    deadline = time.time() + 60
+    while True:
+        panel = client.get(url, headers={"HX-Request": "true"}).text
+        assert 'id="import-progress"' in panel and "<html" not in panel
+        if "hx-trigger" not in panel:
+            return client.get(url).text
+        assert time.time() < deadline, panel
+        time.sleep(0.2)
 
 
 def test_object_manager_plans_then_applies_a_field(admin: TestClient, web_org: Org) -> None:

@@ -9,7 +9,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.context import Context
-from keel.web import approvals, auth, files, imports, lists, named, records, reports, setup, sharing
+from keel.web import approvals, auth, files, import_jobs, imports, lists, named, records, reports, setup, sharing
 from keel.web.base import HERE, Web, apps_for, make_env, page
 from keel.web.definitions import install_tables, load_catalog
 
@@ -62,6 +62,8 @@ def create_web_app(ctx: Context) -> ASGIApp:
         Route("/o/{obj}/kanban/move", page(lists.kanban_move), methods=["POST"]),
         Route("/o/{obj}/new", page(records.record_form), methods=["GET", "POST"]),
         Route("/o/{obj}/import", page(imports.wizard), methods=["GET", "POST"]),
+        Route("/imports/{id}", page(import_jobs.progress)),
+        Route("/imports/{id}/undo", page(import_jobs.undo), methods=["POST"]),
         Route("/lookup/{obj}", page(records.lookup)),
         Route("/r/{id}", page(records.record_page)),
         Route("/r/{id}/edit", page(records.record_form), methods=["GET", "POST"]),

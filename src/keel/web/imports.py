@@ -1,5 +1,6 @@
 """The CSV import wizard: upload, map columns to fields, choose a match key, dry-run, import.
 
+The import itself runs as a Bulk job (``import_jobs``) with a progress page and "undo this import".
 The uploaded file is kept under the organisation's data directory (outside the web root), named by the user's id
 and a random token so nobody else can replay it. The dry run is the real lifecycle in a transaction that is
 rolled back, so it reports exactly the errors the import would hit (validation rules, required fields, picklists,
@@ -21,6 +22,7 @@ from keel.metadata.model import FieldDef, ObjectDef
 from keel.records import save_many, upsert_many
 from keel.services.csvio import unneutralise
 from keel.web.base import Web, editable, require
+from keel.web.import_jobs import start_job
 
 MAX_BYTES = 5 * 1024 * 1024
 MAX_ROWS = 50_000
@@ -92,6 +94,14 @@ def wizard(web: Web) -> Response:
         drafts = [{m: unneutralise(v) for (h, m), v in zip(mapping, row, strict=False) if m in names and v != ""}
                   for row in rows]
         key = str(web.form.get("key", ""))
+        if key and key != "Id" and not obj.find_field(key):
+            raise KeelError("Unknown match key.", code="INVALID_FIELD")
+        if step == "run":  # a Bulk job with a progress page (import_jobs); the dry run stays synchronous
+            used = [(i, m) for i, (_h, m) in enumerate(mapping) if m in names]
+            if not used:
+                raise KeelError("Map at least one column to a field.", code="INVALID_FIELD")
+            return start_job(web, obj, [m for _, m in used],
+                             [[unneutralise(row[i]) if i < len(row) else "" for i, _ in used] for row in rows], key)
         results = _execute(web, obj, drafts, key, dry=step == "dry")
         issues = [(r.index + 1, ", ".join(e.fields), e.code, e.message) for r in results for e in r.errors]
         ok = sum(1 for r in results if r.success)
