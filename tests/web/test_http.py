@@ -266,7 +266,7 @@ def wait_for_import(client: TestClient, url: str) -> str:
         panel = client.get(url, headers={"HX-Request": "true"}).text
         assert 'id="import-progress"' in panel and "<html" not in panel
         if "hx-trigger" not in panel:
-            return client.get(url).text
+            return str(client.get(url).text)
         assert time.time() < deadline, panel
         time.sleep(0.2)
 

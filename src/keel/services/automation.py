@@ -110,6 +110,39 @@ def items_to_approve(ctx: Context, user_id: str | None = None) -> list[dict[str,
     return list(query_all_records(system_context(ctx, "items to approve"), soql))
 
 
+def list_definitions(ctx: Context) -> list[dict[str, Any]]:
+    """Every deployed flow and approval process, active or not (the setup screen; administrators only)."""
+    _require_admin(ctx)
+    from keel.automation.tables import definitions
+
+    with ctx.db.read() as conn:
+        rows = conn.execute(sa.select(definitions.c.kind, definitions.c.name, definitions.c.object,
+                                      definitions.c.active).order_by(definitions.c.kind, definitions.c.name))
+        return [dict(r) for r in rows.mappings()]
+
+
+def set_definition_active(ctx: Context, kind: str, name: str, active: bool) -> None:
+    """Activate or deactivate a flow or approval process; the registry version bump reloads it everywhere."""
+    _require_admin(ctx)
+    import orjson
+
+    from keel.automation.registry import bump
+    from keel.automation.tables import definitions
+    from keel.security.audit import audit
+
+    d = definitions
+    with ctx.db.transaction() as conn:
+        row = conn.execute(sa.select(d.c.definition).where(d.c.kind == kind, d.c.name == name)).first()
+        if row is None:
+            raise KeelError(f"No {kind} named {name}.", code="NOT_FOUND")
+        doc = {**orjson.loads(row[0]), "active": active}
+        conn.execute(sa.update(d).where(d.c.kind == kind, d.c.name == name)
+                     .values(active=active, definition=orjson.dumps(doc).decode()))
+        bump(conn)
+        audit(conn, "automation_activate" if active else "automation_deactivate", actor_id=ctx.actor.user_id,
+              detail={"kind": kind, "name": name}, at=ctx.clock())
+
+
 # -- outbox ---------------------------------------------------------------------------------------------------------
 def _require_admin(ctx: Context) -> None:
     if not (ctx.actor.is_system or ctx.actor.profile == "System Administrator"):

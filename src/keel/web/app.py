@@ -9,7 +9,20 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.context import Context
-from keel.web import approvals, auth, files, import_jobs, imports, lists, named, records, reports, setup, sharing
+from keel.web import (
+    approvals,
+    auth,
+    files,
+    import_jobs,
+    imports,
+    lists,
+    named,
+    records,
+    reports,
+    setup,
+    setup_admin,
+    sharing,
+)
 from keel.web.base import HERE, Web, apps_for, make_env, page
 from keel.web.definitions import install_tables, load_catalog
 
@@ -84,6 +97,12 @@ def create_web_app(ctx: Context) -> ASGIApp:
         Route("/reports/save", page(named.save), methods=["POST"]),
         Route("/setup", page(setup.objects)),
         Route("/setup/o/{obj}", page(setup.object_detail)),
+        Route("/setup/users", page(setup_admin.users), methods=["GET", "POST"]),
+        Route("/setup/roles", page(setup_admin.roles)),
+        Route("/setup/profiles", page(setup_admin.profiles)),
+        Route("/setup/flows", page(setup_admin.flows), methods=["GET", "POST"]),
+        Route("/setup/outbox", page(setup_admin.outbox), methods=["GET", "POST"]),
+        Route("/setup/audit", page(setup_admin.audit_log)),
         Route("/setup/o/{obj}/fields/new", page(setup.new_field), methods=["GET", "POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
