@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from keel.apps.philanthropy import sample as philanthropy
@@ -30,7 +32,8 @@ def test_vendor_sample_shows_every_rule(apps: Context) -> None:
     blocked = rows(apps, "SELECT Id, Standing_Band__c FROM Account WHERE Blocks_Purchase_Orders__c = TRUE")
     assert blocked and all(b["Standing_Band__c"] == "Very Poor" for b in blocked)
     refused(apps, "Purchase_Order__c", [{"Vendor__c": blocked[0]["Id"]}], "Very Poor")
-    alerts = by(apps, "SELECT Expiry_Alert__c k, COUNT(Id) n FROM Insurance_Certificate__c GROUP BY Expiry_Alert__c")
+    # (listed, not grouped: GROUP BY a TODAY()-formula fails on PostgreSQL, a SOQL compiler gap)
+    alerts = Counter(r["Expiry_Alert__c"] for r in rows(apps, "SELECT Expiry_Alert__c FROM Insurance_Certificate__c"))
     assert alerts.get("Expired") and any(alerts.get(w) for w in ("7 days", "30 days", "60 days", "90 days"))
     assert by(apps, "SELECT Status__c k, COUNT(Id) n FROM Contract__c GROUP BY Status__c").keys() >= {
         "Draft", "Activated", "Expired", "Terminated"}
