@@ -68,6 +68,8 @@ def create_web_app(ctx: Context) -> ASGIApp:
         Route("/search", page(records.search)),
         Route("/o/{obj}", page(lists.list_view)),
         Route("/o/{obj}/count", page(lists.list_count)),
+        Route("/o/{obj}/views", page(lists.views_post), methods=["POST"]),
+        Route("/o/{obj}/views/delete", page(lists.views_post), methods=["POST"]),
         Route("/o/{obj}/export.csv", page(lists.export_list)),
         Route("/o/{obj}/mass", page(lists.mass_action), methods=["POST"]),
         Route("/o/{obj}/cell/{id}/{field}", page(lists.cell_edit), methods=["GET", "POST"]),

@@ -39,6 +39,17 @@ saved_reports = sa.Table(
     sa.Column("updated", sa.DateTime, nullable=False),
 )
 
+saved_views = sa.Table(
+    "keel_web_list_view", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("object", sa.String(80), nullable=False),
+    sa.Column("owner_id", sa.BigInteger, nullable=False),
+    sa.Column("label", sa.String(120), nullable=False),
+    sa.Column("visibility", sa.String(10), nullable=False),  # private | shared
+    sa.Column("body", sa.Text, nullable=False),  # columns, filters, sort, desc
+    sa.Index("ix_keel_web_list_view", "object", "owner_id"),
+)
+
 
 @dataclass(frozen=True)
 class ReportDef:

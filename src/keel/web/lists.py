@@ -20,6 +20,7 @@ from keel.records import delete_many, save_many
 from keel.services.export import cell as csv_cell
 from keel.services.query import query, query_all_records
 from keel.web.base import Web, cell_value, editable, readable, require
+from keel.web.saved_views import delete_view, save_view, user_views
 from keel.web.views import COUNT_CAP, OPS, PAGE, build_query, views_for
 
 
@@ -31,9 +32,18 @@ def get_object(web: Web) -> ObjectDef:
     return obj
 
 
+def views_post(web: Web) -> Response:
+    """``POST /o/{obj}/views`` (save) and ``/o/{obj}/views/delete``."""
+    obj = get_object(web)
+    if web.request.url.path.endswith("/delete"):
+        return delete_view(web, obj)
+    return save_view(web, obj)
+
+
 def list_view(web: Web) -> Response:
     obj = get_object(web)
-    lq = build_query(web.ctx, obj, web.params)
+    mine = user_views(web.ctx, obj)
+    lq = build_query(web.ctx, obj, web.params, mine)
     result = query(web.ctx, lq.page_soql(web.params.get("after")))
     records = result["records"]
     more = len(records) > PAGE
@@ -42,7 +52,7 @@ def list_view(web: Web) -> Response:
     next_url = f"?{urlencode({**keep, 'after': lq.next_token(records)})}" if more else None
     rows = [(r, [cell_value(r, f) for f in lq.columns]) for r in records]
     filterable = [f for f in obj.fields if readable(web.ctx, obj, f.api_name) and f.type not in ("longtext",)]
-    ctx: dict[str, Any] = dict(obj=obj, lq=lq, rows=rows, next_url=next_url, views=views_for(obj), params=keep,
+    ctx: dict[str, Any] = dict(obj=obj, lq=lq, rows=rows, next_url=next_url, views=views_for(obj, mine), params=keep,
                count_qs=urlencode(keep), ops=OPS, filterable=filterable,
                can_edit=web.ctx.actor.is_system or web.ctx.actor.access.can(obj.api_name, "edit"),
                can_delete=web.ctx.actor.is_system or web.ctx.actor.access.can(obj.api_name, "delete"),
@@ -58,7 +68,7 @@ def list_view(web: Web) -> Response:
 def list_count(web: Web) -> Response:
     """The capped count: at most 2,000 ids are read, never a full scan (frappe PR#25348); exact on demand."""
     obj = get_object(web)
-    lq = build_query(web.ctx, obj, web.params)
+    lq = build_query(web.ctx, obj, web.params, user_views(web.ctx, obj))
     if web.params.get("exact") == "1":
         n = int(query(web.ctx, lq.exact_count_soql())["totalSize"])
         return HTMLResponse(f"{n:,} items")
@@ -145,7 +155,7 @@ def export_list(web: Web) -> Response:
     obj = get_object(web)
     if not web.ctx.actor.is_system and not web.ctx.actor.access.can(obj.api_name, "read"):
         raise KeelError("No access.", code="INSUFFICIENT_ACCESS")
-    lq = build_query(web.ctx, obj, web.params)
+    lq = build_query(web.ctx, obj, web.params, user_views(web.ctx, obj))
     soql = lq.page_soql(None, limit=50_000_000).rsplit(" LIMIT ", 1)[0]
     names = ["Id"] + [f.api_name for f in lq.columns]
     ctx = web.ctx

@@ -34,6 +34,7 @@ class ListView:
     sort: str = "Name"
     desc: bool = False
     visibility: str = "shared"
+    owner_id: int | None = None  # set for views users saved (``my_<id>``); package views have none
 
 
 def default_columns(obj: ObjectDef) -> list[str]:
@@ -44,7 +45,8 @@ def default_columns(obj: ObjectDef) -> list[str]:
     return cols
 
 
-def views_for(obj: ObjectDef) -> list[ListView]:
+def views_for(obj: ObjectDef, extra: list[ListView] | None = None) -> list[ListView]:
+    """Package views (``list_views`` in YAML, shared by definition) then the user's own and shared saved views."""
     out = []
     for raw in obj.extra.get("list_views") or []:
         sort = str(raw.get("sort") or "Name")
@@ -55,7 +57,7 @@ def views_for(obj: ObjectDef) -> list[ListView]:
                             str(raw.get("visibility") or "shared")))
     if not out:
         out.append(ListView("all", f"All {obj.plural_label}", default_columns(obj)))
-    return out
+    return out + list(extra or [])
 
 
 def resolve_path(schema: SchemaSnapshot, obj: ObjectDef, path: str) -> FieldDef:
@@ -153,10 +155,16 @@ class ListQuery:
         return encode_token(last, ids)
 
 
-def build_query(ctx: Context, obj: ObjectDef, params: Mapping[str, str]) -> ListQuery:
+def build_query(ctx: Context, obj: ObjectDef, params: Mapping[str, str],
+                extra: list[ListView] | None = None) -> ListQuery:
     schema = ctx.schema()
-    views = views_for(obj)
+    views = views_for(obj, extra)
     view = next((v for v in views if v.name == params.get("view")), views[0])
+    if view.owner_id is not None:  # a colleague's view must not let the viewer filter on what they cannot read
+        for flt in view.filters:
+            name = str(flt.get("field", ""))
+            if "." not in name and not readable(ctx, obj, name):
+                raise KeelError("This view filters on a field you cannot read.", code="INVALID_FIELD")
     cols = [obj.get_field(c) for c in view.columns if obj.find_field(c) and readable(ctx, obj, c)]
     sort_name = params.get("sort") or view.sort
     sf = obj.find_field(sort_name) or obj.name_field
