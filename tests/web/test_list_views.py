@@ -48,3 +48,13 @@ def test_shared_view_runs_as_the_viewer_and_cannot_probe_hidden_fields(recruiter
         "Secret probe", "")
     count = recruiter.get(probe.replace("/o/Position__c?", "/o/Position__c/count?"))
     assert count.status_code == 400
+
+
+def test_launcher_apps_come_from_the_app_packages(recruiter: TestClient) -> None:
+    from keel.web.definitions import load_launcher
+
+    apps = load_launcher()
+    assert "Position__c" in apps["Recruiting"] and "Insurance_Certificate__c" in apps["Vendor Management"]
+    home = recruiter.get("/").text
+    recruiting = home.split("Recruiting", 1)[1]
+    assert "/o/Position__c" in recruiting and "/o/Candidate__c" in recruiting

@@ -24,7 +24,7 @@ from keel.web import (
     sharing,
 )
 from keel.web.base import HERE, Web, apps_for, make_env, page
-from keel.web.definitions import install_tables, load_catalog
+from keel.web.definitions import install_tables, load_catalog, load_launcher
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -56,7 +56,7 @@ class SecurityHeaders:
 
 
 def home(web: Web) -> Response:
-    return web.render("home.html", apps=apps_for(web.ctx))
+    return web.render("home.html", apps=apps_for(web.ctx, web.request.app.state.launcher))
 
 
 def create_web_app(ctx: Context) -> ASGIApp:
@@ -112,6 +112,7 @@ def create_web_app(ctx: Context) -> ASGIApp:
     app.state.ctx = ctx
     app.state.jinja = make_env()
     app.state.catalog = load_catalog()
+    app.state.launcher = load_launcher()
     app.state.dashboard_cache = named.ResultCache()
     install_tables(ctx)
     return SecurityHeaders(app)

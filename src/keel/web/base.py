@@ -141,12 +141,6 @@ def page(handler: Handler, *, public: bool = False) -> Callable[[Request], Await
 
 # -- navigation ---------------------------------------------------------------------------------------------
 
-APPS: dict[str, tuple[str, ...]] = {
-    "Recruiting": ("Position__c", "Candidate__c", "Job_Application__c", "Interview__c", "Background_Check__c"),
-    "Vendors": ("Vendor__c", "Contract__c", "Invoice__c", "Insurance_Certificate__c", "Scorecard__c"),
-    "Philanthropy": ("Pledge__c", "Allocation__c", "Charity__c", "Payment__c"),
-    "Sales": ("Account", "Contact", "Lead", "Opportunity", "Case"),
-}
 SYSTEM_OBJECTS = {"User", "Profile", "UserRole", "PermissionSet", "PermissionSetAssignment", "PermissionSetGroup",
                   "PermissionSetGroupComponent", "ObjectPermissions", "FieldPermissions", "Group", "GroupMember",
                   "SharingRule", "Organization", "Note", "Attachment", "Task", "Event", "BulkJob",
@@ -161,12 +155,13 @@ def nav_objects(ctx: Context) -> list[ObjectDef]:
     return sorted(out, key=lambda o: (not o.custom, o.label))  # the org's own objects first
 
 
-def apps_for(ctx: Context) -> list[tuple[str, list[ObjectDef]]]:
-    """The launcher: each app lists the tabs the user can open; custom objects in no app get their own group."""
+def apps_for(ctx: Context, apps: Mapping[str, tuple[str, ...]]) -> list[tuple[str, list[ObjectDef]]]:
+    """The launcher: each app (from the app packages, ``definitions.load_launcher``) lists the tabs the user can
+    open; custom objects in no app get their own group."""
     visible = {o.api_name: o for o in nav_objects(ctx)}
     out: list[tuple[str, list[ObjectDef]]] = []
     placed: set[str] = set()
-    for name, objs in APPS.items():
+    for name, objs in apps.items():
         tabs = [visible[o] for o in objs if o in visible]
         placed.update(objs)
         if tabs:

@@ -134,6 +134,26 @@ def load_catalog(apps_dir: Path = APPS_DIR) -> Catalog:
     return catalog
 
 
+def load_launcher(apps_dir: Path = APPS_DIR) -> dict[str, tuple[str, ...]]:
+    """The app launcher from the app packages: each app's label and its tabs, which are ``tabs:`` in
+    ``app.yaml`` when given (ordered object API names), else the package's ``objects/`` then ``extends/`` files.
+    Standard CRM objects keep a built-in "Sales" app. Apps whose objects are not installed show no tabs."""
+    out: dict[str, tuple[str, ...]] = {}
+    for d in sorted(p for p in apps_dir.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
+        manifest = d / "app.yaml"
+        try:
+            data = (yaml.safe_load(manifest.read_text()) or {}) if manifest.is_file() else {}
+        except yaml.YAMLError:
+            continue
+        tabs = [str(t) for t in data.get("tabs") or []]
+        if not tabs:
+            tabs = [f.stem for sub in ("objects", "extends") for f in sorted((d / sub).glob("*.yaml"))]
+        if tabs:
+            out[str(data.get("label") or d.name.title())] = tuple(dict.fromkeys(tabs))
+    out["Sales"] = ("Account", "Contact", "Lead", "Opportunity", "Case")
+    return out
+
+
 def install_tables(ctx: Context) -> None:
     with ctx.db.transaction() as conn:
         meta.create_all(conn, checkfirst=True)
