@@ -44,6 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from keel.context import Context
 from keel.metadata.model import ObjectDef
 from keel.records.hooks import RowState, find_hook
+from keel.services.automation import WORKER_HEARTBEAT_KEY
 from keel.storage import migrate
 from keel.storage import system as S
 
@@ -53,7 +54,6 @@ _REQUEST: ContextVar[dict[str, Any] | None] = ContextVar("keel_request", default
 _SANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _API_KINDS = frozenset({"sobjects", "query", "queryAll", "composite", "search", "parameterizedSearch", "limits",
                         "jobs", "tooling", "recent", "ui-api", "actions"})
-WORKER_HEARTBEAT_KEY = "worker_heartbeat"  # keel_meta: ISO time the `keel worker` last looked at the outbox
 
 
 class JsonFormatter(logging.Formatter):

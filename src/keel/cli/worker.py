@@ -20,7 +20,13 @@ def worker(
     once: Annotated[bool, typer.Option(help="Deliver what is due now, then exit.")] = False,
 ) -> None:
     """Deliver outbox email and webhooks and fire due scheduled paths until stopped (SIGTERM/SIGINT)."""
-    from keel.services.automation import deliver_pending, dispatcher, fire_due_scheduled, wire_automation
+    from keel.services.automation import (
+        deliver_pending,
+        dispatcher,
+        fire_due_scheduled,
+        wire_automation,
+        with_heartbeat,
+    )
 
     with friendly_errors():
         ctx = wire_automation(context(db))
@@ -37,5 +43,5 @@ def worker(
         from keel.services.bulk_worker import BulkWorker
 
         bulk = BulkWorker(ctx).start()  # Bulk API jobs, resumable after a crash; several workers may share them
-        dispatcher(ctx).run_forever(stop, fire_scheduled=fire_due_scheduled)
+        dispatcher(ctx).run_forever(stop, fire_scheduled=with_heartbeat(fire_due_scheduled))
         bulk.stop()

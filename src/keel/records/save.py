@@ -22,6 +22,7 @@ from keel.records import rules, validate, write
 from keel.records.hooks import RowError, RowState
 from keel.records.prepare import WritePlan, format_auto_number, write_plan
 from keel.storage import ids
+from keel.storage.engine import savepoint
 from keel.storage.system import next_values
 
 if TYPE_CHECKING:
@@ -144,7 +145,13 @@ def _save(ctx: Context, conn: Connection, obj_name: str, drafts: Sequence[Draft]
         raise BatchError(_rolled_back(batch))
     if batch.rows:
         _number_new(conn, plan, batch.rows)
-        _write_and_finish(ctx, conn, schema, plan, batch, all_or_none)
+        try:
+            _write_and_finish(ctx, conn, schema, plan, batch, all_or_none)
+        except sa.exc.OperationalError as e:
+            if _out_of_space(e):
+                raise KeelError("The database is out of space; nothing in this batch was saved. Free space and "
+                                "try again.", code="STORAGE_LIMIT_EXCEEDED") from e
+            raise
     for r in batch.rows:
         res = batch.results[r.index]
         assert r.pk is not None
@@ -156,9 +163,13 @@ def _save(ctx: Context, conn: Connection, obj_name: str, drafts: Sequence[Draft]
 def _write_checked(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: WritePlan, batch: Batch) -> bool:
     """Write under a savepoint. If a unique index refuses a row, find every offending row, report them, and
     write the rest; returns False when rows failed that way."""
+    if not plan.unique:
+        # Nothing to report per row: a refused write propagates, and the caller's savepoint undoes it.
+        write.write_rows(ctx, conn, schema, plan, batch.rows)
+        return True
     integrity = conn.dialect.dbapi.IntegrityError if conn.dialect.dbapi else Exception
     try:
-        with conn.begin_nested():
+        with savepoint(conn):
             write.write_rows(ctx, conn, schema, plan, batch.rows)
         return True
     except (sa.exc.IntegrityError, integrity):
@@ -167,7 +178,7 @@ def _write_checked(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan:
             raise
         batch.prune()
         if batch.rows:
-            with conn.begin_nested():
+            with savepoint(conn):
                 write.write_rows(ctx, conn, schema, plan, batch.rows)
         return False
 
@@ -184,7 +195,7 @@ def _write_and_finish(ctx: Context, conn: Connection, schema: SchemaSnapshot, pl
     hooks = ctx.hooks
     for _attempt in range(MAX_ATTEMPTS):
         try:
-            with conn.begin_nested():
+            with savepoint(conn):
                 if not _write_checked(ctx, conn, schema, plan, batch) and all_or_none:
                     raise BatchError(_rolled_back(batch))
                 rules.recompute_rollups(conn, schema, obj, [r for r in batch.rows if r.prior is None or r.changed])
@@ -201,6 +212,13 @@ def _write_and_finish(ctx: Context, conn: Connection, schema: SchemaSnapshot, pl
     for r in batch.rows:
         batch.fail(r.index, "UNKNOWN_EXCEPTION", "Too many batch retries: automation kept failing other records.")
     batch.rows = []
+
+
+def _out_of_space(e: sa.exc.OperationalError) -> bool:
+    """A full disk: SQLite says so (and, having rolled back, then loses our savepoint); PostgreSQL uses 53100."""
+    text = str(e.orig).lower()
+    return ("disk is full" in text or "no such savepoint" in text
+            or getattr(e.orig, "sqlstate", None) == "53100")
 
 
 def _run_hook(batch: Batch, call: Any) -> None:

@@ -9,6 +9,7 @@ on their base Context; ``start_dispatcher(ctx)`` starts the in-process delivery 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from keel.records.hooks import find_hook
 from keel.security.hooks import SecurityHooks
 from keel.services.security import system_context, user_context, wire_security
 from keel.storage import ids
+from keel.storage.system import set_meta
 
 
 def wire_automation(ctx: Context) -> Context:
@@ -211,11 +213,30 @@ class Running:
         self.thread.join(timeout)
 
 
+WORKER_HEARTBEAT_KEY = "worker_heartbeat"  # keel_meta: when a dispatcher last looked at the outbox
+HEARTBEAT_SECONDS = 15
+
+
+def with_heartbeat(fire: Any) -> Any:
+    """Wrap a dispatcher round so it also records a heartbeat (at most every 15 s) for ``/readyz``."""
+    last = [0.0]
+
+    def round_(ctx: Context) -> int:
+        now = time.monotonic()
+        if now - last[0] >= HEARTBEAT_SECONDS:
+            with ctx.db.transaction() as conn:
+                set_meta(conn, WORKER_HEARTBEAT_KEY, ctx.clock().isoformat())
+            last[0] = now
+        return int(fire(ctx)) if fire is not None else 0
+
+    return round_
+
+
 def start_dispatcher(ctx: Context, senders: dict[str, Sender] | None = None, *, scheduled: bool = True) -> Running:
     """The in-process dispatcher thread of ``keel up``: delivers outbox rows and fires due scheduled paths."""
     stop = threading.Event()
     d = Dispatcher(ctx, senders)
-    fire = fire_due_scheduled if scheduled else None
+    fire = with_heartbeat(fire_due_scheduled if scheduled else None)
     t = threading.Thread(target=d.run_forever, args=(stop,), kwargs={"fire_scheduled": fire},
                          name="keel-dispatcher", daemon=True)
     t.start()
