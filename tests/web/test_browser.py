@@ -177,3 +177,51 @@ def test_object_manager_field_appears_on_form(page: object) -> None:
     assert field.is_visible()
     field.select_option("Nights")
     shot(pg, "07b-new-field-on-form")
+
+
+def test_totp_login_step(browser: object, live_server: LiveServer) -> None:
+    """A user with an authenticator gets the verification-code step; a wrong code is refused, the right one
+    signs in."""
+    from keel.security.totp import totp
+    from keel.services.security import enroll_totp, system_context
+    from keel.services.users import create_user
+
+    sysctx = system_context(live_server.org.ctx, "browser test: totp user")
+    uid = create_user(sysctx, username="totp@web.test", password="a long totp passphrase", last_name="Totp",
+                      email="totp@web.test", profile="Standard User")
+    secret = enroll_totp(sysctx, uid)
+    ctx = browser.new_context(base_url=live_server.url)  # type: ignore[attr-defined]
+    pg = ctx.new_page()
+    pg.goto("/login")
+    pg.get_by_label("Username").fill("totp@web.test")
+    pg.get_by_label("Password").fill("a long totp passphrase")
+    pg.get_by_role("button", name="Log in").click()
+    code = pg.get_by_label("Verification code")
+    assert code.is_visible()
+    shot(pg, "10-totp-step")
+    pg.get_by_label("Password").fill("a long totp passphrase")
+    wrong = "000000" if totp(secret, time.time()) != "000000" else "111111"
+    code.fill(wrong)
+    pg.get_by_role("button", name="Log in").click()
+    assert pg.get_by_role("alert").is_visible() and pg.get_by_label("Verification code").is_visible()
+    pg.get_by_label("Password").fill("a long totp passphrase")
+    pg.get_by_label("Verification code").fill(totp(secret, time.time()))
+    pg.get_by_role("button", name="Log in").click()
+    pg.wait_for_url(re.compile(r"/$"))
+    assert pg.get_by_role("heading", name="App launcher").is_visible()
+    ctx.close()
+
+
+def test_file_upload_and_note_on_a_record(page: object, live_server: LiveServer, tmp_path: Path) -> None:
+    pg: object = page
+    resume = tmp_path / "resume.pdf"
+    resume.write_bytes(b"%PDF-1.4\n%%EOF\n")
+    pg.goto(f"/r/{live_server.org.candidates[4]}")  # type: ignore[attr-defined]
+    pg.get_by_label("Upload a file").set_input_files(str(resume))  # type: ignore[attr-defined]
+    pg.get_by_role("button", name="Upload", exact=True).click()  # type: ignore[attr-defined]
+    assert pg.get_by_role("link", name="resume.pdf").is_visible()  # type: ignore[attr-defined]
+    pg.get_by_label("Title").fill("Reference check")  # type: ignore[attr-defined]
+    pg.get_by_label("Note", exact=True).fill("Two good references.")  # type: ignore[attr-defined]
+    pg.get_by_role("button", name="Add note").click()  # type: ignore[attr-defined]
+    assert pg.get_by_text("Two good references.").is_visible()  # type: ignore[attr-defined]
+    shot(pg, "11-record-notes-files")
