@@ -212,3 +212,16 @@ def test_admin_login_still_works(web_org: Org) -> None:
     with TestClient(build_app(web_org.ctx, background=False)) as c:
         login(c, ADMIN, ADMIN_PW)
         assert c.get("/approvals").status_code == 200
+
+
+def test_file_delete_goes_through_the_lifecycle(admin: TestClient, recruiter: TestClient, web_org: Org) -> None:
+    rid = web_org.candidates[5]
+    _post(recruiter, f"/r/{rid}", f"/r/{rid}/files", {}, files={"file": ("old.txt", b"old cv", "text/plain")})
+    page = recruiter.get(f"/r/{rid}").text
+    fid = re.search(r'href="/files/(00P[A-Za-z0-9]+)\?download=1">old.txt<', page)
+    assert fid and f'action="/files/{fid.group(1)}/delete"' not in page  # no Delete on Attachment
+    r = _post(recruiter, f"/r/{rid}", f"/files/{fid.group(1)}/delete", {})
+    assert r.status_code in (400, 403) and "old.txt" in recruiter.get(f"/r/{rid}").text
+    r = _post(admin, f"/r/{rid}", f"/files/{fid.group(1)}/delete", {})
+    assert r.status_code == 303 and "old.txt" not in recruiter.get(f"/r/{rid}").text
+    assert recruiter.get(f"/files/{fid.group(1)}").status_code == 404

@@ -34,6 +34,8 @@ def test_admin_sees_the_secret_so_the_probe_is_real(admin: TestClient, web_org: 
     "/reports?run=1&obj=Job_Application__c&g1=Medical_Result__c", "/reports?obj=Position__c",  # reports
     "/reports/export.xlsx?obj=Candidate__c&g1=SSN__c", "/dashboards",
     "/lookup/Candidate__c?q=Cand", "/lookup/Job_Application__c?q=App",  # lookup previews
+    "/approvals", "/reports?run=1&obj=Candidate__c&type=tabular&cols=Name,SSN__c",  # approvals, tabular reports
+    "/reports?run=1&obj=Job_Application__c&g1=Stage__c&g2=Medical_Result__c&chart=stacked_bar",
 ])
 def test_recruiter_never_sees_hidden_fields(recruiter: TestClient, path: str) -> None:
     _clean(recruiter.get(path), path)

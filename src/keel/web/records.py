@@ -121,7 +121,8 @@ def record_page(web: Web) -> Response:
     notes, files = notes_and_files(web, sys_ctx, rid18) if obj.api_name not in ("Note", "Attachment") else ([], [])
     return web.render("record.html", obj=obj, rec=rec, sections=sections, values=values, related=rel_rows,
                       history=history[::-1][:50], can_edit=can_edit, approval=approval, notes=notes, files=files,
-                      can_share=can_share(web, obj, rid18))
+                      can_share=can_share(web, obj, rid18),
+                      can_delete_files=web.ctx.actor.is_system or web.ctx.actor.access.can("Attachment", "delete"))
 
 
 # -- forms --------------------------------------------------------------------------------------------------
