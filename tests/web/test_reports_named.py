@@ -137,3 +137,20 @@ def test_bad_package_definitions_are_reported_not_fatal(tmp_path: Path) -> None:
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "app.yaml").write_text("reports:\n  - {name: 'bad name'}\ndashboard: [missing]\n")
     assert load_catalog(tmp_path).errors
+
+
+def test_keel_apply_deploys_a_packages_reports_and_dashboards(admin: TestClient, web_org: Org,
+                                                              tmp_path: Path) -> None:
+    from keel.services.metadata import apply_package
+
+    pkg = tmp_path / "hiring_pack"
+    (pkg / "reports").mkdir(parents=True)
+    (pkg / "dashboards").mkdir()
+    (pkg / "reports" / "headcount.yaml").write_text(REPORT_YAML)
+    (pkg / "dashboards" / "overview.yaml").write_text("dashboard: overview\nlabel: Overview\n"
+                                                      "components: [headcount]\n")
+    apply_package(web_org.ctx, pkg)
+    r = admin.get("/reports/r/hiring_pack.headcount")
+    assert r.status_code == 200 and "Sum of Headcount" in r.text
+    assert 'href="/dashboards/hiring_pack.overview"' in admin.get("/dashboards").text
+    assert admin.get("/dashboards/hiring_pack.overview").text.count("<svg") == 1

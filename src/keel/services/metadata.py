@@ -56,4 +56,7 @@ def apply_package(ctx: Context, path: str | Path) -> Plan:
     from keel.services.automation import deploy_automation
 
     deploy_automation(ctx, path)  # flows/*.yaml and approvals/*.yaml, checked against the applied schema
+    from keel.services.package_reports import deploy_report_definitions
+
+    deploy_report_definitions(ctx, path)  # reports and dashboards, for the web app (docs/web.md)
     return p

@@ -23,6 +23,7 @@ import yaml
 
 from keel.context import Context
 from keel.errors import KeelError
+from keel.services.package_reports import deployed_report_definitions, package_document
 
 APPS_DIR = Path(__file__).resolve().parents[1] / "apps"
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
@@ -101,16 +102,17 @@ def report_from_yaml(raw: Mapping[str, Any], prefix: str = "", source: str = "pa
 
 
 def load_package(app_dir: Path, catalog: Catalog) -> None:
-    app = app_dir.name
-    manifest = app_dir / "app.yaml"
-    data: Mapping[str, Any] = (yaml.safe_load(manifest.read_text()) or {}) if manifest.is_file() else {}
-    raw_reports = list(data.get("reports") or [])
-    raw_reports += [yaml.safe_load(p.read_text()) for p in sorted((app_dir / "reports").glob("*.yaml"))]
-    for raw in raw_reports:
+    found = package_document(app_dir)
+    if found is not None:
+        load_document(found[0], found[1], catalog)
+
+
+def load_document(app: str, data: Mapping[str, Any], catalog: Catalog) -> None:
+    """One package's reports and dashboards (``services.package_reports.package_document``'s shape)."""
+    for raw in data.get("reports") or []:
         r = report_from_yaml(raw, f"{app}.")
         catalog.reports[r.name] = r
     dashboards = list(data.get("dashboards") or [])
-    dashboards += [yaml.safe_load(p.read_text()) for p in sorted((app_dir / "dashboards").glob("*.yaml"))]
     if data.get("dashboard"):
         dashboards.insert(0, {"name": app, "label": str(data.get("label") or app), "components": data["dashboard"]})
     for raw in dashboards:
@@ -132,6 +134,20 @@ def load_catalog(apps_dir: Path = APPS_DIR) -> Catalog:
         except (KeelError, yaml.YAMLError, AttributeError, TypeError) as e:
             catalog.errors.append(f"{d.name}: {getattr(e, 'message', e)}")
     return catalog
+
+
+def with_deployed(base: Catalog, ctx: Context) -> Catalog:
+    """The startup catalog plus packages deployed with ``keel apply`` (read per request: a deploy shows at once)."""
+    deployed = deployed_report_definitions(ctx)
+    if not deployed:
+        return base
+    out = Catalog(dict(base.reports), dict(base.dashboards), list(base.errors))
+    for name, doc in deployed.items():
+        try:
+            load_document(name, doc, out)
+        except (KeelError, AttributeError, TypeError) as e:
+            out.errors.append(f"{name}: {getattr(e, 'message', e)}")
+    return out
 
 
 def load_launcher(apps_dir: Path = APPS_DIR) -> dict[str, tuple[str, ...]]:

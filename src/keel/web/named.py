@@ -20,7 +20,7 @@ from starlette.responses import RedirectResponse, Response
 from keel.errors import KeelError
 from keel.services.query import query
 from keel.web.base import Web, display, nav_objects, require
-from keel.web.definitions import Catalog, DashboardDef, ReportDef, save_report, saved_for
+from keel.web.definitions import Catalog, DashboardDef, ReportDef, save_report, saved_for, with_deployed
 from keel.web.reports import run_report
 from keel.web.svg import chart, stacked_bar
 
@@ -61,9 +61,12 @@ def cache_key(web: Web, dashboard: str, component: str) -> tuple[Any, ...]:
     return (dashboard, component, who, web.schema().version)
 
 
+def catalog_of(web: Web) -> Catalog:
+    return with_deployed(web.request.app.state.catalog, web.ctx)
+
+
 def all_reports(web: Web) -> dict[str, ReportDef]:
-    catalog: Catalog = web.request.app.state.catalog
-    return {**catalog.reports, **saved_for(web.ctx)}
+    return {**catalog_of(web).reports, **saved_for(web.ctx)}
 
 
 def _flat(v: Any) -> Any:
@@ -140,13 +143,12 @@ def save(web: Web) -> Response:
 
 
 def dashboards_index(web: Web) -> list[DashboardDef]:
-    catalog: Catalog = web.request.app.state.catalog
-    return list(catalog.dashboards.values())
+    return list(catalog_of(web).dashboards.values())
 
 
 def named_dashboard(web: Web) -> Response:
     """``/dashboards/{name}``: each component as the viewer, cached briefly (see the module docstring)."""
-    catalog: Catalog = web.request.app.state.catalog
+    catalog = catalog_of(web)
     dash = catalog.dashboards.get(str(web.path["name"]))
     if dash is None:
         raise KeelError("No such dashboard.", code="NOT_FOUND")
