@@ -48,15 +48,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def serve(url: str, port: int, data_dir: str) -> None:
-    """Child process: the API on plain HTTP."""
+def serve(url: str, port: int, data_dir: str, http: str = "auto") -> None:
+    """Child process: the API on plain HTTP (one server process; ``--workers`` starts several on one port)."""
     import uvicorn
 
     from keel.api.app import create_app
 
     settings = Settings(database_url=url, data_dir=data_dir, api_requests_per_minute=10_000_000)
     app = create_app(open_context(url, settings=settings))
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # several workers share the port (kernel balances)
+    sock.bind(("127.0.0.1", port))
+    loop = "asyncio" if http == "h11" else "auto"
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http=http, loop=loop)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 class Conn:
@@ -130,10 +136,13 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--pg", default=None, help="PostgreSQL URL (a fresh schema is created and dropped)")
-    ap.add_argument("--serve", nargs=3, metavar=("URL", "PORT", "DATA_DIR"), help=argparse.SUPPRESS)
+    ap.add_argument("--workers", type=int, default=1, help="server processes sharing the port (SO_REUSEPORT)")
+    ap.add_argument("--http", default="auto", choices=("auto", "h11", "httptools"),
+                    help="uvicorn HTTP implementation (auto: httptools + uvloop when installed)")
+    ap.add_argument("--serve", nargs=4, metavar=("URL", "PORT", "DATA_DIR", "HTTP"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
-        serve(args.serve[0], int(args.serve[1]), args.serve[2])
+        serve(args.serve[0], int(args.serve[1]), args.serve[2], args.serve[3])
         return 0
     tmp = tempfile.mkdtemp(prefix="keel-bench-api-")
     schema = None
@@ -150,7 +159,9 @@ def main() -> int:
     save_many(admin, "Account", [{"Name": f"seed-{i:04d}", "Phone": "555", "Industry": "Retail"}
                                  for i in range(400)])
     port = free_port()
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", url, str(port), tmp])
+    procs = [subprocess.Popen([sys.executable, __file__, "--serve", url, str(port), tmp, args.http])
+             for _ in range(args.workers)]
+    proc = procs[0]
     try:
         deadline = time.time() + 30
         while True:
@@ -161,6 +172,8 @@ def main() -> int:
                 if time.time() > deadline or proc.poll() is not None:
                     raise SystemExit("server did not start") from None
                 time.sleep(0.1)
+        if args.workers > 1:
+            time.sleep(3)  # let every worker bind before the load opens its connections
         qraw = build("GET", f"/services/data/v{V}/query?q={quote(QUERY)}", token)
         asyncio.run(sequential(port, qraw, 50, 200))  # warm-up: plan cache, access cache, connections
         asyncio.run(load(port, token, args.concurrency, 1.0))
@@ -173,8 +186,10 @@ def main() -> int:
         v_lat = asyncio.run(sequential(port, build("GET", "/services/data/", token), 300, 200))
         l_lat = asyncio.run(sequential(port, build("GET", f"/services/data/v{V}/limits", token), 300, 200))
     finally:
-        proc.terminate()
-        proc.wait(10)
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(10)
     # in-process: the same work without HTTP
     ip_create, ip_query = [], []
     for i in range(300):
@@ -187,7 +202,8 @@ def main() -> int:
             run_soql(admin, conn, QUERY, api_version=V)
         ip_query.append(time.perf_counter() - t0)
     backend = "postgresql" if args.pg else "sqlite"
-    print(f"backend={backend} cores={os.cpu_count()} concurrency={args.concurrency} seconds={args.seconds}")
+    print(f"backend={backend} cores={os.cpu_count()} concurrency={args.concurrency} seconds={args.seconds} "
+          f"workers={args.workers} http={args.http} load={os.getloadavg()[0]:.1f}")
     print(f"create  c={args.concurrency}: {rps:8.0f} req/s  p50 {pct(lat, .5):6.2f} ms  p99 {pct(lat, .99):6.2f} ms"
           f"  errors {errors}")
     print(f"create  c=1 : HTTP p50 {pct(c_lat, .5):6.2f} ms  in-process p50 {pct(ip_create, .5):6.2f} ms  "

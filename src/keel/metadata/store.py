@@ -82,6 +82,9 @@ def current_version(conn: Connection) -> int:
     return int(S.get_meta(conn, "schema_version") or 0)
 
 
+MEMO = "keel_snapshot"  # conn.info: (cache, transaction, snapshot) of the transaction in progress
+
+
 class SnapshotCache:
     """Holds the latest committed snapshot for one database; cheap to consult on every request."""
 
@@ -90,13 +93,23 @@ class SnapshotCache:
         self._snapshot: SchemaSnapshot | None = None
 
     def get(self, conn: Connection) -> SchemaSnapshot:
+        """The snapshot at the version ``conn`` sees. The version is read once per transaction: later calls in the
+        same transaction reuse it (a change of ``schema_version`` through ``set_meta`` in that transaction forgets
+        it), so one save does not re-read the version at every step."""
+        tx = conn.get_transaction()
+        memo = conn.info.get(MEMO)
+        if tx is not None and memo is not None and memo[0] is self and memo[1] is tx:
+            snap = memo[2]
+            assert isinstance(snap, SchemaSnapshot)
+            return snap
         snap = self._snapshot
-        if snap is not None and snap.version == current_version(conn):
-            return snap
-        with self._lock:
-            snap = load_snapshot(conn)
-            self._snapshot = snap
-            return snap
+        if snap is None or snap.version != current_version(conn):
+            with self._lock:
+                snap = load_snapshot(conn)
+                self._snapshot = snap
+        if tx is not None:
+            conn.info[MEMO] = (self, tx, snap)
+        return snap
 
     def peek(self) -> SchemaSnapshot | None:
         return self._snapshot

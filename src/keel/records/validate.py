@@ -104,11 +104,16 @@ def _required(plan: WritePlan, batch: Batch) -> None:
 
 def _references(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: WritePlan, batch: Batch) -> None:
     """Every lookup value must name a live record of a target object that the actor can see."""
+    # The acting user of a request resolved from a session token: its User row was read live (not deleted) by
+    # this request's token check, and User records are not shared, so a lookup to it (the defaulted OwnerId of
+    # every create) needs no query.
+    own = ids.encode("005", ctx.actor.user_id) if ctx.actor.session_id is not None and not ctx.actor.is_system \
+        else None
     wanted: dict[str, set[int]] = {}
     for f in plan.references:
         for r in batch.rows:
             v = r.values.get(f.api_name)
-            if v is None or (r.prior is not None and f.api_name not in r.changed):
+            if v is None or v == own or (r.prior is not None and f.api_name not in r.changed):
                 continue
             prefix, n = ids.split(v)
             wanted.setdefault(prefix, set()).add(n)
@@ -129,7 +134,7 @@ def _references(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: Wr
     for f in plan.references:
         for r in batch.rows:
             v = r.values.get(f.api_name)
-            if v is None or (r.prior is not None and f.api_name not in r.changed):
+            if v is None or v == own or (r.prior is not None and f.api_name not in r.changed):
                 continue
             prefix, n = ids.split(v)
             if n not in live.get(prefix, ()):

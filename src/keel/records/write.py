@@ -166,7 +166,23 @@ def _outbox(conn: Connection, plan: WritePlan, inserts: Sequence[RowState], upda
         events.append(change_event(plan.obj.id, plan.obj.api_name, kind, [r.pk for r in group if r.pk is not None],
                                    changed, now))
     if events:
-        conn.execute(sa.insert(S.outbox), events)
+        insert_outbox(conn, events)
+
+
+_OUTBOX_COLUMNS = ("topic", "object_id", "record_id", "payload", "idempotency_key", "state", "attempts",
+                   "next_attempt_at", "created_date")
+_OUTBOX_SQL = (f"INSERT INTO {S.outbox.name} ({', '.join(_OUTBOX_COLUMNS)}) "
+               f"VALUES ({', '.join('?' for _ in _OUTBOX_COLUMNS)})")
+
+
+def insert_outbox(conn: Connection, events: Sequence[dict[str, Any]]) -> None:
+    """Outbox rows (``change_event`` dicts) as one driver-level executemany: this runs on every save."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(_OUTBOX_SQL.replace("?", "%s"), [tuple(e[c] for c in _OUTBOX_COLUMNS) for e in events])
+        return
+    rows = [tuple(encode_datetime(v, "sqlite") if isinstance(v, datetime) else v
+                  for v in (e[c] for c in _OUTBOX_COLUMNS)) for e in events]
+    conn.exec_driver_sql(_OUTBOX_SQL, rows)
 
 
 def change_event(object_id: int, object_name: str, kind: str, record_pks: Sequence[int], changed: Sequence[str],

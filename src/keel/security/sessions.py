@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -217,21 +219,134 @@ def issue_token(ctx: Context, conn: Connection, user_pk: int, *, kind: str = "ap
 
 def resolve_token(ctx: Context, token: str) -> Actor | None:
     """The ``Actor`` behind a bearer token, or None if it is unknown, revoked, expired, idle too long, or its
-    user is inactive. Its ``Access`` reflects permissions as of this request."""
+    user is inactive. Its ``Access`` reflects permissions as of this request.
+
+    Every call reads the session row, the user's row version and active flag, and the security and schema
+    versions in one indexed statement; the ``Actor`` built for a token is reused while all of those are unchanged
+    (``TokenCache``). Revocation, expiry, deactivation, any change to the user row and any permission change
+    (which bumps ``security_version``) therefore take effect on the very next request, in every process."""
     if not token:
         return None
     now = ctx.clock()
     h = digest(token)
     idle = timedelta(minutes=ctx.settings.session_idle_minutes)
+    cache = token_cache(ctx)
+    state = cache.state(ctx, h)
+    if state is None:
+        return None
+    _user, revoked, expires, last_seen, stamp = state
+    if revoked is not None or expires <= now or last_seen + idle <= now or stamp is None:
+        return None
+    actor = cache.get(h, stamp)
+    if actor is not None:
+        _touch(ctx, h, now, last_seen)
+        return actor
     with ctx.db.read() as conn:
         row = conn.execute(sa.select(sessions).where(sessions.c.token_hash == h)).first()
         if row is None or row.revoked_at is not None or row.expires_at <= now or row.last_seen + idle <= now:
             return None
         actor = actor_for(ctx, conn, int(row.user_id), session_id=h[:16])
-    if actor is not None and now - row.last_seen >= TOUCH_EVERY:
+        if actor is not None:
+            cache.put(h, stamp, actor)
+    if actor is not None:
+        _touch(ctx, h, now, row.last_seen)
+    return actor
+
+
+def _touch(ctx: Context, h: str, now: datetime, last_seen: datetime) -> None:
+    if now - last_seen >= TOUCH_EVERY:
         with ctx.db.transaction() as conn:
             conn.execute(sa.update(sessions).where(sessions.c.token_hash == h).values(last_seen=now))
-    return actor
+
+
+Stamp = tuple[int, int, int, int]  # user row version, user pk, security version, schema version
+TokenState = tuple[int, "datetime | None", datetime, datetime, "Stamp | None"]
+
+
+def _as_datetime(v: object) -> datetime | None:
+    if v is None or isinstance(v, datetime):
+        return v
+    return datetime.fromisoformat(str(v))
+
+
+class TokenCache:
+    """Per-process cache of the ``Actor`` resolved for a token digest, valid for one ``Stamp``: the user row's
+    version, the security version and the schema version, all read with the session row on every request (one
+    indexed statement on the driver's cursor, no transaction). Lives in ``ctx.extras['token_cache']``."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[str, tuple[Stamp, Actor]] = OrderedDict()
+        self._size = size
+        self._sql: tuple[str, str] | None = None  # (User table, statement)
+
+    def _statement(self, ctx: Context) -> str:
+        schema = ctx.schema()
+        ut = live(schema, "User")
+        if self._sql is None or self._sql[0] != ut.name:
+            active = col(schema, "User", "IsActive").name
+            m = S.meta.name
+            sql = (f'SELECT s.user_id, s.revoked_at, s.expires_at, s.last_seen, u.version, u."{active}", '
+                   f"(SELECT value FROM {m} WHERE key = 'security_version'), "
+                   f"(SELECT value FROM {m} WHERE key = 'schema_version') "
+                   f'FROM {sessions.name} s LEFT JOIN "{ut.name}" u ON u.id = s.user_id AND u.is_deleted = ? '
+                   "WHERE s.token_hash = ?")
+            self._sql = (ut.name, sql)
+        return self._sql[1]
+
+    def state(self, ctx: Context, h: str) -> TokenState | None:
+        """The session's (user, revoked_at, expires_at, last_seen, stamp); the stamp is None when the user row is
+        gone or inactive. None when the token is unknown."""
+        sql = self._statement(ctx)
+        postgres = ctx.db.dialect == "postgresql"
+        raw = ctx.db.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            try:
+                cur.execute(sql.replace("?", "%s") if postgres else sql, (False if postgres else 0, h))
+                row = cur.fetchone()
+            finally:
+                cur.close()
+        finally:
+            raw.close()
+        if row is None:
+            return None
+        user_pk, revoked, expires, last_seen, version, active, sec, schema_version = row
+        expires_at, seen = _as_datetime(expires), _as_datetime(last_seen)
+        assert expires_at is not None and seen is not None
+        stamp = None if version is None or not active else (int(version), int(user_pk), int(sec or 0),
+                                                            int(schema_version or 0))
+        return int(user_pk), _as_datetime(revoked), expires_at, seen, stamp
+
+    def get(self, h: str, stamp: Stamp) -> Actor | None:
+        with self._lock:
+            hit = self._items.get(h)
+            if hit is None or hit[0] != stamp:
+                return None
+            self._items.move_to_end(h)
+            return hit[1]
+
+    def put(self, h: str, stamp: Stamp, actor: Actor) -> None:
+        access = actor.access
+        version = getattr(access, "version", None)
+        schema = getattr(access, "schema", None)
+        # Only cache an actor built at exactly the versions of the stamp (a permission change may commit between
+        # the stamp read and the build; then the next request simply builds again).
+        if version is None or schema is None or (version, schema.version) != stamp[2:]:
+            return
+        with self._lock:
+            self._items[h] = (stamp, actor)
+            self._items.move_to_end(h)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+def token_cache(ctx: Context) -> TokenCache:
+    cache = ctx.extras.get("token_cache")
+    if not isinstance(cache, TokenCache):
+        cache = ctx.extras.setdefault("token_cache", TokenCache())
+    assert isinstance(cache, TokenCache)
+    return cache
 
 
 def revoke_sessions(ctx: Context, conn: Connection, user_pk: int) -> int:

@@ -8,6 +8,7 @@ PostgreSQL uses psycopg 3; an optional schema (one organisation per schema) is s
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -118,3 +119,26 @@ class Database:
 
 def in_transaction(conn: Connection) -> bool:
     return conn.in_transaction()
+
+
+_SAVEPOINTS = itertools.count(1)
+
+
+@contextmanager
+def savepoint(conn: Connection) -> Iterator[None]:
+    """A savepoint issued as driver SQL: the same semantics as ``conn.begin_nested()`` for a block that does not
+    need the SQLAlchemy transaction object, at a fraction of its cost (``begin_nested`` compiles its SAVEPOINT and
+    RELEASE statements anew on every call, which dominated a one-row save). Leaving the block by an exception rolls
+    back to the savepoint and re-raises."""
+    name = f"keel_sp_{next(_SAVEPOINTS)}"
+    conn.exec_driver_sql(f"SAVEPOINT {name}")
+    try:
+        yield
+    except BaseException:
+        try:
+            conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
+            conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
+        except sa.exc.DBAPIError:
+            pass  # the transaction itself is gone (connection lost, database-level rollback): the caller's error wins
+        raise
+    conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")

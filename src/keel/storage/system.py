@@ -128,12 +128,19 @@ def create_system_tables(conn: sa.Connection) -> None:
             )
 
 
+def _driver_sql(conn: sa.Connection, qmark: str) -> str:
+    """A hot statement's text for the connection's driver (written with ``?`` marks; psycopg wants ``%s``)."""
+    return qmark.replace("?", "%s") if conn.dialect.name == "postgresql" else qmark
+
+
+# Hot statements run on every save or request, as driver SQL: no SQLAlchemy statement construction per call.
+_NEXT_VALUES = "UPDATE keel_sequence SET value = value + ? WHERE name = ? RETURNING value"
+_GET_META = "SELECT value FROM keel_meta WHERE key = ?"
+
+
 def next_values(conn: sa.Connection, name: str, count: int = 1) -> int:
     """Reserve ``count`` values of a named sequence inside the caller's transaction; return the first."""
-    row = conn.execute(
-        sa.update(sequences).where(sequences.c.name == name).values(value=sequences.c.value + count)
-        .returning(sequences.c.value)
-    ).first()
+    row = conn.exec_driver_sql(_driver_sql(conn, _NEXT_VALUES), (count, name)).first()
     if row is None:
         conn.execute(sa.insert(sequences).values(name=name, value=count))
         return 1
@@ -141,10 +148,13 @@ def next_values(conn: sa.Connection, name: str, count: int = 1) -> int:
 
 
 def get_meta(conn: sa.Connection, key: str) -> str | None:
-    return conn.execute(sa.select(meta.c.value).where(meta.c.key == key)).scalar()
+    value = conn.exec_driver_sql(_driver_sql(conn, _GET_META), (key,)).scalar()
+    return None if value is None else str(value)
 
 
 def set_meta(conn: sa.Connection, key: str, value: str) -> None:
+    if key == "schema_version":
+        conn.info.pop("keel_snapshot", None)  # the per-transaction snapshot memo of metadata.store
     updated = conn.execute(sa.update(meta).where(meta.c.key == key).values(value=value)).rowcount
     if not updated:
         conn.execute(sa.insert(meta).values(key=key, value=value))
