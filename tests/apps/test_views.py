@@ -34,3 +34,18 @@ def test_views_layouts_and_upgrade(apps: Context) -> None:
         again = plan_app(apps, app)
         assert again.plan.empty and not again.problems, again.describe()
     assert checked >= 30
+
+
+def test_web_catalog_and_launcher_read_the_apps() -> None:
+    """The web app reads the apps' reports, dashboards and tabs from app.yaml (docs/web.md)."""
+    from keel.services.apps import app_reports
+    from keel.web.definitions import load_catalog, load_launcher
+
+    catalog = load_catalog()
+    assert catalog.errors == []
+    for app in APP_NAMES:
+        assert {f"{app}.{r.name}" for r in app_reports(app)} <= set(catalog.reports)
+        assert app in catalog.dashboards
+    launcher = load_launcher()
+    assert launcher["Recruiting"][:2] == ("Position__c", "Job_Application__c")
+    assert launcher["Philanthropy"][0] == "Pledge__c"
