@@ -51,3 +51,8 @@ def test_wrong_prefix_and_checksum() -> None:
         ids.decode(good, "003")
     with pytest.raises(MalformedIdError):
         ids.split(good[:15] + "ZZZ")
+
+
+@given(PREFIXES, st.integers(min_value=0, max_value=ids.MAX_INT))
+def test_fast_encoder_matches_the_plain_algorithm(prefix: str, n: int) -> None:
+    assert ids.encode(prefix, n) == ids._encode_full(prefix, n)

@@ -11,7 +11,6 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any
 
 from keel.metadata.values import format_datetime, format_time
@@ -19,26 +18,7 @@ from keel.storage import ids
 
 Row = Sequence[Any]
 Getter = Callable[[Row], Any]
-_PAIRS = [a + b for a in ids.ALPHABET for b in ids.ALPHABET]
-_PAIR_BITS = [(1 if "A" <= p[0] <= "Z" else 0) | (2 if "A" <= p[1] <= "Z" else 0) for p in _PAIRS]
-_CHECK = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"  # the codec's checksum alphabet
-_LOW = 3844 * 3844
-
-
-@lru_cache(maxsize=4096)
-def _head(prefix: str, hi: int) -> tuple[str, str, int]:
-    """The first 11 characters of an id (prefix + 8 body digits), its first two checksum characters, and the
-    upper-case bit of its 11th character; shared by every id in the same block of 3844² keys."""
-    full = ids.encode(prefix, hi * _LOW)
-    return full[:11], full[15:17], 1 if "A" <= full[10] <= "Z" else 0
-
-
-def encode_id(prefix: str, n: int) -> str:
-    """``ids.encode`` specialised for shaping pages of rows: ids on a page share their high digits, so only the
-    last four digits and the last checksum character are computed per row (checked against ``ids.encode``)."""
-    head, c01, hb = _head(prefix, n // _LOW)
-    p1, p2 = divmod(n % _LOW, 3844)
-    return head + _PAIRS[p1] + _PAIRS[p2] + c01 + _CHECK[hb | _PAIR_BITS[p1] << 1 | _PAIR_BITS[p2] << 3]
+encode_id = ids.encode  # ids on a page share their high digits; the codec's fast path handles that
 
 
 def _number(scale0: bool) -> Callable[[Any], Any]:

@@ -243,7 +243,7 @@ def settle(x: Col, node: TNode, env: SqlEnv, *, outward: bool) -> Col:
     if env.pg or not isinstance(node, TCall):
         return x
     step = 1e-10 if outward else -1e-10
-    return x + sa.case((x >= 0, step), else_=-step)
+    return x + sa.case((x > 0, step), (x < 0, -step), else_=0)  # zero stays zero: CEILING(0) is 0, not -1
 
 
 def _ceiling_py(types: tuple[str, ...], ret: str) -> Callable[..., Any]:
