@@ -59,6 +59,7 @@ def serve(url: str, port: int, data_dir: str, http: str = "auto") -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # several workers share the port (kernel balances)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted sockets inherit it (h11 writes twice)
     sock.bind(("127.0.0.1", port))
     loop = "asyncio" if http == "h11" else "auto"
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http=http, loop=loop)
