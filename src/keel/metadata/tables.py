@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import sqlalchemy as sa
@@ -66,6 +67,9 @@ def build_table(obj: ObjectDef, metadata: sa.MetaData | None = None) -> sa.Table
     return sa.Table(obj.table, metadata or sa.MetaData(), *cols)
 
 
+_BUILD_LOCK = threading.Lock()
+
+
 def table_for(schema: SchemaSnapshot, obj: ObjectDef) -> sa.Table:
     """The cached ``Table`` of ``obj`` in this snapshot; all tables of a snapshot share one ``MetaData``."""
     cache = schema.cache
@@ -73,7 +77,11 @@ def table_for(schema: SchemaSnapshot, obj: ObjectDef) -> sa.Table:
     tables: dict[str, sa.Table] = cache.setdefault("sa_tables", {})
     t = tables.get(obj.key)
     if t is None:
-        t = tables[obj.key] = build_table(obj, md)
+        with _BUILD_LOCK:  # concurrent first requests on a cold server would define the Table twice
+            t = tables.get(obj.key)
+            if t is None:
+                t = md.tables.get(obj.table)
+                t = tables[obj.key] = t if t is not None else build_table(obj, md)
     return t
 
 
