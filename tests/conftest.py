@@ -95,3 +95,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             f"PostgreSQL half: {len(passed)} passed, {len(failed)} failed against {PG_URL}")
     else:
         terminalreporter.write_line("PostgreSQL half: not run (set KEEL_TEST_PG to run it)")
+
+
+@pytest.fixture(autouse=True)
+def wide_cli_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CLI tables are read by tests, so render them wide enough not to truncate, whatever the terminal."""
+    from keel.cli import common
+
+    monkeypatch.setattr(common.console, "width", 250)
+    monkeypatch.setattr(common.err_console, "width", 250)

@@ -95,7 +95,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
     finally:
         s.stop()
         if schema is not None:
-            from conftest import drop_schema
+            from tests.conftest import drop_pg_schema as drop_schema
 
             drop_schema(schema)
 

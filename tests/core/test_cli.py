@@ -78,7 +78,8 @@ def free_port() -> int:
 def test_keel_up_initialises_and_serves(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "KEEL_DATABASE_URL": f"sqlite:///{tmp_path / 'keel.db'}", "KEEL_DATA_DIR": str(tmp_path)}
-    proc = subprocess.Popen([sys.executable, "-m", "keel.cli.main", "up", "--port", str(port), "--https-port", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "keel.cli.main", "up", "--port", str(port), "--https-port", "0",
+                             "--no-apps"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 60

@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from keel.context import Context
+from keel.errors import KeelError
 from keel.formula.sqlite_functions import register as register_sqlite_functions
 from keel.records import save_many
 from keel.services import bulk
@@ -77,9 +78,6 @@ def _limited(org: Context, pages: int) -> Context:
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-@pytest.mark.xfail(strict=True, reason="bulk_worker.run_job treats a transient storage error (disk full) as a "
-                   "permanent job failure (UNKNOWN_EXCEPTION) instead of leaving the job to resume from its "
-                   "rows_done marker; owned by the Bulk work")
 def test_full_disk_during_bulk_job_then_resume(org: Context) -> None:
     bulk.ensure_tables(org)
     job = bulk.create_job(org, {"object": "Account", "operation": "insert"}, job_type="V2Ingest")
@@ -113,8 +111,9 @@ def test_full_disk_during_import_then_resume(org: Context, tmp_path: Path) -> No
     with org.db.read() as conn:
         pages = int(conn.exec_driver_sql("PRAGMA page_count").scalar() or 0)
     full = _limited(org, pages + 100)
-    with pytest.raises(sa.exc.OperationalError, match=r"full|savepoint"):
+    with pytest.raises(KeelError) as refused:
         import_csv(full, "Account", csv, chunk=500)
+    assert refused.value.code == "STORAGE_LIMIT_EXCEEDED"
     full.db.dispose()
     assert _count_like(org, "Imp %") == 0
     with org.db.read() as conn:

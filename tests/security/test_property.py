@@ -57,7 +57,7 @@ def orgs(draw: Any) -> dict[str, Any]:
     grants = draw(st.lists(st.tuples(st.integers(0, n_records - 1), principal, st.integers(1, 3),
                                      st.sampled_from(["Manual", "Team"])), max_size=6))
     return {"parents": parents, "roles": roles, "view_all": view_all, "groups": groups, "records": records,
-            "rules": rules, "shares": grants, "owd": draw(st.sampled_from(["private", "public_read",
+            "rules": rules, "shares": _unique_shares(grants), "owd": draw(st.sampled_from(["private", "public_read",
                                                                               "public_read_write"])),
             "hierarchy": draw(st.booleans()), "region_values": draw(st.lists(st.sampled_from(REGIONS), min_size=1,
                                                                               max_size=2, unique=True)),
@@ -203,6 +203,18 @@ def write(conn: sa.Connection, schema: SchemaSnapshot, m: dict[str, Any]) -> Non
         conn.execute(sa.insert(shares).values(object_id=obj.id, record_id=1 + rec, principal=key[1],
                                               access_level=level, row_cause=cause, created_date=NOW))
     recalculate(conn, schema)
+
+
+def _unique_shares(grants: list[Any]) -> list[Any]:
+    """One share per (record, principal, reason), the first drawn winning, as the share table allows."""
+    seen: set[tuple[Any, ...]] = set()
+    out = []
+    for rec, p, level, cause in grants:
+        key = (rec, repr(p), cause)
+        if key not in seen:
+            seen.add(key)
+            out.append((rec, p, level, cause))
+    return out
 
 
 def test_predicate_matches_reference(org: Context, tmp_path: Path) -> None:

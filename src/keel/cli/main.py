@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from keel.cli.common import DbOption, console, context, friendly_errors, resolve_url
 from keel.cli.apps import app_app
+from keel.cli.common import DbOption, console, context, friendly_errors, resolve_url
 from keel.cli.data import data_app
 from keel.cli.jobs import jobs_app
 from keel.cli.ops import ops_commands

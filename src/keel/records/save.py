@@ -145,9 +145,10 @@ def _save(ctx: Context, conn: Connection, obj_name: str, drafts: Sequence[Draft]
         raise BatchError(_rolled_back(batch))
     if batch.rows:
         _number_new(conn, plan, batch.rows)
+        driver_error = getattr(conn.dialect.dbapi, "OperationalError", sa.exc.OperationalError)
         try:
             _write_and_finish(ctx, conn, schema, plan, batch, all_or_none)
-        except sa.exc.OperationalError as e:
+        except (sa.exc.OperationalError, driver_error) as e:
             if _out_of_space(e):
                 raise KeelError("The database is out of space; nothing in this batch was saved. Free space and "
                                 "try again.", code="STORAGE_LIMIT_EXCEEDED") from e
@@ -214,11 +215,11 @@ def _write_and_finish(ctx: Context, conn: Connection, schema: SchemaSnapshot, pl
     batch.rows = []
 
 
-def _out_of_space(e: sa.exc.OperationalError) -> bool:
+def _out_of_space(e: Exception) -> bool:
     """A full disk: SQLite says so (and, having rolled back, then loses our savepoint); PostgreSQL uses 53100."""
-    text = str(e.orig).lower()
-    return ("disk is full" in text or "no such savepoint" in text
-            or getattr(e.orig, "sqlstate", None) == "53100")
+    orig = getattr(e, "orig", e)
+    text = str(orig).lower()
+    return "disk is full" in text or "no such savepoint" in text or getattr(orig, "sqlstate", None) == "53100"
 
 
 def _run_hook(batch: Batch, call: Any) -> None:

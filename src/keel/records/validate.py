@@ -34,14 +34,14 @@ def row_to_values(schema: SchemaSnapshot, obj: ObjectDef, row: Mapping[str, Any]
     for f in obj.stored_fields:
         v = row.get(f.column or "")
         if f.type == "id":
-            v = ids.encode(obj.key_prefix, v)
+            v = ids.encode(obj.key_prefix, int(v))
         elif f.is_relationship and v is not None:
             if is_polymorphic(f):
-                prefix = row.get(type_column(f))
+                prefix = str(row.get(type_column(f)) or "000")
             else:
                 target = schema.find_object(f.reference_to[0])
                 prefix = target.key_prefix if target else "000"
-            v = ids.encode(prefix, v)
+            v = ids.encode(prefix, int(v))
         out[f.api_name] = v
     return out
 

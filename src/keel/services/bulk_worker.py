@@ -241,6 +241,9 @@ def run_pending(ctx: Context, *, stop: threading.Event | None = None) -> int:
     return n
 
 
+TRANSIENT = frozenset({"STORAGE_LIMIT_EXCEEDED"})  # errors a later pass can get past
+
+
 def run_job(ctx: Context, pk: int, *, stop: threading.Event | None = None) -> None:
     job_id = ids.encode(B.JOB_PREFIX, pk)
     with ctx.db.transaction() as conn:
@@ -274,6 +277,9 @@ def run_job(ctx: Context, pk: int, *, stop: threading.Event | None = None) -> No
     except Moved:
         return
     except KeelError as e:
+        if e.code in TRANSIENT:  # e.g. a full disk: the job stays InProgress and resumes from its progress marker
+            log.warning("bulk job %s paused: %s", job_id, e.message)
+            return
         B.fail_job(ctx, job_id, f"{e.code}: {e.message}", sys_ctx=sys_ctx)
         return
     except Exception as e:  # a bug: the job must still end, never hang in InProgress
