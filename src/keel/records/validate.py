@@ -34,7 +34,7 @@ def row_to_values(schema: SchemaSnapshot, obj: ObjectDef, row: Mapping[str, Any]
     for f in obj.stored_fields:
         v = row.get(f.column or "")
         if f.type == "id":
-            v = ids.encode(obj.key_prefix, int(v))
+            v = ids.encode(obj.key_prefix, int(v or 0))
         elif f.is_relationship and v is not None:
             if is_polymorphic(f):
                 prefix = str(row.get(type_column(f)) or "000")
