@@ -168,8 +168,9 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     tmp = tmp_path_factory.mktemp("web-live")
     org = setup_org(f"sqlite:///{tmp / 'keel.db'}", tmp / ".keel", "sqlite")
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(build_app(org.ctx), host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="off"))
+    app = build_app(org.ctx)
+    app.start_background()  # the bulk worker runs import-wizard jobs, as under keel up
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
 
     def run() -> None:
         asyncio.run(server.serve())
@@ -185,4 +186,5 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     finally:
         server.should_exit = True
         thread.join(10)
+        app.stop_background()
         org.ctx.db.dispose()
