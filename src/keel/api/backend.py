@@ -8,18 +8,15 @@ layer be tested on its own, and keeps the wiring to the security layer in one fi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from keel.context import Actor, Context
 
 if TYPE_CHECKING:
-    from sqlalchemy import ColumnElement, FromClause
     from sqlalchemy.engine import Connection
 
-    from keel.metadata.model import FieldDef, ObjectDef
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,50 +149,15 @@ def security_key(actor: Actor) -> Hashable:
     return ("user", actor.user_id, key if key is not None else id(actor.access))
 
 
-def row_filter(actor: Actor) -> Callable[[ObjectDef, FromClause], ColumnElement[bool] | None] | None:
-    """The visibility predicate the SOQL compiler ANDs into every FROM (None for the system actor only)."""
-    if actor.is_system:
-        return None
-    access = actor.access
-
-    def flt(obj: ObjectDef, table: FromClause) -> ColumnElement[bool] | None:
-        return access.record_filter(obj, table, "read")
-
-    return flt
-
-
-def field_mask(actor: Actor) -> Callable[[ObjectDef, FieldDef], bool] | None:
-    if actor.is_system:
-        return None
-    access = actor.access
-
-    def mask(obj: ObjectDef, f: FieldDef) -> bool:
-        return f.type == "id" or access.field_readable(obj.api_name, f.api_name)
-
-    return mask
-
-
-def _common(ctx: Context) -> dict[str, Any]:
-    from keel.services.query import formula_sql
-
-    actor = ctx.actor
-    return {"dialect": ctx.db.dialect, "row_filter": row_filter(actor), "field_mask": field_mask(actor),
-            "security_key": security_key(actor), "owner": str(actor.user_id),
-            "formula_sql": ctx.extras.get("formula_sql") or formula_sql(ctx),  # formula fields are selectable
-            "cursor_idle": timedelta(seconds=ctx.settings.query_cursor_idle_seconds)}
-
-
 def run_soql(ctx: Context, conn: Connection, text: str, *, query_all: bool = False, api_version: str = "59.0",
              batch_size: int = 2000) -> dict[str, Any]:
-    """The first page of a SOQL query as the acting user (the compiler applies the user's security)."""
-    from keel.query import run_soql as engine_run
+    """The first page of a SOQL query as the acting user, through the one service every read surface uses."""
+    from keel.services.query import query
 
-    return engine_run(conn, ctx.schema(conn), text, query_all=query_all, api_version=api_version,
-                      time_zone=ctx.actor.time_zone, now=ctx.clock(), batch_size=batch_size,
-                      user_id=ctx.actor.user_id, **_common(ctx))
+    return query(ctx, text, query_all=query_all, api_version=api_version, batch_size=batch_size, conn=conn)
 
 
 def fetch_more(ctx: Context, conn: Connection, locator: str, *, api_version: str = "59.0") -> dict[str, Any]:
-    from keel.query import fetch_more as engine_more
+    from keel.services.query import query_more
 
-    return engine_more(conn, ctx.schema(conn), locator, api_version=api_version, **_common(ctx))
+    return query_more(ctx, locator, api_version=api_version, conn=conn)
