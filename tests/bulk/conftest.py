@@ -12,7 +12,6 @@ import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +20,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
-import sqlalchemy as sa
 import uvicorn
 from simple_salesforce import Salesforce, SalesforceLogin
+from tests.conftest import drop_pg_schema, pg_schema_url
 
 from keel.api.app import create_app
 from keel.api.tls import certificate_paths
@@ -114,11 +113,7 @@ def setup_org(url: str, data_dir: Path) -> Context:
     return ctx
 
 
-def drop_schema(schema: str) -> None:
-    engine = sa.create_engine(str(PG_URL).replace("postgresql://", "postgresql+psycopg://", 1))
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    engine.dispose()
+drop_schema = drop_pg_schema
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -129,9 +124,7 @@ def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     if backend == "sqlite":
         url = f"sqlite:///{tmp / 'keel.db'}"
     else:
-        assert PG_URL, "KEEL_TEST_PG is not set"
-        schema = f"keel_b_{uuid.uuid4().hex[:12]}"
-        url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}"
+        url, schema = pg_schema_url("keel_b")
     ctx = setup_org(url, tmp / ".keel")
     servers, thread, http_port, https_port, cert, worker = start_server(ctx)
     try:
