@@ -63,7 +63,7 @@ def compare(em: Emitter, scope: Scope, v: Val, c: A.Comparison) -> sa.ColumnElem
         preds = [_single(em, v, "=", item, c) for item in value.items]
         if v.type in TEXT_TYPES and all(isinstance(i, A.StringLit) for i in value.items):
             vals = [em.lower_text(_str(i)) for i in value.items if isinstance(i, A.StringLit)]
-            pred: sa.ColumnElement[bool] = sa.func.lower(v.expr).in_([em.param(x) for x in vals])
+            pred: sa.ColumnElement[bool] = em.opts.lower(v.expr).in_([em.param(x) for x in vals])
         elif v.type in NUMBER_TYPES and all(isinstance(i, A.NumberLit | A.CurrencyLit) for i in value.items):
             pred = v.expr.in_([em.param(_number(v, i)) for i in value.items])
         else:
@@ -80,7 +80,7 @@ def compare(em: Emitter, scope: Scope, v: Val, c: A.Comparison) -> sa.ColumnElem
         if not isinstance(value, A.StringLit):
             raise _bad_type(v, value)
         pattern = unescape(value.raw, like=True, line=value.pos[0], column=value.pos[1])
-        return sa.func.lower(v.expr).like(em.param(em.lower_text(pattern)), escape="\\")
+        return em.opts.lower(v.expr).like(em.param(em.lower_text(pattern)), escape="\\")
     return _single(em, v, op, value, c)
 
 
@@ -117,7 +117,7 @@ def _single(em: Emitter, v: Val, op: str, lit: A.Literal, c: A.Comparison) -> sa
         s = _str(lit)
         if v.type == "multipicklist" and op in ("=", "!="):
             s = ";".join(p.strip() for p in s.split(";"))
-        pred: sa.ColumnElement[bool] = getattr(sa.func.lower(v.expr), meth)(em.param(em.lower_text(s)))
+        pred: sa.ColumnElement[bool] = getattr(em.opts.lower(v.expr), meth)(em.param(em.lower_text(s)))
         return _null_safe_neg(v, pred) if neg else pred
     if v.type in NUMBER_TYPES:
         pred = getattr(v.expr, meth)(em.param(_number(v, lit)))
@@ -188,7 +188,7 @@ def _id_compare(em: Emitter, v: Val, op: str, lit: A.Literal, c: A.Comparison) -
 
 
 def _includes(em: Emitter, v: Val, value: A.ListValue, negate: bool) -> sa.ColumnElement[bool]:
-    wrapped = sa.literal(";") + sa.func.lower(v.expr) + sa.literal(";")
+    wrapped = sa.literal(";") + em.opts.lower(v.expr) + sa.literal(";")
     alts: list[sa.ColumnElement[bool]] = []
     for item in value.items:
         if not isinstance(item, A.StringLit):

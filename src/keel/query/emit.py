@@ -108,17 +108,21 @@ class Emitter:
         obj = _resolve_object(self.opts.schema, q.from_, q.from_pos)
         scope = Scope(self.opts, obj, q.alias, q.from_pos)
         self.check_scope(q)
-        is_agg = bool(q.group_by) or any(
-            isinstance(i, A.SelectExpr) and isinstance(i.expr, A.Call) and i.expr.name.upper() in AGGREGATES
-            for i in q.select)
-        count_only = any(isinstance(i, A.SelectExpr) and isinstance(i.expr, A.Call)
-                         and i.expr.name.upper() == "COUNT" and not i.expr.args for i in q.select)
+        is_agg = bool(q.group_by)
+        count_only = all_fields = False
+        for i in q.select:
+            if isinstance(i, A.SelectExpr):
+                if isinstance(i.expr, A.Call):
+                    name = i.expr.name.upper()
+                    is_agg = is_agg or name in AGGREGATES
+                    count_only = count_only or (name == "COUNT" and not i.expr.args)
+            elif isinstance(i, A.FieldsFn):
+                all_fields = all_fields or i.kind != "STANDARD"
         if count_only and (len(q.select) > 1 or q.group_by):
             raise malformed("COUNT() must be the only element in the SELECT list", q.select[0].pos)
         if q.offset is not None and q.offset > 2000:
             raise malformed("Maximum SOQL offset allowed is 2000", q.pos, code="NUMBER_OUTSIDE_VALID_RANGE")
-        if any(isinstance(i, A.FieldsFn) and i.kind != "STANDARD" for i in q.select) and (
-                q.limit is None or q.limit > 200):
+        if all_fields and (q.limit is None or q.limit > 200):
             raise malformed("The SOQL FIELDS function must have a LIMIT of at most 200", q.pos)
         where = self.where_clause(scope, q)
         if count_only:
@@ -143,7 +147,7 @@ class Emitter:
             self.check_semijoins(q.where)
             out.append(self.cond(scope, q.where))
         if not self.opts.query_all:
-            out.append(scope.table.c.is_deleted == sa.false())
+            out.append(self.opts.live(scope.table))
         if q.scope and q.scope.lower() == "mine":
             out.append(scope.table.c.owner_id == sa.bindparam("me", self.user_id))
         if self.opts.row_filter is not None:
@@ -174,10 +178,12 @@ class Emitter:
     def records(self, scope: Scope, q: A.Query, where: list[sa.ColumnElement[bool]],
                 child: bool = False) -> Plan:
         cols: list[sa.ColumnElement[Any]] = []
+        label = self.opts.label
 
         def add(expr: sa.ColumnElement[Any]) -> int:
-            cols.append(expr.label(f"c{len(cols)}"))
-            return len(cols) - 1
+            n = len(cols)
+            cols.append(label(expr, n))
+            return n
 
         root_id = add(scope.table.c.id)
         shape = S.ObjShape(scope.obj.api_name, S.id_getter(root_id, scope.obj.key_prefix, None))
@@ -346,7 +352,7 @@ class Emitter:
         v = self.value(scope, o.expr, agg_ok=False)
         if v.field is not None and not TYPES.get(v.field.type, TYPES["text"]).sortable and v.field.type != "id":
             raise SoqlFieldError(f"field '{v.label}' can not be sorted in a query call", o.pos, (v.label,))
-        expr = sa.func.lower(v.expr) if v.type in TEXT_TYPES else v.expr
+        expr = self.opts.lower(v.expr) if v.type in TEXT_TYPES else v.expr
         nulls_first = (o.nulls == "FIRST") if o.nulls else not o.descending
         return OrderKey(expr, o.descending, nulls_first, nullable=not (v.field is not None and v.field.type == "id"))
 

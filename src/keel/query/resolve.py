@@ -77,17 +77,52 @@ class Options:
     formula_sql: FormulaSql | None = None
     query_all: bool = False
     counter: list[int] = field(default_factory=lambda: [0])
+    memo: dict[Any, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        # SQL fragments that depend only on metadata (aliases, their columns' labels, lower(col), soft-delete
+        # tests, join chains) are built once per snapshot: constructing SQLAlchemy elements is most of the cost
+        # of compiling a query nobody has sent before, and these are immutable, so statements can share them.
+        self.memo = self.schema.cache.setdefault("soql_fragments", {})
 
     def alias(self, obj: ObjectDef) -> sa.FromClause:
         """Alias ``t<n>`` of the object's table. Aliases are memoised per snapshot: building one proxies every
         column, which would otherwise dominate compile time; a statement never uses one name twice."""
         self.counter[0] += 1
         name = f"t{self.counter[0]}"
-        memo: dict[tuple[str, str], sa.FromClause] = self.schema.cache.setdefault("soql_aliases", {})
-        hit = memo.get((obj.key, name))
+        key = ("alias", obj.key, name)
+        hit = self.memo.get(key)
         if hit is None:
-            hit = memo[(obj.key, name)] = table_for(self.schema, obj).alias(name)
+            hit = self.memo[key] = table_for(self.schema, obj).alias(name)
             hit.c  # noqa: B018 - populate the column proxies once
+        return hit
+
+    def label(self, expr: sa.ColumnElement[Any], n: int) -> sa.ColumnElement[Any]:
+        """``expr AS c<n>``; shared when ``expr`` is a column of a memoised alias (the common case)."""
+        if not isinstance(expr, sa.Column):
+            return expr.label(f"c{n}")
+        key = ("label", expr, n)
+        hit = self.memo.get(key)
+        if hit is None:
+            hit = self.memo[key] = expr.label(f"c{n}")
+        return hit
+
+    def lower(self, expr: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """``lower(expr)``, shared per column like ``label``."""
+        if not isinstance(expr, sa.Column):
+            return sa.func.lower(expr)
+        key = ("lower", expr)
+        hit = self.memo.get(key)
+        if hit is None:
+            hit = self.memo[key] = sa.func.lower(expr)
+        return hit
+
+    def live(self, alias: sa.FromClause) -> sa.ColumnElement[bool]:
+        """``alias.is_deleted = false``, shared per alias."""
+        key = ("live", alias)
+        hit = self.memo.get(key)
+        if hit is None:
+            hit = self.memo[key] = alias.c.is_deleted == sa.false()
         return hit
 
     def readable(self, obj: ObjectDef, f: FieldDef) -> bool:
@@ -106,7 +141,7 @@ class Join:
     targets: list[tuple[ObjectDef, sa.FromClause]]
 
 
-@dataclass
+@dataclass(slots=True)
 class Val:
     """A resolved value expression with enough type information to compare, sort, group and format it."""
 
@@ -153,23 +188,32 @@ class Scope:
         return j
 
     def from_clause(self) -> sa.FromClause:
+        if not self.joins:
+            return self.table
+        memo = self.opts.memo
+        chain = None
+        if self.opts.row_filter is None:
+            # Without a row filter the whole join chain is metadata, so it is built once per set of joins.
+            chain = ("joins", self.table, self.opts.query_all,
+                     tuple((j.parent_alias, j.field.key, *(a for _, a in j.targets)) for j in self.joins.values()))
+            hit = memo.get(chain)
+            if hit is not None:
+                return hit
         frm: sa.FromClause = self.table
-        memo: dict[tuple[Any, ...], list[sa.ColumnElement[bool]]] = self.opts.schema.cache.setdefault(
-            "soql_join_conds", {})
         for j in self.joins.values():
             assert j.field.column
             fk = j.parent_alias.c[j.field.column]
             for t_obj, t_alias in j.targets:
                 # The metadata part of an ON clause depends only on memoised aliases, so it is built once.
-                key = (j.parent_alias.description, j.owner.key, j.field.key, t_alias.description, t_obj.key,
-                       len(j.targets), self.opts.query_all)
-                base = memo.get(key)
+                key = ("on", j.parent_alias, j.owner.key, j.field.key, t_alias, t_obj.key, len(j.targets),
+                       self.opts.query_all)
+                base: list[sa.ColumnElement[bool]] | None = memo.get(key)
                 if base is None:
                     base = [t_alias.c.id == fk]
                     if len(j.targets) > 1:
                         base.append(j.parent_alias.c[type_column(j.field)] == t_obj.key_prefix)
                     if not self.opts.query_all:
-                        base.append(t_alias.c.is_deleted == sa.false())
+                        base.append(self.opts.live(t_alias))
                     memo[key] = base
                 conds = list(base)
                 if self.opts.row_filter is not None:
@@ -177,6 +221,8 @@ class Scope:
                     if extra is not None:
                         conds.append(extra)
                 frm = frm.outerjoin(t_alias, sa.and_(*conds))
+        if chain is not None:
+            memo[chain] = frm
         return frm
 
     # --- paths --------------------------------------------------------------------------------------------------
@@ -229,7 +275,19 @@ class Scope:
 
     def val_for(self, obj: ObjectDef, f: FieldDef, alias: sa.FromClause, hops: tuple[str, ...] = (),
                 hop_ids: tuple[sa.ColumnElement[Any], ...] = (), hop_joins: tuple[Join, ...] = ()) -> Val:
-        expr = self.field_expr(obj, f, alias)
+        if not f.column:  # a formula: its SQL comes from the caller's hook, so it is not memoised
+            return self._val(obj, f, alias, self.field_expr(obj, f, alias), hops, hop_ids, hop_joins)
+        memo_key = ("val", alias, f.key)
+        proto: Val | None = self.opts.memo.get(memo_key)
+        if proto is None or proto.field is not f:
+            proto = self.opts.memo[memo_key] = self._val(obj, f, alias, alias.c[f.column])
+        key = ".".join([*(h.lower() for h in hops), f.key]) if hops else proto.key
+        return Val(proto.expr, proto.type, f.api_name, f, obj, proto.targets, proto.type_expr, hops, hop_ids,
+                   hop_joins, key)
+
+    def _val(self, obj: ObjectDef, f: FieldDef, alias: sa.FromClause, expr: sa.ColumnElement[Any],
+             hops: tuple[str, ...] = (), hop_ids: tuple[sa.ColumnElement[Any], ...] = (),
+             hop_joins: tuple[Join, ...] = ()) -> Val:
         typ = effective_type(f)
         targets: tuple[ObjectDef, ...] = ()
         type_expr = None
