@@ -28,6 +28,8 @@ COMPARISON_OPS: dict[tuple[str, ...], str] = {
     ("INCLUDES",): "INCLUDES",
     ("EXCLUDES",): "EXCLUDES",
 }
+_SINGLE_OPS = {seq[0]: name for seq, name in COMPARISON_OPS.items() if len(seq) == 1}
+_PAIR_OPS = {(seq[0], seq[1]): name for seq, name in COMPARISON_OPS.items() if len(seq) == 2}
 # Logical operators: keyword -> node type. Both bind equally; mixing them at one level is an error.
 LOGICAL: dict[str, type[A.And] | type[A.Or]] = {"AND": A.And, "OR": A.Or}
 
@@ -48,6 +50,7 @@ N_DATE_LITERALS = frozenset(
     [f"LAST_N_{u}" for u in _UNITS] + [f"NEXT_N_{u}" for u in _UNITS] + [f"N_{u}_AGO" for u in _UNITS]
 )
 _CURRENCY = re.compile(r"^([A-Za-z]{3})(\d+(?:\.\d+)?)$")
+_SPECIAL_ITEMS = frozenset({"TYPEOF", "FIELDS"})
 WITH_WORDS = frozenset({"SECURITY_ENFORCED", "USER_MODE", "SYSTEM_MODE"})
 
 
@@ -70,7 +73,8 @@ class _Parser:
     # --- token helpers ----------------------------------------------------------------------------------------
 
     def peek(self, k: int = 1) -> Token:
-        return self.toks[min(self.i + k, self.last)]
+        j = self.i + k
+        return self.toks[j if j < self.last else self.last]
 
     def advance(self) -> Token:
         t = self.tok
@@ -231,6 +235,12 @@ class _Parser:
 
     def select_item(self, nested: bool) -> A.SelectItem:
         t = self.tok
+        if t.kind == IDENT and t.upper not in _SPECIAL_ITEMS:  # the common case: a field or a function call
+            e = self.expr()
+            alias = None
+            if self.tok.kind == IDENT and self.tok.upper not in CLAUSE_WORDS:
+                alias = self.advance().text
+            return A.SelectExpr(e, alias, (t.line, t.column))
         if self.is_op("("):
             if nested:
                 self.fail("nested subqueries are only allowed one level deep")
@@ -279,15 +289,19 @@ class _Parser:
 
     def field_ref(self) -> A.FieldRef:
         t = self.ident()
+        tok = self.tok
+        if tok.kind != OP or tok.text != ".":
+            return A.FieldRef((t.text,), (t.line, t.column))
         parts = [t.text]
         while self.is_op("."):
             self.advance()
             parts.append(self.ident().text)
-        return A.FieldRef(tuple(parts), self.pos(t))
+        return A.FieldRef(tuple(parts), (t.line, t.column))
 
     def expr(self) -> A.Expr:
         t = self.tok
-        if t.kind == IDENT and self.peek().kind == OP and self.peek().text == "(":
+        nxt = self.peek()
+        if t.kind == IDENT and nxt.kind == OP and nxt.text == "(":
             name = self.advance().text
             self.advance()
             args: list[A.Expr] = []
@@ -334,11 +348,15 @@ class _Parser:
         return A.Comparison(lhs, op, value, self.pos(t))
 
     def comparison_op(self) -> str:
-        for seq, name in COMPARISON_OPS.items():
-            if all(self._tok_text(k) == w for k, w in enumerate(seq)):
-                for _ in seq:
-                    self.advance()
-                return name
+        name = _SINGLE_OPS.get(self._tok_text(0))
+        if name is not None:
+            self.advance()
+            return name
+        pair = _PAIR_OPS.get((self._tok_text(0), self._tok_text(1)))
+        if pair is not None:
+            self.advance()
+            self.advance()
+            return pair
         self.fail(f"unexpected token: {self.tok.text or 'end of query'}, expecting a comparison operator")
         raise AssertionError  # pragma: no cover
 

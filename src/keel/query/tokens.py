@@ -42,7 +42,8 @@ _MASTER = re.compile(
   | (?P<currency>[A-Za-z]{{3}}\d+\.\d+)(?![A-Za-z0-9_])
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<op>!=|<>|<=|>=|[=<>(),.:])
-  | (?P<quote>')
+  | (?P<string>'(?:[^'\\\n]|\\[\s\S])*')
+  | (?P<bad>[\s\S])
 """,
     re.VERBOSE,
 )
@@ -57,49 +58,36 @@ def position(text: str, offset: int) -> tuple[int, int]:
 
 
 def tokenize(text: str) -> list[Token]:
-    """Split SOQL into tokens, ending with an EOF token; raise MALFORMED_QUERY at the first unknown character."""
+    """Split SOQL into tokens, ending with an EOF token; raise MALFORMED_QUERY at the first unknown character.
+
+    One ``finditer`` pass over a single pattern (strings included) keeps the per-token work in C: this runs for
+    every query text not yet in the plan cache."""
     out: list[Token] = []
     append = out.append
-    n = len(text)
     line, line_start = 1, 0
-    i = 0
-    match = _MASTER.match
-    while i < n:
-        m = match(text, i)
-        if m is None:
-            raise MalformedQueryError(f"unexpected character: {text[i]!r}", line=line, column=i - line_start + 1)
+    kinds = _KINDS
+    for m in _MASTER.finditer(text):
         kind = m.lastgroup
-        end = m.end()
-        if kind == "ws":
-            nl = text.count("\n", i, end)
-            if nl:
-                line += nl
-                line_start = text.rfind("\n", i, end) + 1
-            i = end
-            continue
-        col = i - line_start + 1
-        if kind == "quote":
-            j = i + 1
-            while j < n and text[j] != "'":
-                if text[j] == "\\":
-                    j += 1
-                elif text[j] == "\n":
-                    break
-                j += 1
-            if j >= n or text[j] != "'":
-                raise MalformedQueryError("unterminated string literal", line=line, column=col)
-            raw = text[i + 1 : j]
-            if "\\" in raw:
-                unescape(raw, line=line, column=col)  # validate escapes now, so errors point at the literal
-            append(Token(STRING, raw, line, col, i, raw))
-            i = j + 1
-            continue
         word = m.group()
+        i = m.start()
         if kind == "ident" or kind == "currency":
-            append(Token(IDENT, word, line, col, i, word.upper()))
+            append(Token(IDENT, word, line, i - line_start + 1, i, word.upper()))
+        elif kind == "ws":
+            if "\n" in word:
+                line += word.count("\n")
+                line_start = i + word.rfind("\n") + 1
+        elif kind == "string":
+            raw = word[1:-1]
+            if "\\" in raw:  # validate escapes now, so errors point at the literal
+                unescape(raw, line=line, column=i - line_start + 1)
+            append(Token(STRING, raw, line, i - line_start + 1, i, raw))
+        elif kind == "bad":
+            if word == "'":
+                raise MalformedQueryError("unterminated string literal", line=line, column=i - line_start + 1)
+            raise MalformedQueryError(f"unexpected character: {word!r}", line=line, column=i - line_start + 1)
         else:
-            append(Token(_KINDS[kind], word, line, col, i, word))  # type: ignore[index]
-        i = end
+            append(Token(kinds[kind], word, line, i - line_start + 1, i, word))  # type: ignore[index]
+    n = len(text)
     out.append(Token(EOF, "", line, n - line_start + 1, n, ""))
     return out
 
