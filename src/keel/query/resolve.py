@@ -196,7 +196,7 @@ class Scope:
             # Without a row filter the whole join chain is metadata, so it is built once per set of joins.
             chain = ("joins", self.table, self.opts.query_all,
                      tuple((j.parent_alias, j.field.key, *(a for _, a in j.targets)) for j in self.joins.values()))
-            hit = memo.get(chain)
+            hit: sa.FromClause | None = memo.get(chain)
             if hit is not None:
                 return hit
         frm: sa.FromClause = self.table
