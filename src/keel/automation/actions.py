@@ -15,11 +15,11 @@ import orjson
 from sqlalchemy.engine import Connection
 
 from keel.automation import outbox
+from keel.automation.compiled import Records, action_values
 from keel.automation.definitions import Action
-from keel.automation.support import flow_system_context, formula_context, record_of
+from keel.automation.support import flow_system_context, formula_context
 from keel.automation.templates import Templates, read_for_templates
 from keel.errors import ROLLED_BACK, BatchError, RowResult
-from keel.formula import compile_python
 from keel.metadata.model import ObjectDef, SchemaSnapshot
 from keel.records import save_many
 from keel.records.hooks import RowError, RowState
@@ -39,42 +39,46 @@ class ActionRunner:
         self.submit = submit
 
     def run(self, ctx: Context, conn: Connection, obj: ObjectDef, source: str, actions: Sequence[Action],
-            rows: Sequence[RowState]) -> None:
-        """Run ``actions`` in order for ``rows``; ``ctx`` is the running user (templates read as them)."""
+            rows: Sequence[RowState], records: Records | None = None) -> None:
+        """Run ``actions`` in order for ``rows``; ``ctx`` is the running user (templates read as them, formulas
+        see them as ``$User``). ``records`` is the hook call's shared record cache, when the caller has one."""
         if not rows or not actions:
             return
         schema = ctx.schema(conn)
+        if records is None:
+            records = Records(obj, formula_context(ctx, conn, schema))
         sys_ctx: Context | None = None
         for a in actions:
             if a.kind in ("update", "create", "note"):
                 if sys_ctx is None:
                     sys_ctx = flow_system_context(ctx, conn, source)
                 if a.kind == "note":
-                    self._note(ctx, sys_ctx, conn, schema, obj, source, a, rows)
+                    self._note(ctx, sys_ctx, conn, schema, obj, source, a, rows, records)
                 else:
-                    self._record_action(sys_ctx, conn, schema, obj, source, a, rows)
+                    self._record_action(sys_ctx, conn, schema, obj, source, a, rows, records)
             elif a.kind == "email":
-                self._email(ctx, conn, schema, obj, source, a, rows)
+                self._email(ctx, conn, schema, obj, source, a, rows, records)
             elif a.kind == "webhook":
-                self._webhook(ctx, conn, schema, obj, source, a, rows)
+                self._webhook(ctx, conn, schema, obj, source, a, rows, records)
             elif a.kind == "submit_for_approval" and self.submit is not None:
                 self.submit(ctx, conn, str(a.spec.get("process")), obj, [r.pk for r in rows if r.pk is not None])
 
-    def _values(self, ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: ObjectDef, a: Action,
-                rows: Sequence[RowState]) -> list[dict[str, Any]]:
-        spec = a.spec.get("values") or {}
-        fns = {k: compile_python(str(v), obj, schema, context_kind="flow") for k, v in spec.items()}
-        fctx = formula_context(ctx, conn, schema)
+    @staticmethod
+    def _values(schema: SchemaSnapshot, obj: ObjectDef, a: Action, rows: Sequence[RowState],
+                records: Records) -> list[dict[str, Any]]:
+        fns = action_values(schema, obj, a)
+        of, context = records.of, records.context
         out = []
         for r in rows:
-            rec = record_of(obj, r)
-            c = fctx.for_row(r.prior)
-            out.append({k: _plain(fn(rec, c)) for k, fn in fns.items()})
+            rec, c = of(r), context(r)
+            out.append({k: _plain(fn(rec, c)) for k, fn in fns})
         return out
 
     def _record_action(self, ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: ObjectDef, source: str,
-                       a: Action, rows: Sequence[RowState]) -> None:
-        values = self._values(ctx, conn, schema, obj, a, rows)
+                       a: Action, rows: Sequence[RowState], records: Records) -> None:
+        """One ``save_many`` per target object for every row of the batch: the children of a 10,000-row load
+        go through the child object's lifecycle as one batch, not 10,000."""
+        values = self._values(schema, obj, a, rows, records)
         if a.kind == "create":
             target = str(a.spec["object"])
             _save(ctx, conn, target, values, rows, source)
@@ -82,7 +86,7 @@ class ActionRunner:
         field = str(a.spec.get("target", "self"))
         by_obj: dict[str, list[tuple[dict[str, Any], RowState]]] = {}
         for v, r in zip(values, rows, strict=True):
-            rid = record_of(obj, r).get("Id" if field == "self" else field)
+            rid = records.of(r).get("Id" if field == "self" else field)
             if not rid:
                 continue
             tobj = schema.find_by_prefix(str(rid)[:3])
@@ -93,47 +97,55 @@ class ActionRunner:
             _save(ctx, conn, name, [p[0] for p in pairs], [p[1] for p in pairs], source)
 
     def _rendered(self, ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: ObjectDef,
-                  texts: Sequence[str], rows: Sequence[RowState]) -> dict[int, dict[str, Any]]:
+                  texts: Sequence[str], rows: Sequence[RowState], records: Records) -> dict[int, dict[str, Any]]:
         paths = self.templates.paths(texts)
         pks = [r.pk for r in rows if r.pk is not None]
-        mem = {r.pk: record_of(obj, r) for r in rows if r.pk is not None and r.prior is None} \
+        mem = {r.pk: records.of(r) for r in rows if r.pk is not None and r.prior is None} \
             if len(rows) == len({r.pk for r in rows if r.prior is None}) else None
         return read_for_templates(ctx, conn, schema, obj, pks, paths, mem)
 
     def _email(self, ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: ObjectDef, source: str,
-               a: Action, rows: Sequence[RowState]) -> None:
+               a: Action, rows: Sequence[RowState], records: Records) -> None:
         to = a.spec.get("to") or []
         to = [to] if isinstance(to, str) else list(to)
         cc = a.spec.get("cc") or []
         cc = [cc] if isinstance(cc, str) else list(cc)
         subject, body = str(a.spec.get("subject", "")), str(a.spec.get("body", ""))
-        records = self._rendered(ctx, conn, schema, obj, [*to, *cc, subject, body], rows)
-        now = ctx.clock()
+        found = self._rendered(ctx, conn, schema, obj, [*to, *cc, subject, body], rows, records)
+        renderer = self.templates.renderer
+        to_r, cc_r = [renderer(t) for t in to], [renderer(t) for t in cc]
+        subject_r, body_r = renderer(subject), renderer(body)
+        sender = a.spec.get("from")
+        stamp = outbox.bind_datetime(conn, ctx.clock())
+        keys = outbox.new_keys(len(rows))
+        dumps = orjson.dumps
+        split = outbox.split_addresses
         msgs = []
-        for r in rows:
-            rec = records.get(r.pk or 0, {})
-            render = self.templates.render
-            rcpt = outbox.split_addresses([render(t, rec) for t in to])
+        for r, key in zip(rows, keys, strict=True):
+            rec = found.get(r.pk or 0, {})
+            rcpt = split([t(rec) for t in to_r])
             if not rcpt:
                 continue
-            payload = {"to": rcpt, "cc": outbox.split_addresses([render(t, rec) for t in cc]),
-                       "subject": render(subject, rec).strip(), "body": render(body, rec), "source": source,
-                       "from": a.spec.get("from")}
-            msgs.append(outbox.message(outbox.EMAIL, payload, now, object_id=obj.id, record_id=r.pk))
-        outbox.enqueue(conn, msgs)
+            payload = {"to": rcpt, "cc": split([t(rec) for t in cc_r]) if cc_r else [],
+                       "subject": subject_r(rec).strip(), "body": body_r(rec), "source": source, "from": sender}
+            msgs.append((outbox.EMAIL, obj.id, r.pk, dumps(payload, default=str).decode(), key, "pending", 0,
+                         stamp, stamp))
+        outbox.enqueue_tuples(conn, msgs)
 
     def _webhook(self, ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: ObjectDef, source: str,
-                 a: Action, rows: Sequence[RowState]) -> None:
+                 a: Action, rows: Sequence[RowState], records: Records) -> None:
         body_t = a.spec.get("body")
         fields = [str(f) for f in a.spec.get("fields") or ["Name"]]
         texts = [str(body_t)] if body_t else ["{{ record." + f + " }}" for f in fields]
-        records = self._rendered(ctx, conn, schema, obj, texts, rows)
+        found = self._rendered(ctx, conn, schema, obj, texts, rows, records)
+        body_r = self.templates.renderer(str(body_t)) if body_t else None
         now = ctx.clock()
+        keys = outbox.new_keys(len(rows))
         msgs = []
-        for r in rows:
-            rec = records.get(r.pk or 0, {})
-            if body_t:
-                body = self.templates.render(str(body_t), rec)
+        for r, key in zip(rows, keys, strict=True):
+            rec = found.get(r.pk or 0, {})
+            if body_r is not None:
+                body = body_r(rec)
             else:
                 body = orjson.dumps({"source": source, "object": obj.api_name,
                                      "id": ids.encode(obj.key_prefix, r.pk or 0),
@@ -141,18 +153,18 @@ class ActionRunner:
             payload = {"url": str(a.spec["url"]), "body": body, "source": source,
                        "secret": a.spec.get("secret"), "secret_env": a.spec.get("secret_env"),
                        "content_type": str(a.spec.get("content_type", "application/json"))}
-            msgs.append(outbox.message(outbox.WEBHOOK, payload, now, object_id=obj.id, record_id=r.pk))
+            msgs.append(outbox.message(outbox.WEBHOOK, payload, now, object_id=obj.id, record_id=r.pk, key=key))
         outbox.enqueue(conn, msgs)
 
     def _note(self, ctx: Context, sys_ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: ObjectDef,
-              source: str, a: Action, rows: Sequence[RowState]) -> None:
+              source: str, a: Action, rows: Sequence[RowState], records: Records) -> None:
         title, body = str(a.spec.get("title", source)), str(a.spec.get("body", ""))
-        records = self._rendered(ctx, conn, schema, obj, [title, body], rows)
+        found = self._rendered(ctx, conn, schema, obj, [title, body], rows, records)
+        title_r, body_r = self.templates.renderer(title), self.templates.renderer(body)
         drafts = []
         for r in rows:
-            rec = records.get(r.pk or 0, {})
-            drafts.append({"Name": self.templates.render(title, rec)[:80],
-                           "Body": self.templates.render(body, rec),
+            rec = found.get(r.pk or 0, {})
+            drafts.append({"Name": title_r(rec)[:80], "Body": body_r(rec),
                            "ParentId": ids.encode(obj.key_prefix, r.pk or 0)})
         _save(sys_ctx, conn, "Note", drafts, rows, source)
 

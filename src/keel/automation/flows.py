@@ -14,12 +14,12 @@ from sqlalchemy.engine import Connection
 
 from keel.automation import approvals, scheduling
 from keel.automation.actions import ActionRunner
-from keel.automation.definitions import Flow
+from keel.automation.compiled import Records, entered, object_flows
 from keel.automation.registry import Registry
-from keel.automation.support import formula_context, load_records, prior_of, record_of
+from keel.automation.support import formula_context, load_records, record_of
 from keel.automation.templates import Templates
-from keel.formula import FormulaContext, compile_python
-from keel.metadata.model import ObjectDef, SchemaSnapshot
+from keel.formula import compile_python
+from keel.metadata.model import ObjectDef
 from keel.records.hooks import RowError, RowState
 
 if TYPE_CHECKING:
@@ -42,27 +42,26 @@ class AutomationHooks:
             return
         if loaded.approvals_for(obj.api_name):
             approvals.check_locks(ctx, conn, obj, rows)
-        flows = [f for f in loaded.flows_for(obj.key) if f.set_fields]
-        if not flows:
+        if not loaded.flows_for(obj.key):
             return
         schema = ctx.schema(conn)
-        from keel.records.prepare import write_plan
-
-        plan = write_plan(schema, obj, conn.dialect.name)
-        fctx = formula_context(ctx, conn, schema)
-        for flow in flows:
-            for r in self._matching(flow, obj, schema, fctx, rows)[1]:
-                rec = record_of(obj, r)
-                c = fctx.for_row(r.prior)
-                for name, text in flow.set_fields.items():
-                    value = compile_python(text, obj, schema, context_kind="flow")(rec, c)
+        flows = object_flows(loaded, schema, obj, conn.dialect.name).before
+        if not flows:
+            return
+        records = Records(obj, formula_context(ctx, conn, schema))
+        for cf in flows:
+            fires = [r for r in rows if cf.flow.fires_on("created" if r.prior is None else "updated")]
+            holding, entered_ = entered(cf, records, fires)
+            for r in (entered_ if cf.flow.only_when_changed else holding):
+                rec, c = records.of(r), records.context(r)
+                for name, fn, coerce in cf.sets:
+                    value = fn(rec, c)
                     value = None if value == "" else value
-                    coerce = plan.coercers.get(name)
                     try:
                         value = coerce(value) if coerce is not None and value is not None else value
                     except Exception as e:
                         raise RowError(r.index, "CANNOT_EXECUTE_FLOW_TRIGGER",
-                                       f"flow {flow.name}: {name}: {e}", [name]) from None
+                                       f"flow {cf.flow.name}: {name}: {e}", [name]) from None
                     if r.prior is None or r.prior.get(name) != value:
                         r.changed.add(name)
                     r.values[name] = value
@@ -72,26 +71,25 @@ class AutomationHooks:
         if self.inner is not None:
             self.inner.after_save(ctx, conn, obj, rows)
         loaded = self.registry.get(conn)
-        if loaded.version is None:
-            return
-        flows = loaded.flows_for(obj.key)
-        if not flows:
+        if loaded.version is None or not loaded.flows_for(obj.key):
             return
         schema = ctx.schema(conn)
-        fctx = formula_context(ctx, conn, schema)
+        flows = object_flows(loaded, schema, obj, conn.dialect.name).after
+        records = Records(obj, formula_context(ctx, conn, schema))
         created = [r for r in rows if r.prior is None]
         updated = [r for r in rows if r.prior is not None]
-        for flow in flows:
+        for cf in flows:
+            flow = cf.flow
             for kind, group in (("created", created), ("updated", updated)):
                 if not group or not flow.fires_on(kind):
                     continue
-                holding, entered = self._entered(flow, obj, schema, fctx, group)
-                firing = entered if flow.only_when_changed else holding
+                holding, entered_ = entered(cf, records, group)
+                firing = entered_ if flow.only_when_changed else holding
                 held = {id(r) for r in holding}  # identity: a list test would compare RowStates, O(n²) per batch
                 stopped = [r for r in group if r.prior is not None and id(r) not in held]
                 # paths relative to the trigger start when the record enters the condition, not on every save
-                scheduling.sync(ctx, conn, obj, flow, holding, {r.index for r in entered}, stopped)
-                self.runner.run(ctx, conn, obj, f"flow {flow.name}", flow.actions, firing)
+                scheduling.sync(ctx, conn, obj, flow, holding, {r.index for r in entered_}, stopped)
+                self.runner.run(ctx, conn, obj, f"flow {flow.name}", flow.actions, firing, records)
 
     def before_delete(self, ctx: Context, conn: Connection, obj: ObjectDef, rows: Sequence[RowState]) -> None:
         if self.inner is not None:
@@ -117,40 +115,15 @@ class AutomationHooks:
             return
         if kind == "deleted":
             scheduling.cancel_for(conn, obj, [r.pk for r in rows if r.pk is not None])
+        if not loaded.flows_for(obj.key):
+            return
         schema = ctx.schema(conn)
-        fctx = formula_context(ctx, conn, schema)
-        for flow in loaded.flows_for(obj.key):
-            if flow.fires_on(kind):
-                firing = self._matching(flow, obj, schema, fctx, rows)[1]
-                self.runner.run(ctx, conn, obj, f"flow {flow.name}", flow.actions, firing)
-
-    def _matching(self, flow: Flow, obj: ObjectDef, schema: SchemaSnapshot, fctx: FormulaContext,
-                  rows: Sequence[RowState]) -> tuple[list[RowState], list[RowState]]:
-        """(rows meeting the condition, rows the flow fires on). With ``only_when_changed`` an update fires only
-        when the prior version did not meet the condition."""
-        holding, entered = self._entered(flow, obj, schema, fctx, rows)
-        return holding, (entered if flow.only_when_changed else holding)
-
-    @staticmethod
-    def _entered(flow: Flow, obj: ObjectDef, schema: SchemaSnapshot, fctx: FormulaContext,
-                 rows: Sequence[RowState]) -> tuple[list[RowState], list[RowState]]:
-        """(rows meeting the condition, those of them that did not meet it before this save)."""
-        if not flow.condition:
-            return list(rows), [r for r in rows if r.prior is None]
-        cond = compile_python(flow.condition, obj, schema, context_kind="flow", returns="checkbox")
-        holding: list[RowState] = []
-        entered: list[RowState] = []
-        for r in rows:
-            if not cond(record_of(obj, r), fctx.for_row(r.prior)):
-                continue
-            holding.append(r)
-            if r.prior is not None:
-                prior = prior_of(obj, r)
-                assert prior is not None
-                if cond(prior, fctx.for_row(prior)):
-                    continue
-            entered.append(r)
-        return holding, entered
+        records = Records(obj, formula_context(ctx, conn, schema))
+        for cf in object_flows(loaded, schema, obj, conn.dialect.name).after:
+            if cf.flow.fires_on(kind):
+                holding, entered_ = entered(cf, records, rows)
+                firing = entered_ if cf.flow.only_when_changed else holding
+                self.runner.run(ctx, conn, obj, f"flow {cf.flow.name}", cf.flow.actions, firing, records)
 
     def _submit(self, ctx: Context, conn: Connection, process: str, obj: ObjectDef, pks: Sequence[int]) -> None:
         proc = self.registry.get(conn).approvals.get(process)

@@ -8,7 +8,7 @@ template can never leak what the user could not open themselves.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import nodes
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from keel.context import Context
 
 CHUNK = 400
+Renderer = Callable[[Mapping[str, Any]], str]
 
 
 class Templates:
@@ -33,7 +34,7 @@ class Templates:
     def __init__(self) -> None:
         self.env = SandboxedEnvironment(autoescape=False, finalize=lambda v: "" if v is None else v)
         self._cache: dict[str, tuple[Template, frozenset[tuple[str, ...]]]] = {}
-        self._simple: dict[str, list[str | tuple[str, ...]] | None] = {}
+        self._renderers: dict[str, Renderer] = {}
 
     def compile(self, text: str) -> tuple[Template, frozenset[tuple[str, ...]]]:
         hit = self._cache.get(text)
@@ -50,21 +51,49 @@ class Templates:
         return out
 
     def render(self, text: str, record: Mapping[str, Any], **extra: Any) -> str:
-        if text not in self._simple:
-            self._simple[text] = _plain_parts(self.env.parse(text))
-        parts = self._simple[text]
-        if parts is not None and not extra:  # plain text and merge fields: no need for a Jinja context per row
-            out = []
-            for p in parts:
-                if isinstance(p, str):
-                    out.append(p)
-                    continue
-                v: Any = record
-                for name in p:
-                    v = v.get(name) if isinstance(v, Mapping) else None
-                out.append("" if v is None else str(v))
-            return "".join(out)
-        return self.compile(text)[0].render(record=record, **extra)
+        if extra:
+            return self.compile(text)[0].render(record=record, **extra)
+        return self.renderer(text)(record)
+
+    def renderer(self, text: str) -> Renderer:
+        """``record -> str`` for one template, built once per text: a bulk email flow renders it per row."""
+        fn = self._renderers.get(text)
+        if fn is None:
+            parts = _plain_parts(self.env.parse(text))
+            if parts is None:
+                template = self.compile(text)[0]
+                fn = lambda record: template.render(record=record)  # noqa: E731
+            else:
+                fn = _plain_renderer(parts)
+            self._renderers[text] = fn
+        return fn
+
+
+def _plain_renderer(parts: list[str | tuple[str, ...]]) -> Renderer:
+    """Text and merge fields without a Jinja context per row: a format string and one lookup per field."""
+    fmt = "".join(p.replace("{", "{{").replace("}", "}}") if isinstance(p, str) else "{}" for p in parts)
+    paths = [p for p in parts if not isinstance(p, str)]
+    if not paths:
+        return lambda record: fmt.format()
+    if all(len(p) == 1 for p in paths):
+        names = [p[0] for p in paths]
+
+        def flat(record: Mapping[str, Any]) -> str:
+            get = record.get
+            return fmt.format(*["" if (v := get(n)) is None else str(v) for n in names])
+
+        return flat
+
+    def nested(record: Mapping[str, Any]) -> str:
+        values = []
+        for path in paths:
+            v: Any = record
+            for name in path:
+                v = v.get(name) if isinstance(v, Mapping) else None
+            values.append("" if v is None else str(v))
+        return fmt.format(*values)
+
+    return nested
 
 
 def _plain_parts(tree: nodes.Template) -> list[str | tuple[str, ...]] | None:
