@@ -105,8 +105,18 @@ def sf_type(f: FieldDef) -> str:
 # --- coercion -------------------------------------------------------------------------------------------------
 
 
+def _text_limit(f: FieldDef) -> int:
+    return f.length or TYPES[f.type].default_length or 255
+
+
+def plain_text_limit(f: FieldDef) -> int | None:
+    """The length limit when the field's coercer passes any non-empty string up to it through unchanged (so a
+    generated coercer may inline that check), else None."""
+    return _text_limit(f) if COERCERS.get(f.type) is _text else None
+
+
 def _text(f: FieldDef) -> Coercer:
-    limit = f.length or TYPES[f.type].default_length or 255
+    limit = _text_limit(f)
 
     def coerce(v: Any) -> Any:
         if type(v) is str and 0 < len(v) <= limit:  # the common case, first
@@ -168,8 +178,15 @@ def _number(f: FieldDef) -> Coercer:
     return coerce
 
 
+_BOOLEAN_SPELLINGS = {"true": True, "false": False, "True": True, "False": False, "1": True, "0": False}
+
+
 def _checkbox(f: FieldDef) -> Coercer:
     def coerce(v: Any) -> Any:
+        if type(v) is bool:
+            return v
+        if type(v) is str and (b := _BOOLEAN_SPELLINGS.get(v)) is not None:  # what clients send, no normalising
+            return b
         if v is None:
             return False
         try:
@@ -202,6 +219,11 @@ def _datetime_value(f: FieldDef) -> Coercer:
     inner = _parsed(f, V.parse_datetime, (dt.datetime,))
 
     def coerce(v: Any) -> Any:
+        if type(v) is str and len(v) > 10:  # parse_datetime already gives naive UTC
+            try:
+                return V.parse_datetime(v)
+            except ValueError:
+                pass
         out = inner(v)
         if isinstance(out, dt.datetime) and out.tzinfo is not None:
             out = out.astimezone(dt.UTC).replace(tzinfo=None)

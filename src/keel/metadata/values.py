@@ -23,13 +23,19 @@ _FALSE = frozenset({"false", "0", "no", "n", "f", "off", ""})
 def parse_datetime(text: str) -> datetime:
     """Parse an ISO-8601-ish datetime into naive UTC; raise ValueError when it is not one."""
     if len(text) > 10:  # the common, fast case; the regex below handles the quirks
+        iso = text
+        if text[-5] in "+-" and text[-4:].isdigit():  # ``+0000`` (django-salesforce): fromisoformat wants ``+00:00``
+            iso = f"{text[:-2]}:{text[-2:]}"
         try:
-            dt = datetime.fromisoformat(text)
+            dt = datetime.fromisoformat(iso)
         except ValueError:
             pass
         else:
             if dt.tzinfo is not None:
-                dt = dt.astimezone(UTC).replace(tzinfo=None)
+                offset = dt.utcoffset()
+                dt = dt.replace(tzinfo=None)
+                if offset:
+                    dt -= offset
             return dt
     m = _DT.match(text.strip())
     if not m:

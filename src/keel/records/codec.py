@@ -18,7 +18,7 @@ from keel.metadata.types import TYPES
 Encoder = Callable[[Any], Any]
 
 
-def _sqlite_datetime(v: Any) -> Any:
+def sqlite_datetime(v: Any) -> Any:
     if v is None:
         return None
     d: datetime = v
@@ -26,7 +26,7 @@ def _sqlite_datetime(v: Any) -> Any:
             f".{d.microsecond:06d}")
 
 
-def _sqlite_date(v: Any) -> Any:
+def sqlite_date(v: Any) -> Any:
     return None if v is None else f"{v.year:04d}-{v.month:02d}-{v.day:02d}"
 
 
@@ -54,16 +54,25 @@ def encoder(f: FieldDef, dialect: str) -> Encoder:
         return _identity
     storage = "number" if f.type == "rollup" else TYPES[f.type].storage
     return {
-        "datetime": _sqlite_datetime,
-        "date": _sqlite_date,
+        "datetime": sqlite_datetime,
+        "date": sqlite_date,
         "time": _sqlite_time,
         "number": _sqlite_number,
         "boolean": _sqlite_bool,
     }.get(storage, _identity)
 
 
+def layout_kind(f: FieldDef, dialect: str) -> str:
+    """How the generated row builder (``fastpath``) writes this field: an inlined form, ``plain``, or ``call``."""
+    if dialect != "sqlite":
+        return "plain"
+    storage = "number" if f.type == "rollup" else TYPES[f.type].storage
+    return {"datetime": "sqlite-datetime", "date": "sqlite-date", "number": "sqlite-number",
+            "boolean": "sqlite-boolean", "time": "call"}.get(storage, "plain")
+
+
 def encode_datetime(v: datetime, dialect: str) -> Any:
-    return _sqlite_datetime(v) if dialect == "sqlite" else v
+    return sqlite_datetime(v) if dialect == "sqlite" else v
 
 
 def history_text(v: Any) -> str | None:

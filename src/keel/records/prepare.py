@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from keel.metadata.model import FieldDef, ObjectDef, SchemaSnapshot
 from keel.metadata.tables import is_polymorphic, type_column
-from keel.metadata.types import Coercer, FieldValueError, value_coercer
-from keel.records.codec import Encoder, encoder
+from keel.metadata.types import Coercer, FieldValueError, plain_text_limit, value_coercer
+from keel.records import fastpath
+from keel.records.codec import Encoder, encoder, layout_kind
 from keel.storage import ids
 
 AUDIT_COLUMNS = ("created_date", "created_by_id", "last_modified_date", "last_modified_by_id", "system_modstamp")
@@ -34,8 +35,22 @@ class WritePlan:
     formula_defaults: tuple[tuple[FieldDef, str], ...]
     auto_numbers: tuple[FieldDef, ...]
     composite: FieldDef | None
-    # (api name, encoder, reference kind) per writable column: 0 value, 1 lookup, 2 polymorphic lookup
-    row_layout: tuple[tuple[str, Encoder, int], ...]
+    build_row: fastpath.RowBuilder  # values -> insert tuple in ``insert_columns`` order
+    # Generated draft coercers by the tuple of input keys they accept (see ``fastpath.draft_coercer``).
+    draft_coercers: dict[tuple[str, ...], fastpath.DraftCoercer] = field(default_factory=dict)
+
+    def draft_coercer(self, slots: list[fastpath.Slot]) -> fastpath.DraftCoercer:
+        key = tuple(s[0] for s in slots)
+        fn = self.draft_coercers.get(key)
+        if fn is None:
+            if len(self.draft_coercers) >= 32:  # callers with ever-changing key sets: keep the cache bounded
+                self.draft_coercers.clear()
+            fn = self.draft_coercers[key] = fastpath.draft_coercer(slots)
+        return fn
+
+    def text_limit(self, api_name: str) -> int | None:
+        f = self.by_key.get(api_name.lower())
+        return None if f is None or f.is_relationship else plain_text_limit(f)
 
 
 def write_plan(schema: SchemaSnapshot, obj: ObjectDef, dialect: str) -> WritePlan:
@@ -97,8 +112,9 @@ def _build(schema: SchemaSnapshot, obj: ObjectDef, dialect: str) -> WritePlan:
         formula_defaults=tuple(formula_defaults),
         auto_numbers=tuple(f for f in obj.fields if f.type == "auto_number" and f.column),
         composite=name if name is not None and name.type == "composite" else None,
-        row_layout=tuple((f.api_name, encoders[f.api_name],
-                          (2 if is_polymorphic(f) else 1) if f.is_relationship else 0) for f in writable),
+        build_row=fastpath.row_builder([
+            (f.api_name, layout_kind(f, dialect), (2 if is_polymorphic(f) else 1) if f.is_relationship else 0,
+             encoders[f.api_name]) for f in writable]),
     )
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from keel.errors import ROLLED_BACK, BatchError, ErrorDetail, KeelError, RowResult
 from keel.metadata.model import SchemaSnapshot
 from keel.metadata.types import FieldValueError
-from keel.records import rules, validate, write
+from keel.records import fastpath, rules, validate, write
 from keel.records.hooks import RowError, RowState
 from keel.records.prepare import WritePlan, format_auto_number, write_plan
 from keel.storage import ids
@@ -121,9 +121,10 @@ def _save(ctx: Context, conn: Connection, obj_name: str, drafts: Sequence[Draft]
     if updates:
         validate.load_prior(ctx, conn, schema, obj, updates, batch)
         batch.prune()
+    owner = ids.encode("005", ctx.actor.user_id)
     for r in batch.rows:
         if r.prior is None:
-            _apply_defaults(ctx, plan, r)
+            _apply_defaults(plan, r, owner)
         else:
             merged = dict(r.prior)
             merged.update(r.values)
@@ -244,7 +245,8 @@ def _coerce(ctx: Context, plan: WritePlan, drafts: Sequence[Draft], batch: Batch
     can_edit = access.can(obj.api_name, "edit")
     # Per batch, each distinct input key is resolved once: to (api name, coercer) or to an error.
     resolved: dict[str, tuple[str | None, Any]] = {}
-    for i, draft in enumerate(drafts):
+
+    def one(i: int, draft: Draft) -> RowState | None:
         values: dict[str, Any] = {}
         pk: int | None = None
         bad: list[tuple[str, str, str]] = []
@@ -281,8 +283,33 @@ def _coerce(ctx: Context, plan: WritePlan, drafts: Sequence[Draft], batch: Batch
         if bad:
             for code, message, field in bad:
                 batch.fail(i, code, message, [field] if field else [])
-        else:
-            batch.rows.append(RowState(index=i, values=values, pk=pk))
+            return None
+        return RowState(index=i, values=values, pk=pk)
+
+    fast = _fast_coercer(ctx, plan, drafts, resolved) if can_create else None
+    if fast is not None:
+        batch.rows = fast(drafts, one)
+        return
+    for i, draft in enumerate(drafts):
+        r = one(i, draft)
+        if r is not None:
+            batch.rows.append(r)
+
+
+def _fast_coercer(ctx: Context, plan: WritePlan, drafts: Sequence[Draft],
+                  resolved: dict[str, tuple[str | None, Any]]) -> fastpath.DraftCoercer | None:
+    """The generated coercer for inserts shaped like the first draft, when every key of it is a field the actor
+    may write (the common bulk case); None sends the batch through the generic loop."""
+    if len(drafts) < 8:
+        return None
+    slots: list[fastpath.Slot] = []
+    for key in drafts[0]:
+        hit = resolved[key] = _resolve_key(ctx, plan, key)
+        name, how = hit
+        if name is None or name in ("Id", "__version__"):
+            return None
+        slots.append((key, name, how, plan.text_limit(name) if how is not None else None))
+    return plan.draft_coercer(slots)
 
 
 def _resolve_key(ctx: Context, plan: WritePlan, key: str) -> tuple[str | None, Any]:
@@ -306,13 +333,13 @@ def _resolve_key(ctx: Context, plan: WritePlan, key: str) -> tuple[str | None, A
     return f.api_name, plan.coercers.get(f.api_name)
 
 
-def _apply_defaults(ctx: Context, plan: WritePlan, r: RowState) -> None:
+def _apply_defaults(plan: WritePlan, r: RowState, owner: str) -> None:
     values = r.values
     for name, value in plan.defaults:
         if name not in values:
             values[name] = value
     if values.get("OwnerId") is None:
-        values["OwnerId"] = ids.encode("005", ctx.actor.user_id)
+        values["OwnerId"] = owner
     r.changed = set(values)
 
 

@@ -43,27 +43,6 @@ def write_rows(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: Wri
     _outbox(conn, plan, inserts, updates, now)
 
 
-def _row_tuple(plan: WritePlan, r: RowState, stamp: Any, actor: int, is_deleted: Any) -> list[Any]:
-    v = r.values
-    out: list[Any] = [r.pk, stamp, actor, stamp, actor, stamp, is_deleted, 1]
-    append = out.append
-    split = ids.split
-    for name, enc, ref in plan.row_layout:
-        raw = v.get(name)
-        if not ref:
-            append(enc(raw))
-        elif raw is None:
-            append(None)
-            if ref == 2:
-                append(None)
-        else:
-            prefix, n = split(raw)
-            append(n)
-            if ref == 2:
-                append(prefix)
-    return out
-
-
 def allocate(conn: Connection, plan: WritePlan, rows: Sequence[RowState]) -> None:
     """Give new rows their primary keys before validation, so records in one batch may point at each other."""
     new = [r for r in rows if r.prior is None and r.pk is None]
@@ -79,7 +58,8 @@ def _insert(conn: Connection, plan: WritePlan, rows: Sequence[RowState], now: da
     raw = conn.connection.driver_connection
     assert raw is not None
     if dialect == "postgresql":
-        tuples = [_row_tuple(plan, r, now, actor, False) for r in rows]
+        build = plan.build_row
+        tuples = [build(r.values, r.pk, now, actor, False) for r in rows]
         with raw.cursor() as cur:
             if len(rows) >= COPY_THRESHOLD:
                 with cur.copy(f'COPY "{table}" ({col_sql}) FROM STDIN') as copy:
@@ -91,10 +71,11 @@ def _insert(conn: Connection, plan: WritePlan, rows: Sequence[RowState], now: da
         return
     stamp = encode_datetime(now, "sqlite")
     marks = ", ".join(["?"] * len(cols))
+    build = plan.build_row
     cur = raw.cursor()
     try:
         cur.executemany(f'INSERT INTO "{table}" ({col_sql}) VALUES ({marks})',
-                        [_row_tuple(plan, r, stamp, actor, 0) for r in rows])
+                        [build(r.values, r.pk, stamp, actor, 0) for r in rows])
     finally:
         cur.close()
 
