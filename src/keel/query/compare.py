@@ -37,9 +37,9 @@ def _bad_type(v: Val, lit: Any) -> Exception:
                      getattr(lit, "pos", (1, 1)))
 
 
-def _null_safe_neg(v: Val, pred: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
+def _null_safe_neg(em: Emitter, v: Val, pred: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
     """Salesforce's ``!=``/``NOT IN``/``EXCLUDES`` match rows where the field is empty."""
-    return sa.or_(pred, v.expr.is_(None))
+    return em.opts.frags.null_safe_neg(v.expr, pred)
 
 
 def compare(em: Emitter, scope: Scope, v: Val, c: A.Comparison) -> sa.ColumnElement[bool]:
@@ -69,7 +69,7 @@ def compare(em: Emitter, scope: Scope, v: Val, c: A.Comparison) -> sa.ColumnElem
         else:
             pred = sa.or_(*preds)
         if op == "NOT IN":
-            return _null_safe_neg(v, sa.not_(sa.func.coalesce(pred, sa.false())))
+            return _null_safe_neg(em, v, sa.not_(sa.func.coalesce(pred, sa.false())))
         return pred
     if isinstance(value, A.ListValue):
         raise malformed(f"a list of values needs IN, NOT IN, INCLUDES or EXCLUDES, not {op}", c.pos)
@@ -117,11 +117,11 @@ def _single(em: Emitter, v: Val, op: str, lit: A.Literal, c: A.Comparison) -> sa
         s = _str(lit)
         if v.type == "multipicklist" and op in ("=", "!="):
             s = ";".join(p.strip() for p in s.split(";"))
-        pred: sa.ColumnElement[bool] = getattr(em.opts.lower(v.expr), meth)(em.param(em.lower_text(s)))
-        return _null_safe_neg(v, pred) if neg else pred
+        pred: sa.ColumnElement[bool] = em.opts.frags.op(em.opts.lower(v.expr), meth, em.param(em.lower_text(s)))
+        return _null_safe_neg(em, v, pred) if neg else pred
     if v.type in NUMBER_TYPES:
-        pred = getattr(v.expr, meth)(em.param(_number(v, lit)))
-        return _null_safe_neg(v, pred) if neg else pred
+        pred = em.opts.frags.op(v.expr, meth, em.param(_number(v, lit)))
+        return _null_safe_neg(em, v, pred) if neg else pred
     if v.type == "checkbox":
         if not isinstance(lit, A.BoolLit) or op not in ("=", "!="):
             raise _bad_type(v, lit)
@@ -164,8 +164,8 @@ def _date_compare(em: Emitter, v: Val, op: str, lit: A.Literal) -> sa.ColumnElem
         except ValueError:
             raise malformed(f"invalid date: {lit.text}", lit.pos) from None
         p = em.param(value, sa.Date())
-    pred: sa.ColumnElement[bool] = getattr(col, _SIMPLE[op])(p)
-    return _null_safe_neg(v, pred) if op == "!=" else pred
+    pred: sa.ColumnElement[bool] = em.opts.frags.op(col, _SIMPLE[op], p)
+    return _null_safe_neg(em, v, pred) if op == "!=" else pred
 
 
 def _id_compare(em: Emitter, v: Val, op: str, lit: A.Literal, c: A.Comparison) -> sa.ColumnElement[bool]:
@@ -179,7 +179,7 @@ def _id_compare(em: Emitter, v: Val, op: str, lit: A.Literal, c: A.Comparison) -
     if prefix not in {t.key_prefix for t in v.targets}:
         pred: sa.ColumnElement[bool] = sa.false()
     else:
-        pred = v.expr == em.param(n)
+        pred = em.opts.frags.op(v.expr, "__eq__", em.param(n))
         if v.type_expr is not None:
             pred = sa.and_(pred, v.type_expr == em.param(prefix))
     if op == "!=":
@@ -201,7 +201,7 @@ def _includes(em: Emitter, v: Val, value: A.ListValue, negate: bool) -> sa.Colum
         alts.append(sa.and_(*conds) if conds else sa.false())
     pred = sa.or_(*alts)
     if negate:
-        return _null_safe_neg(v, sa.not_(sa.func.coalesce(pred, sa.false())))
+        return _null_safe_neg(em, v, sa.not_(sa.func.coalesce(pred, sa.false())))
     return pred
 
 
@@ -236,7 +236,7 @@ def _semijoin(em: Emitter, scope: Scope, v: Val, c: A.Comparison, q: A.Query) ->
         if v.type_expr is not None and iv.type_expr is None:
             pred = sa.and_(pred, v.type_expr == next(iter(prefixes)))
     if c.op == "NOT IN":
-        return _null_safe_neg(v, sa.not_(sa.func.coalesce(pred, sa.false())))
+        return _null_safe_neg(em, v, sa.not_(sa.func.coalesce(pred, sa.false())))
     return pred
 
 

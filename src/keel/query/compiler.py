@@ -127,8 +127,9 @@ class CompiledQuery:
 
     def runtime_values(self, now: dt.datetime | None = None, time_zone: str | None = None,
                        fiscal_start_month: int | None = None) -> dict[str, Any]:
-        """Values of the execution-time parameters: date literal bounds (and the running user for ``mine``)."""
-        out: dict[str, Any] = {}
+        """Values of the statement's parameters: the query's literals, date literal bounds (computed now) and the
+        running user for ``mine``."""
+        out: dict[str, Any] = dict(self.plan.params)
         if self.user_id is not None:
             out["me"] = self.user_id
         if not self.plan.runtime:

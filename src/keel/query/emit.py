@@ -75,6 +75,7 @@ class Plan:
     runtime: list[RuntimeParam] = field(default_factory=list)
     key_start: int = 0  # row index of the first keyset column
     for_update: bool = False
+    params: dict[str, Any] = field(default_factory=dict)  # literal values of the valueless parameters p1, p2…
 
 
 def order_clause(k: OrderKey, dialect: str) -> sa.ColumnElement[Any]:
@@ -91,13 +92,17 @@ class Emitter:
         self.opts = opts
         self.runtime: list[RuntimeParam] = []
         self.n_params = 0
+        self.params: dict[str, Any] = {}
         self.user_id = user_id
 
     # --- parameters -----------------------------------------------------------------------------------------
 
     def param(self, value: Any, type_: Any = None) -> sa.BindParameter[Any]:
+        """A literal as parameter ``p<n>``: the statement holds a valueless (shared) parameter, the plan the value."""
         self.n_params += 1
-        return sa.bindparam(f"p{self.n_params}", value, type_=type_)
+        name = f"p{self.n_params}"
+        self.params[name] = value
+        return self.opts.frags.bind(name, self.n_params, value, type_)
 
     def lower_text(self, s: str) -> str:
         return s.translate(_ASCII_LOWER) if self.opts.dialect == "sqlite" else s.lower()
@@ -105,6 +110,11 @@ class Emitter:
     # --- entry ------------------------------------------------------------------------------------------------
 
     def compile(self, q: A.Query) -> Plan:
+        plan = self._compile(q)
+        plan.params = self.params
+        return plan
+
+    def _compile(self, q: A.Query) -> Plan:
         obj = _resolve_object(self.opts.schema, q.from_, q.from_pos)
         scope = Scope(self.opts, obj, q.alias, q.from_pos)
         self.check_scope(q)

@@ -8,6 +8,7 @@ parent join's ON clause, so a parent the user cannot see comes back as ``null`` 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,9 +17,10 @@ import sqlalchemy as sa
 
 from keel.errors import InvalidFieldError, InvalidTypeError, MalformedQueryError
 from keel.metadata.model import FieldDef, ObjectDef, SchemaSnapshot
-from keel.metadata.tables import is_polymorphic, table_for, type_column
+from keel.metadata.tables import is_polymorphic, type_column
 from keel.metadata.types import effective_type
 from keel.query import ast as A
+from keel.query.fragments import Fragments
 
 RowFilter = Callable[[ObjectDef, sa.FromClause], "sa.ColumnElement[bool] | None"]
 FieldMask = Callable[[ObjectDef, FieldDef], bool]
@@ -77,53 +79,24 @@ class Options:
     formula_sql: FormulaSql | None = None
     query_all: bool = False
     counter: list[int] = field(default_factory=lambda: [0])
-    memo: dict[Any, Any] = field(init=False)
+    frags: Fragments = field(init=False)
 
     def __post_init__(self) -> None:
-        # SQL fragments that depend only on metadata (aliases, their columns' labels, lower(col), soft-delete
-        # tests, join chains) are built once per snapshot: constructing SQLAlchemy elements is most of the cost
-        # of compiling a query nobody has sent before, and these are immutable, so statements can share them.
-        self.memo = self.schema.cache.setdefault("soql_fragments", {})
+        self.frags = Fragments.of(self.schema)
 
     def alias(self, obj: ObjectDef) -> sa.FromClause:
-        """Alias ``t<n>`` of the object's table. Aliases are memoised per snapshot: building one proxies every
-        column, which would otherwise dominate compile time; a statement never uses one name twice."""
+        """Alias ``t<n>`` of the object's table (shared per snapshot); a statement never uses one name twice."""
         self.counter[0] += 1
-        name = f"t{self.counter[0]}"
-        key = ("alias", obj.key, name)
-        hit = self.memo.get(key)
-        if hit is None:
-            hit = self.memo[key] = table_for(self.schema, obj).alias(name)
-            hit.c  # noqa: B018 - populate the column proxies once
-        return hit
+        return self.frags.alias(obj, f"t{self.counter[0]}")
 
     def label(self, expr: sa.ColumnElement[Any], n: int) -> sa.ColumnElement[Any]:
-        """``expr AS c<n>``; shared when ``expr`` is a column of a memoised alias (the common case)."""
-        if not isinstance(expr, sa.Column):
-            return expr.label(f"c{n}")
-        key = ("label", expr, n)
-        hit = self.memo.get(key)
-        if hit is None:
-            hit = self.memo[key] = expr.label(f"c{n}")
-        return hit
+        return self.frags.label(expr, n)
 
     def lower(self, expr: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-        """``lower(expr)``, shared per column like ``label``."""
-        if not isinstance(expr, sa.Column):
-            return sa.func.lower(expr)
-        key = ("lower", expr)
-        hit = self.memo.get(key)
-        if hit is None:
-            hit = self.memo[key] = sa.func.lower(expr)
-        return hit
+        return self.frags.lower(expr)
 
     def live(self, alias: sa.FromClause) -> sa.ColumnElement[bool]:
-        """``alias.is_deleted = false``, shared per alias."""
-        key = ("live", alias)
-        hit = self.memo.get(key)
-        if hit is None:
-            hit = self.memo[key] = alias.c.is_deleted == sa.false()
-        return hit
+        return self.frags.live(alias)
 
     def readable(self, obj: ObjectDef, f: FieldDef) -> bool:
         if f.type == "formula" and f.column is None and self.formula_sql is None:
@@ -190,15 +163,16 @@ class Scope:
     def from_clause(self) -> sa.FromClause:
         if not self.joins:
             return self.table
-        memo = self.opts.memo
-        chain = None
+        frags = self.opts.frags
         if self.opts.row_filter is None:
             # Without a row filter the whole join chain is metadata, so it is built once per set of joins.
             chain = ("joins", self.table, self.opts.query_all,
                      tuple((j.parent_alias, j.field.key, *(a for _, a in j.targets)) for j in self.joins.values()))
-            hit: sa.FromClause | None = memo.get(chain)
-            if hit is not None:
-                return hit
+            return frags.shared(chain, self._join_chain)
+        return self._join_chain()
+
+    def _join_chain(self) -> sa.FromClause:
+        frags = self.opts.frags
         frm: sa.FromClause = self.table
         for j in self.joins.values():
             assert j.field.column
@@ -207,23 +181,22 @@ class Scope:
                 # The metadata part of an ON clause depends only on memoised aliases, so it is built once.
                 key = ("on", j.parent_alias, j.owner.key, j.field.key, t_alias, t_obj.key, len(j.targets),
                        self.opts.query_all)
-                base: list[sa.ColumnElement[bool]] | None = memo.get(key)
-                if base is None:
-                    base = [t_alias.c.id == fk]
-                    if len(j.targets) > 1:
-                        base.append(j.parent_alias.c[type_column(j.field)] == t_obj.key_prefix)
-                    if not self.opts.query_all:
-                        base.append(self.opts.live(t_alias))
-                    memo[key] = base
-                conds = list(base)
+                conds = list(frags.shared(key, functools.partial(self._on, j, fk, t_obj, t_alias)))
                 if self.opts.row_filter is not None:
                     extra = self.opts.row_filter(t_obj, t_alias)
                     if extra is not None:
                         conds.append(extra)
                 frm = frm.outerjoin(t_alias, sa.and_(*conds))
-        if chain is not None:
-            memo[chain] = frm
         return frm
+
+    def _on(self, j: Join, fk: sa.ColumnElement[Any], t_obj: ObjectDef,
+            t_alias: sa.FromClause) -> list[sa.ColumnElement[bool]]:
+        base = [t_alias.c.id == fk]
+        if len(j.targets) > 1:
+            base.append(j.parent_alias.c[type_column(j.field)] == t_obj.key_prefix)
+        if not self.opts.query_all:
+            base.append(self.opts.live(t_alias))
+        return base
 
     # --- paths --------------------------------------------------------------------------------------------------
 
@@ -277,10 +250,8 @@ class Scope:
                 hop_ids: tuple[sa.ColumnElement[Any], ...] = (), hop_joins: tuple[Join, ...] = ()) -> Val:
         if not f.column:  # a formula: its SQL comes from the caller's hook, so it is not memoised
             return self._val(obj, f, alias, self.field_expr(obj, f, alias), hops, hop_ids, hop_joins)
-        memo_key = ("val", alias, f.key)
-        proto: Val | None = self.opts.memo.get(memo_key)
-        if proto is None or proto.field is not f:
-            proto = self.opts.memo[memo_key] = self._val(obj, f, alias, alias.c[f.column])
+        col = alias.c[f.column]
+        proto = self.opts.frags.shared(("val", alias, f.key), lambda: self._val(obj, f, alias, col))
         key = ".".join([*(h.lower() for h in hops), f.key]) if hops else proto.key
         return Val(proto.expr, proto.type, f.api_name, f, obj, proto.targets, proto.type_expr, hops, hop_ids,
                    hop_joins, key)
