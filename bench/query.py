@@ -5,6 +5,10 @@
 
 Budgets: list query p50 <= 1.5x hand SQL; GROUP BY report <= 1.3x; parse+compile p50 <= 300 us cold and <= 20 us
 cached; queryMore over 100k rows <= 1.5x one raw keyset-paged scan. Prints ratios; exits 1 if a budget is missed.
+
+"Cold" means a text the process has never compiled: the budget row compiles 3,000 distinct list queries that differ
+in structure (``new_shapes``), each once. Rendering the SQL text happens on a plan's first execution and is shown
+separately (info).
 """
 
 from __future__ import annotations
@@ -49,6 +53,33 @@ APPLICANT = {
     ],
 }
 N_ACCOUNTS, N_USERS = 1000, 50
+# Building blocks for list queries of the same size as the list-query benchmark (six items, one parent path, one
+# filter, one sort key, a LIMIT), combined so every text is a query shape the compiler has not seen before.
+PLAIN_FIELDS = ("Id", "Name", "Status__c", "Score__c", "Applied__c", "Email__c", "CreatedDate")
+PARENT_PATHS = ("Account__r.Name", "Owner.Name", "Account__r.Owner.Name")
+SORTS = ("Applied__c DESC", "Name", "CreatedDate DESC", "Score__c DESC NULLS LAST", "Email__c")
+
+
+def new_shapes(n: int, account_id: str, seed: int = 7) -> list[str]:
+    """``n`` distinct list-query texts that differ in structure (select list order and content, filter, sort), not
+    just in literal values, so no cache keyed on the text or on its literal-free template can serve them."""
+    rnd = random.Random(seed)
+    filters = (f"Account__c = '{account_id}'", "Status__c = 'Offer'", "Score__c > 50",
+               f"Account__c = '{account_id}' AND Status__c != 'Hired'")
+    out: dict[str, None] = {}
+    while len(out) < n:
+        items = rnd.sample(PLAIN_FIELDS, 5)
+        items.insert(rnd.randrange(6), rnd.choice(PARENT_PATHS))
+        out[(f"SELECT {', '.join(items)} FROM Applicant__c WHERE {rnd.choice(filters)} "
+             f"ORDER BY {rnd.choice(SORTS)} LIMIT {rnd.choice((20, 50, 100))}")] = None
+    return list(out)
+
+
+def new_literals(n: int, prefix: str) -> list[str]:
+    """``n`` texts of the list query's shape that differ only in the account id (a new literal value each)."""
+    return [(f"SELECT Id, Name, Status__c, Score__c, Applied__c, Account__r.Name FROM Applicant__c "
+             f"WHERE Account__c = '{ids.encode(prefix, i + 1)}' ORDER BY Applied__c DESC LIMIT 50")
+            for i in range(n)]
 
 
 BASE_OBJECTS = ("Account", "Attachment", "Case", "Contact", "Event", "Lead", "Note", "Opportunity", "Organization",
@@ -142,6 +173,16 @@ def p50(fn: Callable[[], Any], n: int) -> float:
     return statistics.median(times)
 
 
+def p50_each(fn: Callable[[str], Any], texts: list[str]) -> float:
+    """Median time of ``fn`` over distinct inputs, each used once."""
+    times = []
+    for text in texts:
+        t = time.perf_counter()
+        fn(text)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
 def interleaved(a: Callable[[], Any], b: Callable[[], Any], n: int) -> tuple[float, float]:
     ta: list[float] = []
     tb: list[float] = []
@@ -220,14 +261,22 @@ def run(db: Database, schema: SchemaSnapshot, rows: int, page_rows: int) -> list
         k, h = interleaved(lambda: run_soql(conn, schema, agg_soql, dialect=d, cache=cache),
                            lambda: raw(conn, agg_sql), 5)
         results.append((f"GROUP BY report over {rows:,} rows (p50)", k, h, "1.3"))
-    cold = p50(lambda: compile_soql(list_soql, schema, dialect=d), 2000)
-    results.append(("parse + compile, cold (p50)", cold, 300e-6, "abs"))
+    # Cold compiles: every timed call gets a text never compiled before. The budget row uses new query shapes
+    # (different select lists, filters and sort keys); a second row shows texts that differ only in a literal.
+    shapes = new_shapes(6000, account_id, seed=rows + len(d))
+    for t in shapes[:20]:  # warm the interpreter and the per-snapshot fragment memo, as any running server has
+        compile_soql(t, schema, dialect=d)
+    cold = p50_each(lambda t: compile_soql(t, schema, dialect=d), shapes[20:3020])
+    results.append(("parse + compile, cold: new query shapes (p50)", cold, 300e-6, "abs"))
+    lits = new_literals(2000, acc.key_prefix)
+    cold_lit = p50_each(lambda t: compile_soql(t, schema, dialect=d), lits)
+    results.append(("parse + compile, cold: new literals only (p50, info)", cold_lit, 0.0, "info"))
     warm = PlanCache()
     warm.get(list_soql, schema, dialect=d)
     cached = p50(lambda: warm.get(list_soql, schema, dialect=d), 20000)
     results.append(("parse + compile, cached (p50)", cached, 20e-6, "abs"))
-    render = p50(lambda: compile_soql(list_soql, schema, dialect=d).sql, 500)
-    results.append(("compile + render SQL text, cold (p50, info)", render, 0.0, "info"))
+    render = p50_each(lambda t: compile_soql(t, schema, dialect=d).sql, shapes[3020:3520])
+    results.append(("compile + render SQL text, new shapes (p50, info)", render, 0.0, "info"))
 
     page_soql = f"SELECT Id, Name, Score__c FROM Applicant__c ORDER BY Id LIMIT {page_rows}"
     page_sql = (f"SELECT id, name, {c['Score__c']} FROM {app.table} WHERE is_deleted = {false} AND id > {mark} "
