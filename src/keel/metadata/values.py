@@ -16,6 +16,7 @@ _DT = re.compile(
     r"\s*(Z|[+-]\d{2}:?\d{2}|:)?$"
 )
 _TIME = re.compile(r"^(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?Z?$")
+_UTC_SUFFIXES = ("Z", "+0000", "+00:00")
 _TRUE = frozenset({"true", "1", "yes", "y", "t", "on"})
 _FALSE = frozenset({"false", "0", "no", "n", "f", "off", ""})
 
@@ -24,7 +25,9 @@ def parse_datetime(text: str) -> datetime:
     """Parse an ISO-8601-ish datetime into naive UTC; raise ValueError when it is not one."""
     if len(text) > 10:  # the common, fast case; the regex below handles the quirks
         iso = text
-        if text[-5] in "+-" and text[-4:].isdigit():  # ``+0000`` (django-salesforce): fromisoformat wants ``+00:00``
+        if text.endswith(_UTC_SUFFIXES):  # UTC already, the usual case: no time zone arithmetic
+            iso = text[:-1] if text[-1] == "Z" else text[:-5] if text[-3] != ":" else text[:-6]
+        elif text[-5] in "+-" and text[-4:].isdigit():  # ``+0100`` (django-salesforce): fromisoformat wants ``+01:00``
             iso = f"{text[:-2]}:{text[-2:]}"
         try:
             dt = datetime.fromisoformat(iso)

@@ -39,13 +39,21 @@ def _compile(name: str, lines: list[str], namespace: dict[str, Any]) -> Any:
     return namespace[name]
 
 
-def draft_coercer(slots: Sequence[Slot]) -> DraftCoercer:
+def draft_coercer(slots: Sequence[Slot], defaults: Sequence[tuple[str, Any]] = ()) -> DraftCoercer:
     """A function that coerces every draft whose keys are exactly ``slots``' keys, in one dict display per row.
 
-    ``slow(i, draft)`` handles every other draft (and every draft that raises), returning its row or None after
-    reporting its errors, so results and error messages are exactly the generic path's."""
+    ``defaults`` (API name, value) are the new record's defaults for fields the draft does not name, filled in
+    the same display; rows built this way carry their ``changed`` set, which tells the lifecycle their defaults
+    are done. ``slow(i, draft)`` handles every other draft (and every draft that raises), returning its row or
+    None after reporting its errors, so results and error messages are exactly the generic path's."""
     ns: dict[str, Any] = {"RowState": RowState}
     items = []
+    named = {s[1] for s in slots}
+    # A draft naming OwnerId may leave it blank, which means "the actor": the generic step handles that.
+    complete = "OwnerId" not in named
+    for j, (api_name, value) in enumerate(d for d in defaults if d[0] not in named and complete):
+        ns[f"dn{j}"], ns[f"dv{j}"] = api_name, value
+        items.append(f"dn{j}: dv{j}")
     for j, (key, api_name, coerce, limit) in enumerate(slots):
         ns[f"k{j}"], ns[f"n{j}"], ns[f"c{j}"] = key, api_name, coerce
         if coerce is None:
@@ -54,6 +62,7 @@ def draft_coercer(slots: Sequence[Slot]) -> DraftCoercer:
             items.append(f"n{j}: (x if type(x := d[k{j}]) is str and 0 < len(x) <= {int(limit)} else c{j}(x))")
         else:
             items.append(f"n{j}: c{j}(d[k{j}])")
+    changed = "set(values)" if complete else "set()"
     lines = [
         "def coerce_drafts(drafts, slow):",
         "    out = []",
@@ -65,7 +74,7 @@ def draft_coercer(slots: Sequence[Slot]) -> DraftCoercer:
         "            except Exception:",
         "                pass",
         "            else:",
-        "                append(RowState(i, values))",
+        f"                append(RowState(i, values, None, None, {changed}))",
         "                continue",
         "        r = slow(i, d)",
         "        if r is not None:",

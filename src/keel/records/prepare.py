@@ -39,13 +39,14 @@ class WritePlan:
     # Generated draft coercers by the tuple of input keys they accept (see ``fastpath.draft_coercer``).
     draft_coercers: dict[tuple[str, ...], fastpath.DraftCoercer] = field(default_factory=dict)
 
-    def draft_coercer(self, slots: list[fastpath.Slot]) -> fastpath.DraftCoercer:
-        key = tuple(s[0] for s in slots)
+    def draft_coercer(self, slots: list[fastpath.Slot], owner: str) -> fastpath.DraftCoercer:
+        """The generated coercer for new rows with these keys, defaults (and the owner) included."""
+        key = (owner, *(s[0] for s in slots))
         fn = self.draft_coercers.get(key)
         if fn is None:
             if len(self.draft_coercers) >= 32:  # callers with ever-changing key sets: keep the cache bounded
                 self.draft_coercers.clear()
-            fn = self.draft_coercers[key] = fastpath.draft_coercer(slots)
+            fn = self.draft_coercers[key] = fastpath.draft_coercer(slots, [*self.defaults, ("OwnerId", owner)])
         return fn
 
     def text_limit(self, api_name: str) -> int | None:

@@ -57,15 +57,14 @@ class ParentCache:
             if target is None:
                 continue
             want: set[int] = set()
-            for r in rows:
-                v = r.values.get(f.api_name)
-                if v:
-                    try:
-                        n = ids.split(str(v))[1]
-                    except Exception:  # a malformed id fails validation elsewhere
-                        continue
-                    if (target.key, n) not in self.cache:
-                        want.add(n)
+            name = f.api_name
+            for v in {v for r in rows if (v := r.values.get(name))}:  # owners and parents repeat across a batch
+                try:
+                    n = ids.split(str(v))[1]
+                except Exception:  # a malformed id fails validation elsewhere
+                    continue
+                if (target.key, n) not in self.cache:
+                    want.add(n)
             if len(want) < 2:
                 continue
             t = table_for(self.schema, target)
@@ -112,8 +111,9 @@ def run_validation_rules(ctx: Context, conn: Connection, schema: SchemaSnapshot,
     base = fctx or formula_context(ctx, conn, schema)
     if isinstance(base.resolve_parent, ParentCache) and len(batch.rows) > 1:
         base.resolve_parent.prefetch(plan.obj, batch.rows)
+    fresh = base.for_row(None)  # every new row shares one context; only updates carry prior values
     for r in batch.rows:
-        for failure in validate(r.values, base.for_row(r.prior)):
+        for failure in validate(r.values, fresh if r.prior is None else base.for_row(r.prior)):
             batch.fail(r.index, "FIELD_CUSTOM_VALIDATION_EXCEPTION", failure.message,
                        [failure.field] if failure.field else [])
 

@@ -116,15 +116,16 @@ def _save(ctx: Context, conn: Connection, obj_name: str, drafts: Sequence[Draft]
     if ctx.depth > ctx.settings.automation_depth_limit:
         raise KeelError(f"Automation saved records more than {ctx.settings.automation_depth_limit} levels deep; "
                         "a flow is probably updating records in a loop.", code="AUTOMATION_LOOP")
-    _coerce(ctx, plan, drafts, batch)
+    owner = ids.encode("005", ctx.actor.user_id)
+    _coerce(ctx, plan, drafts, batch, owner)
     updates = [r for r in batch.rows if r.pk is not None]
     if updates:
         validate.load_prior(ctx, conn, schema, obj, updates, batch)
         batch.prune()
-    owner = ids.encode("005", ctx.actor.user_id)
     for r in batch.rows:
         if r.prior is None:
-            _apply_defaults(plan, r, owner)
+            if not r.changed:  # rows from a generated coercer come with their defaults
+                _apply_defaults(plan, r, owner)
         else:
             merged = dict(r.prior)
             merged.update(r.values)
@@ -238,7 +239,7 @@ def _rolled_back(batch: Batch) -> list[RowResult]:
     return batch.results
 
 
-def _coerce(ctx: Context, plan: WritePlan, drafts: Sequence[Draft], batch: Batch) -> None:
+def _coerce(ctx: Context, plan: WritePlan, drafts: Sequence[Draft], batch: Batch, owner: str) -> None:
     obj = plan.obj
     access = ctx.actor.access
     can_create = access.can(obj.api_name, "create")
@@ -286,7 +287,7 @@ def _coerce(ctx: Context, plan: WritePlan, drafts: Sequence[Draft], batch: Batch
             return None
         return RowState(index=i, values=values, pk=pk)
 
-    fast = _fast_coercer(ctx, plan, drafts, resolved) if can_create else None
+    fast = _fast_coercer(ctx, plan, drafts, resolved, owner) if can_create else None
     if fast is not None:
         batch.rows = fast(drafts, one)
         return
@@ -297,7 +298,7 @@ def _coerce(ctx: Context, plan: WritePlan, drafts: Sequence[Draft], batch: Batch
 
 
 def _fast_coercer(ctx: Context, plan: WritePlan, drafts: Sequence[Draft],
-                  resolved: dict[str, tuple[str | None, Any]]) -> fastpath.DraftCoercer | None:
+                  resolved: dict[str, tuple[str | None, Any]], owner: str) -> fastpath.DraftCoercer | None:
     """The generated coercer for inserts shaped like the first draft, when every key of it is a field the actor
     may write (the common bulk case); None sends the batch through the generic loop."""
     if len(drafts) < 8:
@@ -309,7 +310,7 @@ def _fast_coercer(ctx: Context, plan: WritePlan, drafts: Sequence[Draft],
         if name is None or name in ("Id", "__version__"):
             return None
         slots.append((key, name, how, plan.text_limit(name) if how is not None else None))
-    return plan.draft_coercer(slots)
+    return plan.draft_coercer(slots, owner)
 
 
 def _resolve_key(ctx: Context, plan: WritePlan, key: str) -> tuple[str | None, Any]:

@@ -110,11 +110,15 @@ def _references(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: Wr
     own = ids.encode("005", ctx.actor.user_id) if ctx.actor.session_id is not None and not ctx.actor.is_system \
         else None
     wanted: dict[str, set[int]] = {}
+    # Distinct values per field: owners and parents repeat across a batch.
+    given: dict[str, set[Any]] = {}
     for f in plan.references:
-        for r in batch.rows:
-            v = r.values.get(f.api_name)
-            if v is None or v == own or (r.prior is not None and f.api_name not in r.changed):
-                continue
+        name = f.api_name
+        values = {v for r in batch.rows if (v := r.values.get(name)) is not None
+                  and (r.prior is None or name in r.changed)}
+        values.discard(own)
+        given[name] = values
+        for v in values:
             prefix, n = ids.split(v)
             wanted.setdefault(prefix, set()).add(n)
     live: dict[str, set[int]] = {plan.obj.key_prefix: {r.pk for r in batch.rows if r.prior is None and r.pk}}
@@ -132,12 +136,12 @@ def _references(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: Wr
             got.update(conn.execute(q).scalars())
         live.setdefault(prefix, set()).update(got)
     for f in plan.references:
+        missing = {v for v in given[f.api_name] if (p := ids.split(v))[1] not in live.get(p[0], ())}
+        if not missing:
+            continue
         for r in batch.rows:
             v = r.values.get(f.api_name)
-            if v is None or v == own or (r.prior is not None and f.api_name not in r.changed):
-                continue
-            prefix, n = ids.split(v)
-            if n not in live.get(prefix, ()):
+            if v in missing and (r.prior is None or f.api_name in r.changed):
                 batch.fail(r.index, "INVALID_CROSS_REFERENCE_KEY",
                            f"invalid cross reference id: {f.label} {v} does not exist or is not visible",
                            [f.api_name])

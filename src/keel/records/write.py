@@ -143,7 +143,7 @@ def _outbox(conn: Connection, plan: WritePlan, inserts: Sequence[RowState], upda
     for kind, group in (("CREATE", inserts), ("UPDATE", updates)):
         if not group:
             continue
-        changed = sorted({f for r in group for f in r.changed if f != "__version__"})
+        changed = sorted(set().union(*(r.changed for r in group)) - {"__version__"})
         events.append(change_event(plan.obj.id, plan.obj.api_name, kind, [r.pk for r in group if r.pk is not None],
                                    changed, now))
     if events:
