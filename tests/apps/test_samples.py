@@ -64,6 +64,11 @@ def test_pledge_scenario_and_charity_only_visibility(apps: Context) -> None:
     paf = allocs["PAF"]
     assert paf["Status__c"] == "Accepted with Conditions" and paf["Conditions_Open__c"] == 1
     assert paf["Screening__c"].startswith("Propose decline") and "DOD" in paf["Screening__c"]
+    assert "Peace Action Fund gift acceptance policy" in paf["Screening__c"]
+    # the other pledges return declined shares to the donor by their preference, decided by a flow
+    declined = rows(apps, "SELECT Reallocation_Decision__c FROM Allocation__c WHERE Status__c = 'Declined'")
+    assert declined and {r["Reallocation_Decision__c"] for r in declined} == {"Return to Donor"}
+    assert rows(apps, "SELECT COUNT(Id) n FROM Pledge__c WHERE Open_Declines__c > 0")[0]["n"] == 0
     assert [allocs[c]["Status__c"] for c in ("RLP", "HFB", "ODS")] == ["Accepted"] * 3
     assert allocs["HFB"]["Paid__c"] == 125_000  # 62,500 twice, plus 12,500 sent by mistake and refunded
     refund = rows(apps, "SELECT Amount__c FROM Payment_Allocation__c WHERE Is_Refund__c = TRUE")

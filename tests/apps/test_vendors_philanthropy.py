@@ -51,8 +51,9 @@ def test_purchase_orders(apps: Context, persona: Callable[..., Context]) -> None
 def test_pledge_split_across_four_charities(apps: Context, persona: Callable[..., Context]) -> None:
     gm = persona("gm", "Philanthropy_Grants_Manager")
     donor = save_many(apps, "Account", [{"Name": "Acme", "Type": "Donor", "Contract_Agencies__c": "DHS;DOD"}])[0].id
+    policy = save_many(apps, "Gift_Policy__c", [{"Name": "D policy", "Declined_Agencies__c": "DOD"}])[0].id
     charities = [r.id for r in save_many(apps, "Account", [
-        {"Name": f"Charity {c}", "Type": "Charity", **({"Declined_Agency__c": "DOD"} if c == "D" else {})}
+        {"Name": f"Charity {c}", "Type": "Charity", **({"Gift_Policy__c": policy} if c == "D" else {})}
         for c in "ABCD"])]
     pledge = save_many(gm, "Pledge__c", [{"Donor__c": donor, "Total__c": 1000000, "Purpose__c": "Literacy",
                                           "First_Instalment_Date__c": str(TODAY), "Instalments__c": 4}])[0].id

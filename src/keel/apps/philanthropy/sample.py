@@ -9,8 +9,10 @@ allocations; a mistaken extra transfer to the Harbor Food Bank is refunded as a 
 Three instalments are due and two paid, so the pledge shows as overdue (derived from the schedule, never
 stored).
 
-With ``n`` above 1, ``n - 1`` more pledges from other donors are split among the same charities, with some
-allocations still proposed and some declined and returned to the donor (an audited re-allocation decision).
+Each charity screens gifts with its own Gift Acceptance Policy (several rules each). With ``n`` above 1, ``n - 1``
+more pledges from other donors are split among the same charities, with some allocations still awaiting a decision,
+some declined (for a reason of their own, or because the policy declines the donor) and returned to the donor by the
+pledge's re-allocation preference (an audited decision).
 
 Each charity is onboarded with a users group and a sharing rule (``charities.onboard_charity``), and the demo
 charity finance lead (``charityfinance@keel.local``) works for the Peace Action Fund, so logging in as them shows
@@ -27,6 +29,7 @@ from keel.apps.philanthropy.charities import onboard_charity
 from keel.apps.samplekit import batched_save, ensure_staff
 from keel.context import Context
 from keel.records import save_many
+from keel.services.query import query
 
 # code, name, declined agency, review threshold, finance lead (username)
 CHARITIES = (
@@ -35,6 +38,13 @@ CHARITIES = (
     ("ODS", "Open Door Shelter", None, 200_000, "finance.ods@sample.keel.local"),
     ("PAF", "Peace Action Fund", "DOD", None, "charityfinance@keel.local"),
 )
+# the rest of each charity's gift acceptance policy: minimum gift, excluded donor categories, restricted gifts
+POLICY_EXTRAS: dict[str, dict[str, Any]] = {
+    "RLP": {"Minimum_Gift__c": 1_000, "Restricted_Gifts__c": "Review"},
+    "HFB": {"Excluded_Donor_Categories__c": "Tobacco;Gambling"},
+    "ODS": {"Review_Donor_Conditions__c": True, "Excluded_Donor_Categories__c": "Firearms"},
+    "PAF": {"Excluded_Donor_Categories__c": "Firearms;Defense Contractor", "Minimum_Gift__c": 5_000},
+}
 STAFF = {"grants": ("grants@keel.local", "Philanthropy_Grants_Manager"),
          **{code: (user, "Philanthropy_Charity_Finance") for code, _n, _a, _t, user in CHARITIES}}
 OTHER_DONORS = (("Contoso Foundation", "HHS"), ("Fabrikam Group", "DOD;DOE"), ("Tailspin Logistics", None))
@@ -56,15 +66,19 @@ def generate(ctx: Context, n: int = 1, *, seed: int = 5, today: date | None = No
     staff = ensure_staff(ctx, STAFF)
     donor = one(ctx, "Account", {"Name": "Northwind Industries", "Type": "Donor", "Industry": "Manufacturing",
                                  "Contract_Agencies__c": "DHS;DOD", "EIN__c": "41-7731200"})
+    policies = batched_save(ctx, "Gift_Policy__c", [{
+        "Name": f"{name} gift acceptance policy", "Adopted__c": f"Board resolution {2021 + k}-0{k + 3}",
+        "Declined_Agencies__c": agency, "Review_Above__c": threshold, **POLICY_EXTRAS[code]}
+        for k, (code, name, agency, threshold, _u) in enumerate(CHARITIES)])
     charity_ids = batched_save(ctx, "Account", [{
-        "Name": name, "Type": "Charity", "Industry": "Nonprofit", "Declined_Agency__c": agency,
-        "Gift_Review_Threshold__c": threshold, "EIN__c": f"52-{1000000 + k * 7919}"}
-        for k, (_c, name, agency, threshold, _u) in enumerate(CHARITIES)])
+        "Name": name, "Type": "Charity", "Industry": "Nonprofit", "Gift_Policy__c": policy,
+        "EIN__c": f"52-{1000000 + k * 7919}"}
+        for k, ((_c, name, _a, _t, _u), policy) in enumerate(zip(CHARITIES, policies, strict=True))])
     charity = {code: cid for (code, *_rest), cid in zip(CHARITIES, charity_ids, strict=True)}
     for code, *_rest in CHARITIES:
         onboard_charity(ctx, charity[code], code, [staff[code]])
-    counts = {"Account": 1 + len(charity_ids), "Pledge__c": 0, "Allocation__c": 0, "Condition__c": 0,
-              "Payment__c": 0, "Payment_Allocation__c": 0}
+    counts = {"Account": 1 + len(charity_ids), "Gift_Policy__c": len(policies), "Pledge__c": 0,
+              "Allocation__c": 0, "Condition__c": 0, "Payment__c": 0, "Payment_Allocation__c": 0}
     _scenario(ctx, staff, donor, charity, today, counts)
     if n > 1:
         _more(ctx, random.Random(seed), staff, charity, n - 1, today, counts)
@@ -134,7 +148,7 @@ def _more(ctx: Context, rng: random.Random, staff: dict[str, str], charity: dict
             ["Scholarships", "Disaster relief", "Food security", "After-school programmes"]),
             "First_Instalment_Date__c": first, "Pledge_Date__c": first - timedelta(days=20),
             "Instalments__c": rng.choice([1, 2, 4]), "Frequency__c": rng.choice(["Quarterly", "Annually"]),
-            "OwnerId": staff["grants"]})
+            "Reallocation_Preference__c": "Return to Donor", "OwnerId": staff["grants"]})
         who = rng.sample(codes, rng.randint(2, 4))
         share = round(total / len(who), 2)
         splits.append([(c, share if j < len(who) - 1 else round(total - share * (len(who) - 1), 2))
@@ -145,18 +159,26 @@ def _more(ctx: Context, rng: random.Random, staff: dict[str, str], charity: dict
         for p, split in zip(pids, splits, strict=True) for c, amt in split]
     aids = batched_save(ctx, "Allocation__c", drafts)
     batched_save(ctx, "Pledge__c", [{"Id": p, "Status__c": "Committed"} for p in pids])
-    decided, declined = [], []
+    # the charities' policies screened every allocation as it was offered; a declining rule is followed
+    proposal: dict[str, str] = {}
+    for i in range(0, len(aids), 500):
+        chunk = "','".join(aids[i:i + 500])
+        proposal.update({str(r["Id"]): str(r["Policy_Proposal__c"]) for r in query(
+            ctx, f"SELECT Id, Policy_Proposal__c FROM Allocation__c WHERE Id IN ('{chunk}')")["records"]})
+    decided = []
     for k, (aid, d) in enumerate(zip(aids, drafts, strict=True)):
         code = next(c for c in codes if charity[c] == d["Recipient__c"])
         when = _at(today - timedelta(days=rng.randint(1, 60)))
-        if k % 7 == 3:
-            declined.append(aid)
+        if proposal[aid] == "Decline":
+            decided.append({"Id": aid, "Status__c": "Declined", "Decided_By__c": staff[code], "Decided_At__c": when,
+                            "Decision_Reason__c": "Our gift acceptance policy declines this donor."})
+        elif k % 7 == 3:
             decided.append({"Id": aid, "Status__c": "Declined", "Decided_By__c": staff[code], "Decided_At__c": when,
                             "Decision_Reason__c": "Outside our mission this year."})
         elif k % 5 != 1:
             decided.append({"Id": aid, "Status__c": "Accepted", "Decided_By__c": staff[code], "Decided_At__c": when})
+    # declined shares go back to the donor by the pledges' re-allocation preference (a flow decides it)
     batched_save(ctx, "Allocation__c", decided)
-    batched_save(ctx, "Allocation__c", [{"Id": a, "Reallocation_Decision__c": "Return to Donor"} for a in declined])
     accepted = {d["Id"]: d for d in decided if d["Status__c"] == "Accepted"}
     pays, parts = [], []
     for p, pledge in zip(pids, pledges, strict=True):
