@@ -233,7 +233,12 @@ def with_heartbeat(fire: Any) -> Any:
 
 
 def start_dispatcher(ctx: Context, senders: dict[str, Sender] | None = None, *, scheduled: bool = True) -> Running:
-    """The in-process dispatcher thread of ``keel up``: delivers outbox rows and fires due scheduled paths."""
+    """The in-process dispatcher thread of ``keel up``: delivers outbox rows and fires due scheduled paths.
+
+    The thread wires its own context: it outlives whatever context its caller had in hand, and one without
+    automation's hooks failed every round with "Automation is not wired" (the soak log showed it while the API's
+    metrics wrapper still replaced the shared hooks in place, before af01c1b)."""
+    ctx = wire_automation(ctx)
     stop = threading.Event()
     d = Dispatcher(ctx, senders)
     fire = with_heartbeat(fire_due_scheduled if scheduled else None)
