@@ -13,6 +13,7 @@ from keel.metadata.tables import build_table, field_columns, index_specs
 from keel.metadata.types import TYPES
 from keel.storage import ddl
 from keel.storage import system as S
+from keel.storage.ddl import IndexSpec
 from keel.storage.engine import Database
 
 
@@ -89,7 +90,14 @@ def _lock_schema(conn: Connection) -> None:
 
 
 def execute(conn: Connection, plan: Plan) -> None:
+    """Run the operations: indexes are dropped first (SQLite refuses to drop a column an index still names) and
+    created last (after the columns they name exist); a new table is created with all its indexes."""
     touched: dict[str, ObjectDef] = {}
+    created: set[str] = set()
+    for op in plan.ops:
+        if op.kind == "drop_index":
+            assert isinstance(op.before, IndexSpec)
+            ddl.drop_index(conn, op.before.name)
     for op in plan.ops:
         if op.kind == "create_object":
             assert isinstance(op.after, ObjectDef)
@@ -100,6 +108,7 @@ def execute(conn: Connection, plan: Plan) -> None:
             conn.execute(sa.insert(S.objects).values(id=obj.id, api_name=obj.api_name, key_prefix=obj.key_prefix,
                                                      table_name=obj.table, definition=""))
             touched[obj.key] = obj
+            created.add(obj.key)
         elif op.kind == "delete_object":
             assert isinstance(op.before, ObjectDef)
             ddl.drop_table(conn, op.before.table)
@@ -110,22 +119,22 @@ def execute(conn: Connection, plan: Plan) -> None:
             _field_ddl(conn, op.kind, op.before, op.after, owner or plan.before.get_object(op.object))
             if owner is not None:
                 touched[owner.key] = owner
-        else:  # rename_object, update_object, rename_field: metadata only
+        elif op.kind not in ("create_index", "drop_index"):  # rename_object, update_object, rename_field
             target = plan.after.find_object(op.object)
             if target is not None:
                 touched[target.key] = target
+    for op in plan.ops:
+        if op.kind == "create_index" and op.object.lower() not in created:
+            assert isinstance(op.after, IndexSpec)
+            ddl.create_index(conn, plan.after.get_object(op.object).table, op.after)
     for written in touched.values():
         _write_rows(conn, written)
 
 
 def _field_ddl(conn: Connection, kind: str, before: object, after: object, obj: ObjectDef) -> None:
+    """Columns only: the plan lists the field's indexes as their own operations."""
     old = before if isinstance(before, FieldDef) else None
     new = after if isinstance(after, FieldDef) else None
-    single = obj.with_fields(tuple(f for f in (old,) if f is not None))
-    if old is not None and old.column:
-        for spec in index_specs(single):
-            if spec.columns and spec.columns[0] == old.column:
-                ddl.drop_index(conn, spec.name)
     if kind == "delete_field" and old is not None and old.column:
         for col in field_columns(old):
             ddl.drop_column(conn, obj.table, col.name)
@@ -134,10 +143,6 @@ def _field_ddl(conn: Connection, kind: str, before: object, after: object, obj: 
             ddl.add_column(conn, obj.table, col)
             if new.type == "checkbox":
                 conn.exec_driver_sql(f'UPDATE "{obj.table}" SET "{col.name}" = false WHERE "{col.name}" IS NULL')
-    if new is not None and new.column:
-        for spec in index_specs(obj.with_fields((new,))):
-            if spec.columns and spec.columns[0] == new.column:
-                ddl.create_index(conn, obj.table, spec)
 
 
 def _write_rows(conn: Connection, obj: ObjectDef) -> None:

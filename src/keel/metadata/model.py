@@ -107,6 +107,24 @@ WRITABLE_STANDARD = frozenset({"Name", "OwnerId"})
 
 
 @dataclass(frozen=True, slots=True)
+class IndexDef:
+    """A composite index on one object, like a Salesforce custom index: declared in YAML or derived from a list view.
+
+    ``list`` indexes serve a filtered, sorted list page: equality filters, then the sort field, then ``Id`` (the
+    keyset tiebreaker), so the first page is read in order from the index instead of sorting every match. ``report``
+    indexes serve a GROUP BY: the grouping fields, then the fields the report filters on or aggregates, then the
+    recycle-bin flag, so the whole aggregate is answered from the index (a covering index), never the table.
+    The physical index is named after a hash of its key columns, so renaming a field changes nothing and changing
+    the definition is a drop and a create.
+    """
+
+    fields: tuple[str, ...]
+    kind: str = "list"  # list | report
+    include: tuple[str, ...] = ()  # report: filtered and aggregated fields carried in the index
+    source: str = "declared"  # declared | list_view:<name>
+
+
+@dataclass(frozen=True, slots=True)
 class ChildRelationship:
     """A lookup seen from its parent: ``(SELECT … FROM Contacts)`` on Account."""
 
@@ -133,6 +151,7 @@ class ObjectDef:
     description: str | None = None
     renamed_from: str | None = None
     queryable: bool = True
+    indexes: tuple[IndexDef, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)  # record types, layouts, search fields …
 
     @property

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from keel.errors import MetadataError
+from keel.metadata.indexes import check_indexes, parse_indexes, with_derived
 from keel.metadata.model import SHARING_MODELS, FieldDef, ObjectDef, PicklistValue, ValidationRule
 from keel.metadata.types import DEFAULT_PRECISION, FORMULA_RETURNS, TYPES
 
@@ -26,7 +27,7 @@ _COMMON_FIELD_KEYS = frozenset(
 _OBJECT_KEYS = frozenset(
     {"object", "label", "plural_label", "name_field", "sharing", "track_history", "fields", "key_prefix",
      "description", "renamed_from", "validation_rules", "role_hierarchy", "record_types", "layouts",
-     "search_fields", "list_views", "compact_fields"}
+     "search_fields", "list_views", "compact_fields", "indexes"}
 )
 STANDARD_COLUMNS = ("id", "name", "owner_id", "created_date", "created_by_id", "last_modified_date",
                     "last_modified_by_id", "system_modstamp", "is_deleted", "version")
@@ -114,10 +115,11 @@ def parse_object(doc: Mapping[str, Any], *, source: str = "<metadata>", standard
         api_name=name, label=label, plural_label=plural, key_prefix=prefix or "", fields=tuple(fields),
         sharing=sharing, track_history=track, custom=custom, role_hierarchy=bool(doc.get("role_hierarchy", True)),
         validation_rules=rules, description=doc.get("description"), renamed_from=doc.get("renamed_from"),
-        extra=extra,
+        extra=extra, indexes=parse_indexes(doc.get("indexes"), where),
     )
     _check_references_local(obj, where)
-    return obj
+    check_indexes(obj, where)
+    return replace(obj, indexes=with_derived(obj, obj.indexes))
 
 
 def _raw_keys(doc: Mapping[str, Any], api_name: str) -> set[str]:

@@ -11,8 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from keel.errors import MetadataError
+from keel.metadata.indexes import check_indexes, describe
 from keel.metadata.model import FieldDef, ObjectDef, SchemaSnapshot
 from keel.metadata.package import check_cross_references
+from keel.metadata.tables import index_specs
+from keel.storage.ddl import IndexSpec
 from keel.storage.ids import ALPHABET
 
 # Type changes that keep every value as it is; anything else is refused.
@@ -27,12 +30,12 @@ _COMPATIBLE = {
 @dataclass(frozen=True, slots=True)
 class Op:
     kind: str  # create_object | update_object | rename_object | delete_object | add_field | update_field
-    #            | rename_field | delete_field
+    #            | rename_field | delete_field | create_index | drop_index
     object: str
     field: str | None = None
     detail: str = ""
-    before: FieldDef | ObjectDef | None = None
-    after: FieldDef | ObjectDef | None = None
+    before: FieldDef | ObjectDef | IndexSpec | None = None
+    after: FieldDef | ObjectDef | IndexSpec | None = None
 
     def describe(self) -> str:
         target = f"{self.object}.{self.field}" if self.field else self.object
@@ -100,7 +103,9 @@ def plan(before: SchemaSnapshot, desired: Sequence[ObjectDef], *, delete: Sequen
                 next_field += 1
                 fields.append(_place(f, fid))
             new = replace(want, id=oid, key_prefix=prefix, table=f"o_{oid}", fields=tuple(fields), renamed_from=None)
+            check_indexes(new, f"object {new.api_name!r}")
             ops.append(Op("create_object", new.api_name, detail=f"{len(fields)} fields, prefix {prefix}", after=new))
+            ops.extend(_index_ops(None, new))
             result[new.key] = new
             continue
         fields_after: list[FieldDef] = []
@@ -133,15 +138,32 @@ def plan(before: SchemaSnapshot, desired: Sequence[ObjectDef], *, delete: Sequen
                 ops.append(Op("delete_field", old.api_name, prior.api_name, before=prior))
         new = replace(want, id=old.id, key_prefix=old.key_prefix, table=old.table, fields=tuple(fields_after),
                       renamed_from=None)
+        check_indexes(new, f"object {new.api_name!r}")
         obj_changes = _object_changes(old, new)
         if obj_changes:
             ops.append(Op("update_object", new.api_name, detail=obj_changes, before=old, after=new))
+        ops.extend(_index_ops(old, new))
         result[new.key] = new
 
     ordered = list(result.values())
     check_cross_references(ordered)
     after = SchemaSnapshot(version=before.version + (1 if ops else 0), objects=tuple(ordered))
     return Plan(before=before, after=after, ops=tuple(ops))
+
+
+def _index_ops(old: ObjectDef | None, new: ObjectDef) -> list[Op]:
+    """Indexes to drop and create so the table has exactly ``index_specs(new)``. A new object's table is created
+    with its indexes, so only its composite ones are listed (as ``create_index``, for review)."""
+    want = {s.name: s for s in index_specs(new)}
+    if old is None:
+        have = {n: s for n, s in want.items() if not n.startswith("cx_")}
+    else:
+        have = {s.name: s for s in index_specs(old)}
+    ops = [Op("drop_index", new.api_name, detail=describe(s), before=s)
+           for n, s in have.items() if want.get(n) != s]
+    ops += [Op("create_index", new.api_name, detail=describe(s), after=s)
+            for n, s in want.items() if have.get(n) != s]
+    return ops
 
 
 def _place(f: FieldDef, fid: int) -> FieldDef:
@@ -176,7 +198,7 @@ def _field_changes(obj: str, old: FieldDef, new: FieldDef) -> str:
 def _object_changes(old: ObjectDef, new: ObjectDef) -> str:
     changes = []
     for attr in ("label", "plural_label", "sharing", "track_history", "role_hierarchy", "validation_rules",
-                 "description", "extra"):
+                 "description", "indexes", "extra"):
         if getattr(old, attr) != getattr(new, attr):
             changes.append(attr)
     return ", ".join(changes)

@@ -15,7 +15,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from keel.metadata.model import FieldDef, ObjectDef, PicklistValue, SchemaSnapshot, ValidationRule
+from keel.metadata.model import FieldDef, IndexDef, ObjectDef, PicklistValue, SchemaSnapshot, ValidationRule
 from keel.storage import system as S
 
 _FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(FieldDef) if f.default is not dataclasses.MISSING}
@@ -52,6 +52,10 @@ def object_to_json(o: ObjectDef) -> bytes:
         v = getattr(o, k)
         if k == "validation_rules":
             v = [dataclasses.asdict(r) for r in v]
+        elif k == "indexes":
+            if not v:
+                continue  # objects without composite indexes keep the rows they had before indexes existed
+            v = [dataclasses.asdict(i) for i in v]
         elif k == "extra":
             v = dict(v)
         out[k] = v
@@ -62,6 +66,8 @@ def object_from_json(raw: str | bytes, *, id: int, api_name: str, key_prefix: st
                      fields: tuple[FieldDef, ...]) -> ObjectDef:
     d = orjson.loads(raw)
     d["validation_rules"] = tuple(ValidationRule(**r) for r in d.get("validation_rules", ()))
+    d["indexes"] = tuple(IndexDef(**{**i, "fields": tuple(i["fields"]), "include": tuple(i.get("include", ()))})
+                         for i in d.get("indexes", ()))
     return ObjectDef(id=id, api_name=api_name, key_prefix=key_prefix, table=table, fields=fields, **d)
 
 

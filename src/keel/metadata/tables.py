@@ -7,6 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from keel.metadata.indexes import composite_specs
 from keel.metadata.model import FieldDef, ObjectDef, SchemaSnapshot
 from keel.metadata.types import TYPES
 from keel.storage.ddl import IndexSpec
@@ -86,7 +87,8 @@ def table_for(schema: SchemaSnapshot, obj: ObjectDef) -> sa.Table:
 
 
 def index_specs(obj: ObjectDef) -> list[IndexSpec]:
-    """Indexes every object gets: name, owner, lookups, unique/external ids and fields marked indexed."""
+    """Indexes every object gets (name, owner, lookups, unique/external ids and fields marked indexed), then its
+    composite indexes (``metadata.indexes``)."""
     specs = [IndexSpec(f"ix_{obj.table}_modstamp", ("system_modstamp",))]
     for f in obj.fields:
         if not f.column or f.type == "id":
@@ -102,4 +104,4 @@ def index_specs(obj: ObjectDef) -> list[IndexSpec]:
             # index carries the owner, so a list sorted by name under private sharing tests ownership in the index.
             include = ("owner_id",) if f.api_name == "Name" else ()
             specs.append(IndexSpec(f"ix_{obj.table}_{f.column}", (f.column,), lower=text, include=include))
-    return specs
+    return specs + composite_specs(obj, specs)

@@ -21,6 +21,17 @@ class IndexSpec:
     lower: bool = False  # index lower(column): case-insensitive lookups, as SOQL compares strings
     live_only: bool = False  # partial: only rows not in the recycle bin
     include: tuple[str, ...] = ()  # trailing plain columns, so a filter on them is answered from the index
+    lower_columns: tuple[str, ...] = ()  # key columns indexed on lower(column) when ``lower`` is False (composites)
+    # PostgreSQL sorts NULLs last ascending, so a plain index serves neither ``ASC NULLS FIRST`` nor, scanned
+    # backwards, ``DESC NULLS LAST``, the two orders SOQL uses by default; keys built NULLS FIRST serve both.
+    # SQLite always sorts NULLs first, so this is PostgreSQL-only. ``id`` is never NULL and is ordered without a
+    # NULLS clause (plain ASC/DESC), so it keeps PostgreSQL's default.
+    nulls_first: bool = False
+
+    def keys(self) -> tuple[str, ...]:
+        """The key expressions in order, as SQL, to compare two specs whatever their names."""
+        return tuple(f'lower("{c}")' if self.lower or c in self.lower_columns else f'"{c}"' for c in self.columns) \
+            + tuple(f'"{c}"' for c in self.include)
 
 
 def create_table(conn: Connection, table: sa.Table) -> None:
@@ -45,8 +56,10 @@ def drop_column(conn: Connection, table: str, column: str) -> None:
 
 
 def create_index(conn: Connection, table: str, spec: IndexSpec) -> None:
-    cols = ", ".join([f'lower("{c}")' if spec.lower else f'"{c}"' for c in spec.columns]
-                     + [f'"{c}"' for c in spec.include])
+    nulls = " NULLS FIRST" if spec.nulls_first and conn.dialect.name == "postgresql" else ""
+    keys = spec.keys()
+    cols = ", ".join([k + (nulls if c != "id" else "") for c, k in zip(spec.columns, keys, strict=False)]
+                     + list(keys[len(spec.columns):]))
     where = " WHERE is_deleted = false" if spec.live_only else ""
     unique = "UNIQUE " if spec.unique else ""
     conn.exec_driver_sql(f'CREATE {unique}INDEX IF NOT EXISTS "{spec.name}" ON "{table}" ({cols}){where}')
