@@ -43,6 +43,13 @@ def test_vendor_sample_shows_every_rule(apps: Context) -> None:
     assert inv.get("Exception") and inv.get("Paid") and inv.get("Approved")
     assert rows(apps, "SELECT Id FROM Invoice__c WHERE Three_Way_Match__c = FALSE AND Status__c = 'Exception'")
     assert rows(apps, "SELECT Id FROM Invoice__c WHERE Status__c = 'Paid' AND Cycle_Time_Days__c > 0")
+    # large exceptions wait in the Invoice Approval queue; large approved ones carry the process's mark
+    waiting = rows(apps, "SELECT TargetObjectId FROM ProcessInstance WHERE ProcessDefinitionName = 'Invoice_Approval' "
+                         "AND Status = 'Pending'")
+    assert waiting and all(rows(apps, f"SELECT Status__c FROM Invoice__c WHERE Id = '{w['TargetObjectId']}'")[0][
+        "Status__c"] == "Exception" for w in waiting)
+    assert not rows(apps, "SELECT Id FROM Invoice__c WHERE Status__c = 'Approved' AND Needs_Approval__c = TRUE "
+                          "AND Approval_Granted__c = FALSE")
     locked = rows(apps, "SELECT Id FROM Purchase_Order__c WHERE Status__c = 'Received' LIMIT 1")[0]["Id"]
     refused(apps, "Purchase_Order__c", [{"Id": locked, "Description__c": "changed"}], "locked")
     reports = {r.name: run_app_report(apps, "vendors", r.name)[1] for r in app_reports("vendors")}

@@ -84,3 +84,44 @@ def test_pledge_split_across_four_charities(apps: Context, persona: Callable[...
 
     hist = read_history(apps, "Allocation__c", allocs[1])
     assert any("Reallocation_Decision__c" in str(h) for h in hist)
+
+
+def test_invoice_over_threshold_goes_through_approval(apps: Context, persona: Callable[..., Context]) -> None:
+    from keel.services.automation import approve, items_to_approve
+
+    ap = persona("ap", "Vendor_Accounts_Payable")
+    req = persona("req", "Vendor_Requester")
+    mgr = persona("mgr", "Vendor_Procurement_Officer", role="Procurement Manager")
+    cpo = persona("cpo", "Vendor_Procurement_Officer", role="Chief Procurement Officer")
+    good = vendor(apps, "Good")
+    po = save_many(req, "Purchase_Order__c", [{"Vendor__c": good, "Requested_By__c": uid(req)}])[0].id
+    line = save_many(req, "PO_Line__c", [{"Purchase_Order__c": po, "Quantity__c": 3, "Unit_Price__c": 40000}])[0].id
+    save_many(mgr, "Purchase_Order__c", [{"Id": po, "Approved_By__c": uid(mgr), "Second_Approver__c": uid(cpo),
+                                          "Status__c": "Confirmed"}])
+    save_many(mgr, "PO_Line__c", [{"Id": line, "Quantity_Received__c": 3}])
+    # a small invoice is approved on the record; a large one cannot be, and goes to the approval queue itself
+    small = save_many(ap, "Invoice__c", [{"Name": "INV-S", "Purchase_Order__c": po, "Amount__c": 20000}])[0].id
+    assert not items_to_approve(mgr)
+    big = save_many(ap, "Invoice__c", [{"Name": "INV-B", "Purchase_Order__c": po, "Amount__c": 120000}])[0].id
+    inv = query(apps, f"SELECT Needs_Approval__c, Three_Way_Match__c FROM Invoice__c WHERE Id = '{big}'")["records"][0]
+    assert inv == {**inv, "Needs_Approval__c": True, "Three_Way_Match__c": True}
+    pending = query(apps, f"SELECT Status, SubmittedById FROM ProcessInstance WHERE TargetObjectId = '{big}'")[
+        "records"]
+    assert [(p["Status"], p["SubmittedById"]) for p in pending] == [("Pending", uid(ap))]
+    refused(ap, "Invoice__c", [{"Id": big, "Amount__c": 119000}], "locked")
+    refused(mgr, "Invoice__c", [{"Id": small, "Approval_Granted__c": True}], "Approval_Granted__c")
+    approved = {"Status__c": "Approved", "Approved_By__c": uid(mgr), "Approved_Date__c": str(TODAY)}
+    save_many(mgr, "Invoice__c", [{"Id": small, **approved, "Exception_Reason__c": "Deposit agreed with the vendor"}])
+    # the administrator is not held by the lock, but still cannot approve a large invoice outside the process
+    refused(apps, "Invoice__c", [{"Id": big, **approved}], "through the Invoice Approval process")
+    # two steps above $100,000: the procurement manager, then the chief procurement officer
+    (item,) = items_to_approve(mgr)
+    approve(mgr, str(item["Id"]), "Matches PO and receipt")
+    assert query(apps, f"SELECT Status__c FROM Invoice__c WHERE Id = '{big}'")["records"][0]["Status__c"] == "Received"
+    (item,) = items_to_approve(cpo)
+    approve(cpo, str(item["Id"]))
+    done = query(apps, f"SELECT Status__c, Approval_Granted__c, Approved_By__c, Approved_Date__c FROM Invoice__c "
+                       f"WHERE Id = '{big}'")["records"][0]
+    assert (done["Status__c"], done["Approval_Granted__c"], done["Approved_By__c"], done["Approved_Date__c"]) == (
+        "Approved", True, uid(cpo), str(TODAY))
+    save_many(ap, "Invoice__c", [{"Id": big, "Status__c": "Paid", "Paid_Date__c": str(TODAY)}])

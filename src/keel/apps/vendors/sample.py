@@ -25,12 +25,15 @@ from typing import Any
 
 from keel.apps.samplekit import batched_save, ensure_staff
 from keel.context import Context
+from keel.records import save_many
+from keel.services.query import query
 
 STAFF = {"officer": ("procurement@keel.local", "Vendor_Procurement_Officer"),
          "cpo": ("cpo@sample.keel.local", "Vendor_Procurement_Officer"),
          "requester": ("requester@keel.local", "Vendor_Requester"),
          "requester2": ("requester2@sample.keel.local", "Vendor_Requester"),
          "ap": ("payables@sample.keel.local", "Vendor_Accounts_Payable")}
+INVOICE_APPROVAL_ABOVE = 25_000  # the Invoice Approval process's threshold (Invoice__c.Needs_Approval__c)
 CATEGORIES = ("Equipment", "Professional Services", "IT", "Facilities", "Vehicles", "Training")
 WORDS = ("Apex", "Summit", "Harbor", "Granite", "Beacon", "Cedar", "Pioneer", "Liberty", "Sierra", "Keystone",
          "Atlas", "Frontier", "Redwood", "Meridian", "Northstar", "Ironwood", "Bluewater", "Crescent")
@@ -45,6 +48,7 @@ def generate(ctx: Context, n: int = 200, *, seed: int = 11, today: date | None =
     rng = random.Random(seed)
     today = today or date.today()
     staff = ensure_staff(ctx, STAFF)
+    _approver_roles(ctx, staff)
     n = max(n, 8)
     status = ["Active"] * n
     for i in range(1, n, 17):
@@ -71,6 +75,21 @@ def generate(ctx: Context, n: int = 200, *, seed: int = 11, today: date | None =
     _orders(ctx, rng, staff, vendors, contracts, orderable, today, counts)
     _scorecards(ctx, rng, vendors, blocked, today, counts)
     return counts
+
+
+def _approver_roles(ctx: Context, staff: dict[str, str]) -> None:
+    """The sample's procurement officer and chief procurement officer hold the roles the approval processes route
+    to (sample invoices still awaiting approval need an approver); users who already have a role keep it."""
+    roles = {str(r["Name"]): str(r["Id"]) for r in query(ctx, "SELECT Id, Name FROM UserRole WHERE Name IN "
+                                                              "('Procurement Manager', 'Chief Procurement Officer')")[
+        "records"]}
+    want = {"officer": "Procurement Manager", "cpo": "Chief Procurement Officer"}
+    have = {str(r["Id"]): r["UserRoleId"] for r in query(
+        ctx, f"SELECT Id, UserRoleId FROM User WHERE Id IN ('{staff['officer']}', '{staff['cpo']}')")["records"]}
+    drafts = [{"Id": staff[k], "UserRoleId": roles[name]} for k, name in want.items()
+              if not have.get(staff[k]) and name in roles]
+    if drafts:
+        save_many(ctx, "User", drafts)
 
 
 def _contracts(ctx: Context, rng: random.Random, staff: dict[str, str], vendors: list[str], status: list[str],
@@ -184,27 +203,31 @@ def _invoices(ctx: Context, rng: random.Random, staff: dict[str, str], received:
         kind = ("exact", "exact", "exact", "near", "over")[k % 5]
         factor = {"exact": 1.0, "near": 1.01, "over": 1.15}[kind]
         got = head["Order_Date__c"] + timedelta(days=rng.randint(10, 40))
-        rows.append({"Name": f"INV-{70000 + k}", "Purchase_Order__c": po, "Amount__c": round(totals[po] * factor, 2),
-                     "Invoice_Date__c": got - timedelta(days=2), "Received_Date__c": min(got, today)})
+        amount = round(totals[po] * factor, 2)
+        approve = kind != "over" or k % 10 == 4
+        # Invoices that were approved went through the Invoice Approval process when above its threshold (the
+        # history is loaded as it ended); unapproved exceptions above it arrive now and wait in the queue.
+        rows.append({"Name": f"INV-{70000 + k}", "Purchase_Order__c": po, "Amount__c": amount,
+                     "Invoice_Date__c": got - timedelta(days=2), "Received_Date__c": min(got, today),
+                     "Status__c": "Received" if approve else "Exception",
+                     "Approval_Granted__c": approve and amount > INVOICE_APPROVAL_ABOVE})
         kinds.append(kind)
     ids = batched_save(ctx, "Invoice__c", rows)
-    ok, paid, exceptions = [], [], []
+    ok, paid = [], []
     for k, (iid, kind) in enumerate(zip(ids, kinds, strict=True)):
         approved = min(rows[k]["Received_Date__c"] + timedelta(days=rng.randint(3, 25)), today)
         if kind == "over":
-            exceptions.append({"Id": iid, "Status__c": "Exception"})
             if k % 10 == 4:
-                exceptions.append({"Id": iid, "Status__c": "Approved", "Approved_By__c": staff["officer"],
-                                   "Approved_Date__c": approved,
-                                   "Exception_Reason__c": "Price increase agreed in contract modification 2"})
+                ok.append({"Id": iid, "Status__c": "Approved", "Approved_By__c": staff["officer"],
+                           "Approved_Date__c": approved,
+                           "Exception_Reason__c": "Price increase agreed in contract modification 2"})
             continue
         ok.append({"Id": iid, "Status__c": "Approved", "Approved_By__c": staff["officer"],
                    "Approved_Date__c": approved})
         if k % 3 != 2:
             paid.append({"Id": iid, "Status__c": "Paid",
                          "Paid_Date__c": min(approved + timedelta(days=rng.randint(5, 30)), today)})
-    batched_save(ctx, "Invoice__c", [e for e in exceptions if e["Status__c"] == "Exception"])
-    batched_save(ctx, "Invoice__c", ok + [e for e in exceptions if e["Status__c"] == "Approved"])
+    batched_save(ctx, "Invoice__c", ok)
     batched_save(ctx, "Invoice__c", paid)
     counts["Invoice__c"] = len(ids)
 
