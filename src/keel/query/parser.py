@@ -288,10 +288,14 @@ class _Parser:
         return out
 
     def field_ref(self) -> A.FieldRef:
+        t = self.tok
+        if t.kind == IDENT:  # a single name (the common case), without the helper calls
+            i = self.i + 1  # an IDENT is never the last (EOF) token
+            nxt = self.toks[i]
+            if nxt.kind != OP or nxt.text != ".":
+                self.i, self.tok = i, nxt
+                return A.FieldRef((t.text,), (t.line, t.column))
         t = self.ident()
-        tok = self.tok
-        if tok.kind != OP or tok.text != ".":
-            return A.FieldRef((t.text,), (t.line, t.column))
         parts = [t.text]
         while self.is_op("."):
             self.advance()

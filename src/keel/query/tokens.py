@@ -7,6 +7,7 @@ leaves keywords as identifiers, because SOQL keywords are not reserved everywher
 
 from __future__ import annotations
 
+import bisect
 import re
 from typing import NamedTuple
 
@@ -33,17 +34,20 @@ class Token(NamedTuple):
 
 
 _DATETIME = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})"
+# Each match is optional whitespace and then one token, so whitespace costs no iteration of its own.
 _MASTER = re.compile(
     rf"""
-    (?P<ws>[ \t\r\n\f]+)
-  | (?P<datetime>{_DATETIME})(?![A-Za-z0-9_])
-  | (?P<date>\d{{4}}-\d{{2}}-\d{{2}})(?![A-Za-z0-9_:])
-  | (?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)(?![A-Za-z_])
-  | (?P<currency>[A-Za-z]{{3}}\d+\.\d+)(?![A-Za-z0-9_])
-  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<op>!=|<>|<=|>=|[=<>(),.:])
-  | (?P<string>'(?:[^'\\\n]|\\[\s\S])*')
-  | (?P<bad>[\s\S])
+    [ \t\r\n\f]*
+    (?:
+      (?P<datetime>{_DATETIME})(?![A-Za-z0-9_])
+    | (?P<date>\d{{4}}-\d{{2}}-\d{{2}})(?![A-Za-z0-9_:])
+    | (?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)(?![A-Za-z_])
+    | (?P<currency>[A-Za-z]{{3}}\d+\.\d+)(?![A-Za-z0-9_])
+    | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
+    | (?P<op>!=|<>|<=|>=|[=<>(),.:])
+    | (?P<string>'(?:[^'\\\n]|\\[\s\S])*')
+    | (?P<bad>[^ \t\r\n\f])
+    )
 """,
     re.VERBOSE,
 )
@@ -60,34 +64,41 @@ def position(text: str, offset: int) -> tuple[int, int]:
 def tokenize(text: str) -> list[Token]:
     """Split SOQL into tokens, ending with an EOF token; raise MALFORMED_QUERY at the first unknown character.
 
-    One ``finditer`` pass over a single pattern (strings included) keeps the per-token work in C: this runs for
-    every query text not yet in the plan cache."""
+    One ``finditer`` pass over a single pattern keeps the per-token work small: this runs for every query text not
+    yet in the plan cache. Lines and columns come from the offset (by bisection only for multi-line text)."""
     out: list[Token] = []
     append = out.append
-    line, line_start = 1, 0
+    new = tuple.__new__
     kinds = _KINDS
-    for m in _MASTER.finditer(text):
+    breaks = [k for k, c in enumerate(text) if c == "\n"] if "\n" in text else None
+    line, line_start = 1, 0
+    # Without trailing whitespace every match attempt finds a token (``bad`` takes any other character), so the
+    # scan stays linear however much whitespace a text ends with.
+    for m in _MASTER.finditer(text, 0, len(text.rstrip(" \t\r\n\f"))):
         kind = m.lastgroup
-        word = m.group()
-        i = m.start()
+        assert kind is not None
+        i = m.start(kind)
+        word = m.group(kind)
+        if breaks is not None:
+            line = bisect.bisect_left(breaks, i) + 1
+            line_start = breaks[line - 2] + 1 if line > 1 else 0
+        col = i - line_start + 1
         if kind == "ident" or kind == "currency":
-            append(Token(IDENT, word, line, i - line_start + 1, i, word.upper()))
-        elif kind == "ws":
-            if "\n" in word:
-                line += word.count("\n")
-                line_start = i + word.rfind("\n") + 1
+            append(new(Token, (IDENT, word, line, col, i, word.upper())))
         elif kind == "string":
             raw = word[1:-1]
             if "\\" in raw:  # validate escapes now, so errors point at the literal
-                unescape(raw, line=line, column=i - line_start + 1)
-            append(Token(STRING, raw, line, i - line_start + 1, i, raw))
+                unescape(raw, line=line, column=col)
+            append(new(Token, (STRING, raw, line, col, i, raw)))
         elif kind == "bad":
             if word == "'":
-                raise MalformedQueryError("unterminated string literal", line=line, column=i - line_start + 1)
-            raise MalformedQueryError(f"unexpected character: {word!r}", line=line, column=i - line_start + 1)
+                raise MalformedQueryError("unterminated string literal", line=line, column=col)
+            raise MalformedQueryError(f"unexpected character: {word!r}", line=line, column=col)
         else:
-            append(Token(kinds[kind], word, line, i - line_start + 1, i, word))  # type: ignore[index]
+            append(new(Token, (kinds[kind], word, line, col, i, word)))
     n = len(text)
+    if breaks:
+        line, line_start = len(breaks) + 1, breaks[-1] + 1
     out.append(Token(EOF, "", line, n - line_start + 1, n, ""))
     return out
 
