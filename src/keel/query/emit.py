@@ -284,7 +284,9 @@ class Emitter:
         scale = v.field.scale if v.field is not None else None
         if v.field is not None and v.field.type in ("number", "currency", "percent") and scale is None:
             scale = {"number": 0, "currency": 2, "percent": 2}[v.field.type]
-        return S.value_getter(idx, S.converter(v.type, scale))
+        typ = v.type
+        return self.opts.frags.shared(("get", idx, typ, scale),  # getters are immutable: one per position and type
+                                      lambda: S.value_getter(idx, S.converter(typ, scale)))
 
     def typeof(self, scope: Scope, item: A.TypeOf, shape: S.ObjShape, add: Any) -> None:
         path = scope.strip_prefix(item.ref.path)

@@ -70,9 +70,13 @@ class Fragments:
         return self.shared(("alias", obj.key, name), build)
 
     def label(self, expr: sa.ColumnElement[Any], n: int) -> sa.ColumnElement[Any]:
+        key = ("label", expr, n)
+        hit: sa.ColumnElement[Any] | None = self.memo.get(key)  # only stable elements are ever keys
+        if hit is not None:
+            return hit
         if id(expr) not in self.stable:
             return expr.label(f"c{n}")
-        return self.shared(("label", expr, n), lambda: expr.label(f"c{n}"))
+        return self.shared(key, lambda: expr.label(f"c{n}"))
 
     def lower(self, expr: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         if id(expr) not in self.stable:

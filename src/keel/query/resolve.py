@@ -223,6 +223,8 @@ class Scope:
         return f
 
     def resolve(self, ref: A.FieldRef) -> Val:
+        if len(ref.path) == 1:  # a field of the FROM object: the common case, without the path machinery
+            return self.val_for(self.obj, self.check_field(self.obj, ref.path[0], ref.pos), self.table)
         path = self.strip_prefix(ref.path)
         obj, alias = self.obj, self.table
         hops: list[str] = []
@@ -250,8 +252,11 @@ class Scope:
                 hop_ids: tuple[sa.ColumnElement[Any], ...] = (), hop_joins: tuple[Join, ...] = ()) -> Val:
         if not f.column:  # a formula: its SQL comes from the caller's hook, so it is not memoised
             return self._val(obj, f, alias, self.field_expr(obj, f, alias), hops, hop_ids, hop_joins)
-        col = alias.c[f.column]
-        proto = self.opts.frags.shared(("val", alias, f.key), lambda: self._val(obj, f, alias, col))
+        memo_key = ("val", alias, f.key)
+        proto: Val | None = self.opts.frags.memo.get(memo_key)
+        if proto is None:
+            col = alias.c[f.column]
+            proto = self.opts.frags.shared(memo_key, lambda: self._val(obj, f, alias, col))
         key = ".".join([*(h.lower() for h in hops), f.key]) if hops else proto.key
         return Val(proto.expr, proto.type, f.api_name, f, obj, proto.targets, proto.type_expr, hops, hop_ids,
                    hop_joins, key)

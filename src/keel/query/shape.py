@@ -142,22 +142,23 @@ class ObjShape:
     type_names: dict[str, str] = field(default_factory=dict)  # key prefix -> API name, for polymorphic parents
     entries: list[tuple[str, str, Any]] = field(default_factory=list)  # (kind, key, payload)
     typeof: dict[str, list[tuple[str, str, Any]]] = field(default_factory=dict)  # per-type entries (TYPEOF)
+    keys: set[str] = field(default_factory=set, compare=False, repr=False)  # lower-cased keys of ``entries``
+    parents: dict[str, ObjShape] = field(default_factory=dict, compare=False, repr=False)  # by lower-cased key
 
     def entry(self, kind: str, key: str, payload: Any) -> None:
         self.entries.append((kind, key, payload))
+        self.keys.add(key.lower())
 
     def parent(self, key: str, make: Callable[[], ObjShape]) -> ObjShape:
-        for kind, k, payload in self.entries:
-            if kind == "p" and k.lower() == key.lower():
-                assert isinstance(payload, ObjShape)
-                return payload
-        child = make()
-        self.entries.append(("p", key, child))
-        return child
+        low = key.lower()
+        hit = self.parents.get(low)
+        if hit is None:
+            hit = self.parents[low] = make()
+            self.entry("p", key, hit)
+        return hit
 
     def has(self, key: str) -> bool:
-        low = key.lower()
-        return any(k.lower() == low for kind, k, _ in self.entries if kind in ("v", "i", "p", "c", "t"))
+        return key.lower() in self.keys
 
 
 ChildRows = dict[int, dict[str, Any]]  # per root row position: child key -> child result
