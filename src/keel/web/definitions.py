@@ -27,7 +27,7 @@ from keel.services.package_reports import deployed_report_definitions, package_d
 
 APPS_DIR = Path(__file__).resolve().parents[1] / "apps"
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
-PARAM_KEYS = ("obj", "type", "g1", "g2", "agg", "field", "chart", "ff", "fo", "fv", "cols")
+PARAM_KEYS = ("obj", "type", "g1", "g2", "g3", "agg", "field", "chart", "ff", "fo", "fv", "cols")
 
 meta = sa.MetaData()
 saved_reports = sa.Table(
@@ -87,7 +87,7 @@ def report_from_yaml(raw: Mapping[str, Any], prefix: str = "", source: str = "pa
     chart = str(raw["chart"]) if raw.get("chart") else None
     if raw.get("soql"):
         return ReportDef(prefix + name, label, {}, str(raw["soql"]), chart, source)
-    groups = [str(g) for g in raw.get("groupings") or []][:2]
+    groups = [str(g) for g in raw.get("groupings") or []][:3]
     params: dict[str, str] = {"obj": str(raw.get("object") or ""),
                               "type": str(raw.get("type") or ("tabular" if not groups else "summary")),
                               "agg": str(raw.get("aggregate") or "COUNT").upper(), "field": str(raw.get("field") or ""),

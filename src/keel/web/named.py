@@ -20,7 +20,7 @@ from starlette.responses import RedirectResponse, Response
 from keel.errors import KeelError
 from keel.services.query import query
 from keel.web.base import Web, display, nav_objects, require
-from keel.web.definitions import Catalog, DashboardDef, ReportDef, save_report, saved_for, with_deployed
+from keel.web.definitions import PARAM_KEYS, Catalog, DashboardDef, ReportDef, save_report, saved_for, with_deployed
 from keel.web.reports import run_report
 from keel.web.svg import chart, stacked_bar
 
@@ -130,8 +130,7 @@ def named_report(web: Web) -> Response:
 
 def save(web: Web) -> Response:
     """``POST /reports/save``: the builder's current parameters under a name (checked again on every run)."""
-    params = {k: str(web.form.get(k, "")) for k in ("obj", "type", "g1", "g2", "agg", "field", "chart", "ff", "fo",
-                                                   "fv", "cols")}
+    params = {k: str(web.form.get(k, "")) for k in PARAM_KEYS}
     obj = web.schema().find_object(params["obj"])
     if obj is None or obj not in nav_objects(web.ctx):
         raise KeelError("Choose an object you can read.", code="INVALID_FIELD")

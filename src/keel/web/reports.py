@@ -1,6 +1,6 @@
 """Summary and matrix reports, and a dashboard of report charts.
 
-A report is an aggregate SOQL statement (GROUP BY up to two fields, one aggregate) run as the viewing user, so
+A report is an aggregate SOQL statement (GROUP BY up to three fields, one aggregate) run as the viewing user, so
 report columns obey field-level security and rows obey sharing exactly as lists do. The builder is the query
 string: a report's URL is its saved definition.
 """
@@ -27,6 +27,7 @@ TYPES = ("summary", "matrix", "tabular")
 TABULAR_LIMIT = 2000
 GROUPABLE = ("picklist", "text", "checkbox", "date", "lookup", "master_detail", "email", "number")
 NUMERIC = ("number", "currency", "percent")
+GROUP_KEYS = ("g1", "g2", "g3")
 
 
 def _groupable(web: Web, obj: ObjectDef) -> list[FieldDef]:
@@ -61,10 +62,13 @@ def run_report(web: Web, obj: ObjectDef, params: Mapping[str, str]) -> dict[str,
     require(web.ctx, obj, "read")
     if params.get("type") == "tabular":
         return run_tabular(web, obj, params)
-    groups = [obj.get_field(g) for g in (params.get("g1"), params.get("g2")) if g and obj.find_field(g)]
+    names = [params.get(k) for k in GROUP_KEYS]
+    groups = [obj.get_field(g) for g in names if g and obj.find_field(g)]
     for g in groups:
         if not readable(web.ctx, obj, g.api_name) or g.type not in GROUPABLE:
             raise KeelError(f"You cannot group by {g.label}.", code="INVALID_FIELD")
+    if len({g.key for g in groups}) != len(groups):
+        raise KeelError("Group by each field once.", code="INVALID_FIELD")
     agg = params.get("agg", "COUNT").upper()
     if agg not in AGGS:
         raise KeelError("Unknown aggregate.", code="INVALID_FIELD")
@@ -74,51 +78,93 @@ def run_report(web: Web, obj: ObjectDef, params: Mapping[str, str]) -> dict[str,
         if m is None or m.type not in NUMERIC or not readable(web.ctx, obj, m.api_name):
             raise KeelError("Choose a number field you can read to aggregate.", code="INVALID_FIELD")
         measure = m
-    expr = f"{agg}({measure.api_name})" if measure else "COUNT(Id)"
+    # An average of averages is wrong as soon as groups differ in size, so AVG is read as a sum and a count, from
+    # which every row, subtotal and the grand total are divided out.
+    if measure and agg == "AVG":
+        expr = f"SUM({measure.api_name}) v, COUNT({measure.api_name}) n"
+    else:
+        expr = (f"{agg}({measure.api_name})" if measure else "COUNT(Id)") + " v"
     where = ""
     if params.get("ff") and params.get("fv"):
         where = " WHERE " + condition(web.schema(), obj, {"field": params["ff"], "op": params.get("fo", "="),
                                                            "value": params["fv"]})
     gsql = ", ".join(g.api_name for g in groups)
-    soql = f"SELECT {gsql + ', ' if gsql else ''}{expr} v FROM {obj.api_name}{where}"
+    soql = f"SELECT {gsql + ', ' if gsql else ''}{expr} FROM {obj.api_name}{where}"
     if groups:
         soql += f" GROUP BY {gsql} ORDER BY {gsql}"
     started = time.perf_counter()
     recs = query(web.ctx, soql)["records"]
     elapsed = time.perf_counter() - started
-    rows = [([display(r.get(g.api_name), g) or "(blank)" for g in groups], float(r.get("v") or 0)) for r in recs]
-    subtotals: dict[str, float] = {}
-    for keys, v in rows:
-        k = keys[0] if keys else "Total"
-        subtotals[k] = _combine(agg, subtotals.get(k), v)
-    total = 0.0
-    for v in subtotals.values():
-        total = _combine(agg, total if total else None, v)
-    cols: list[str] = []
+    leaves = [(tuple(display(r.get(g.api_name), g) or "(blank)" for g in groups), _acc(agg, r)) for r in recs]
+    levels = _roll_up(agg, leaves, len(groups))
+    rows = [(list(k), _value(agg, a)) for k, a in leaves]
+    subtotals = {(k[0] if k else "Total"): _value(agg, a) for k, a in levels[1].items()} if groups \
+        else {"Total": _value(agg, levels[0].get((), None))}
+    total = _value(agg, levels[0].get((), None))
     matrix: dict[str, dict[str, float]] = {}
-    if len(groups) == 2:
-        cols = sorted({k[1] for k, _ in rows})
-        for keys, v in rows:
-            matrix.setdefault(keys[0], {})[keys[1]] = v
+    for k, a in (levels[2] if len(groups) >= 2 else {}).items():
+        matrix.setdefault(k[0], {})[k[1]] = _value(agg, a)
+    series = sorted({c for cells in matrix.values() for c in cells})
+    cols = series if len(groups) == 2 else []  # two groupings show as a matrix; three as nested subtotals
     label = f"{agg.title()} of {measure.label}" if measure else "Record count"
     title = f"{label} by {groups[0].label}" if groups else label
     kind = params.get("chart", "bar")
     svg = None
-    if groups and kind == "stacked_bar" and len(groups) == 2:
-        svg = stacked_bar(f"{title} and {groups[1].label}", list(subtotals), cols, matrix)
+    if groups and kind == "stacked_bar" and len(groups) >= 2:
+        svg = stacked_bar(f"{title} and {groups[1].label}", list(subtotals), series, matrix)
     elif groups and kind != "none":
         svg = chart(kind, title, list(subtotals.items()))
     return {"tabular": False, "obj": obj, "groups": groups, "rows": rows, "subtotals": subtotals, "total": total,
-            "svg": svg,
-            "label": label, "title": title, "cols": cols, "matrix": matrix, "soql": soql, "ms": elapsed * 1000,
-            "agg": agg}
+            "svg": svg, "label": label, "title": title, "cols": cols, "matrix": matrix, "soql": soql,
+            "ms": elapsed * 1000, "agg": agg, "lines": _lines(agg, leaves, levels) if len(groups) == 3 else []}
 
 
-def _combine(agg: str, a: float | None, b: float) -> float:
-    if a is None:
-        return b
-    return min(a, b) if agg == "MIN" else max(a, b) if agg == "MAX" else (a + b) if agg in ("COUNT", "SUM") \
-        else (a + b) / 2
+Acc = float | tuple[float, float] | None  # AVG carries (sum, count) until it is displayed
+
+
+def _acc(agg: str, rec: Mapping[str, Any]) -> Acc:
+    v = rec.get("v")
+    if agg == "AVG":
+        return (float(v or 0), float(rec.get("n") or 0))
+    return None if v is None else float(v)
+
+
+def _merge(agg: str, a: Acc, b: Acc) -> Acc:
+    if a is None or b is None:
+        return b if a is None else a
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return (a[0] + b[0], a[1] + b[1])
+    assert isinstance(a, float) and isinstance(b, float)
+    return min(a, b) if agg == "MIN" else max(a, b) if agg == "MAX" else a + b
+
+
+def _value(agg: str, a: Acc) -> float:
+    if isinstance(a, tuple):
+        return a[0] / a[1] if a[1] else 0.0
+    return a or 0.0
+
+
+def _roll_up(agg: str, leaves: list[tuple[tuple[str, ...], Acc]], depth: int) -> list[dict[tuple[str, ...], Acc]]:
+    """Accumulators for every prefix of the grouping keys: level 0 is the grand total, level ``depth`` the rows."""
+    levels: list[dict[tuple[str, ...], Acc]] = [{} for _ in range(depth + 1)]
+    for keys, a in leaves:
+        for n in range(depth + 1):
+            prefix = keys[:n]
+            levels[n][prefix] = _merge(agg, levels[n].get(prefix), a)
+    return levels
+
+
+def _lines(agg: str, leaves: list[tuple[tuple[str, ...], Acc]],
+           levels: list[dict[tuple[str, ...], Acc]]) -> list[dict[str, Any]]:
+    """Rows of a three-level summary in order, with a subtotal line closing each second- and first-level group."""
+    out: list[dict[str, Any]] = []
+    for i, (keys, a) in enumerate(leaves):
+        out.append({"keys": list(keys), "value": _value(agg, a), "level": 0})
+        after = leaves[i + 1][0] if i + 1 < len(leaves) else None
+        for n in (2, 1):
+            if after is None or after[:n] != keys[:n]:
+                out.append({"keys": list(keys[:n]), "value": _value(agg, levels[n][keys[:n]]), "level": n})
+    return out
 
 
 def report_page(web: Web) -> Response:
