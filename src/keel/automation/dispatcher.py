@@ -102,9 +102,22 @@ class Dispatcher:
     def run_once(self) -> int:
         """Claim one batch and deliver it; returns the number of rows handled."""
         rows = self.claim()
-        for row in rows:
-            self._deliver(row)
+        try:
+            for row in rows:
+                self._deliver(row)
+        finally:
+            self.close_senders()
         return len(rows)
+
+    def close_senders(self) -> None:
+        """End connections a sender kept open for the round (SMTP), so none sits idle between polls."""
+        for sender in self.senders.values():
+            close = getattr(sender, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:  # closing is best effort; the next round opens a fresh connection
+                    log.warning("closing a sender failed", exc_info=True)
 
     def drain(self, max_rounds: int = 1000) -> Stats:
         for _ in range(max_rounds):

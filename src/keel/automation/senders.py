@@ -14,7 +14,7 @@ import os
 import smtplib
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
@@ -52,7 +52,11 @@ def verify(secret: str, header: str, body: bytes, *, now: float | None = None, t
 
 @dataclass
 class SmtpSender:
+    """Keeps one SMTP connection open across the messages of a dispatcher round (``close`` ends it): a connection,
+    STARTTLS and login per message held delivery to ~100 messages a second against a local server."""
+
     settings: Settings
+    _smtp: smtplib.SMTP | None = field(default=None, init=False, repr=False)
 
     def endpoint(self, payload: Mapping[str, Any]) -> str:
         return f"smtp://{self.settings.smtp_host}:{self.settings.smtp_port}"
@@ -70,16 +74,42 @@ class SmtpSender:
         msg["X-Keel-Idempotency-Key"] = key
         msg.set_content(payload.get("body", ""))
         try:
-            with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout_seconds) as smtp:
+            try:
+                self._connection().send_message(msg)
+            except smtplib.SMTPServerDisconnected:
+                # the kept connection was closed by the server while idle: the message was not taken, so one
+                # fresh connection is tried before it counts as a failed attempt
+                self.close()
+                self._connection().send_message(msg)
+        except smtplib.SMTPRecipientsRefused as e:
+            self.close()
+            raise DeliveryError(f"recipients refused: {e.recipients}", permanent=True) from None
+        except (OSError, smtplib.SMTPException) as e:
+            self.close()
+            raise DeliveryError(f"{type(e).__name__}: {e}") from None
+
+    def _connection(self) -> smtplib.SMTP:
+        if self._smtp is None:
+            s = self.settings
+            smtp = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout_seconds)
+            try:
                 if s.smtp_starttls:
                     smtp.starttls()
                 if s.smtp_username:
                     smtp.login(s.smtp_username, s.smtp_password)
-                smtp.send_message(msg)
-        except smtplib.SMTPRecipientsRefused as e:
-            raise DeliveryError(f"recipients refused: {e.recipients}", permanent=True) from None
-        except (OSError, smtplib.SMTPException) as e:
-            raise DeliveryError(f"{type(e).__name__}: {e}") from None
+            except BaseException:
+                smtp.close()
+                raise
+            self._smtp = smtp
+        return self._smtp
+
+    def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            try:
+                smtp.quit()
+            except (OSError, smtplib.SMTPException):
+                smtp.close()
 
 
 @dataclass
