@@ -1,7 +1,7 @@
 """Automation benchmark: a bulk load with 3 active flows (field update, child create, email) vs flows off, and
 the dispatcher's delivery rate to a local SMTP sink (aiosmtpd).
 
-    python bench/automation.py [--rows 100000] [--batch 2000] [--emails 2000]
+    python bench/automation.py [--rows 100000] [--batch 2000] [--emails 2000] [--repeat 3]
 
 Prints the ratio and exits non-zero when the budget (≤ 2.5×) is missed.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -64,13 +65,14 @@ def org(root: Path, name: str, with_flows: bool) -> Context:
     return ctx
 
 
-def load(ctx: Context, rows: int, batch: int) -> float:
+def load(ctx: Context, rows: int, batch: int, start: int = 0) -> tuple[float, float]:
+    """Wall and CPU seconds to save ``rows`` new gifts in batches."""
     drafts: list[dict[str, Any]] = [{"Name": f"G{i}", "Amount__c": i % 1000, "Donor_Email__c": f"d{i}@example.com"}
-                                    for i in range(rows)]
-    start = time.perf_counter()
+                                    for i in range(start, start + rows)]
+    wall, cpu = time.perf_counter(), time.process_time()
     for i in range(0, rows, batch):
         save_many(ctx, "Gift__c", drafts[i:i + batch])
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def main() -> int:
@@ -78,15 +80,25 @@ def main() -> int:
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--batch", type=int, default=2000)
     ap.add_argument("--emails", type=int, default=2000)
+    ap.add_argument("--repeat", type=int, default=1, help="interleaved off/on rounds; the median is reported")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        off = load(org(root, "off", False), args.rows, args.batch)
-        on_ctx = org(root, "on", True)
-        on = load(on_ctx, args.rows, args.batch)
+        off_ctx, on_ctx = org(root, "off", False), org(root, "on", True)
+        # one batch each first: imports, compiled plans and caches are warm before either side is timed
+        load(off_ctx, args.batch, args.batch, start=10**8)
+        load(on_ctx, args.batch, args.batch, start=10**8)
+        offs, ons = [], []
+        for n in range(args.repeat):  # interleaved, so load from other processes hits both sides alike
+            offs.append(load(off_ctx, args.rows, args.batch, start=n * args.rows))
+            ons.append(load(on_ctx, args.rows, args.batch, start=n * args.rows))
+        off, on = statistics.median(w for w, _ in offs), statistics.median(w for w, _ in ons)
+        off_cpu, on_cpu = statistics.median(c for _, c in offs), statistics.median(c for _, c in ons)
         ratio = on / off
-        print(f"load {args.rows} rows, batches of {args.batch}: flows off {off:.2f}s ({args.rows / off:,.0f} rows/s), "
-              f"3 flows on {on:.2f}s ({args.rows / on:,.0f} rows/s); ratio {ratio:.2f}x (budget <= {BUDGET}x)")
+        print(f"load {args.rows} rows, batches of {args.batch}, median of {args.repeat}: flows off {off:.2f}s "
+              f"({args.rows / off:,.0f} rows/s), 3 flows on {on:.2f}s ({args.rows / on:,.0f} rows/s); "
+              f"ratio {ratio:.2f}x (budget <= {BUDGET}x); CPU time {off_cpu:.2f}s vs {on_cpu:.2f}s, "
+              f"{on_cpu / off_cpu:.2f}x")
         # delivery rate: the first N queued receipts to a local aiosmtpd sink
         from aiosmtpd.controller import Controller
 
@@ -113,7 +125,7 @@ def main() -> int:
         finally:
             ctl.stop()
         print(f"dispatcher: {stats.delivered} emails to a local SMTP sink in {took:.2f}s "
-              f"({stats.delivered / took:,.0f} msg/s, one SMTP connection per message)")
+              f"({stats.delivered / took:,.0f} msg/s, one SMTP connection per claimed batch)")
         return 0 if ratio <= BUDGET else 1
 
 

@@ -75,6 +75,9 @@ def _plain_renderer(parts: list[str | tuple[str, ...]]) -> Renderer:
     paths = [p for p in parts if not isinstance(p, str)]
     if not paths:
         return lambda record: fmt.format()
+    if len(parts) == 1 and len(paths[0]) == 1:  # "{{ record.Email__c }}": the usual recipient template
+        only = paths[0][0]
+        return lambda record: "" if (v := record.get(only)) is None else str(v)
     if all(len(p) == 1 for p in paths):
         names = [p[0] for p in paths]
 
