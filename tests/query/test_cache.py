@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+import sqlalchemy as sa
 from soqldata import NOW, Seeded, make_schema
+from sqlalchemy.sql import visitors as sa_visitors
 
 from keel.query import PlanCache, compile_soql, run_soql
+from keel.query.fragments import Fragments
 
 SCHEMA = make_schema()
 
@@ -65,3 +68,27 @@ def test_hooks_without_security_key_do_not_share_plans() -> None:
     assert c.get("SELECT Id FROM Account", SCHEMA, dialect="sqlite", row_filter=f1) is a
     assert c.get("SELECT Id FROM Account", SCHEMA, dialect="sqlite", row_filter=f2) is not a
     assert c.get("SELECT Id FROM Account", SCHEMA, dialect="sqlite", row_filter=f2, security_key="p1") is not a
+
+
+def test_shared_fragments_hold_no_literal_values(seeded_sqlite: Seeded) -> None:
+    """Statements share predicates such as ``lower(t1.name) = :p1`` across queries, so a value left in a shared
+    element would leak into another user's query; every value must come from the plan that owns it."""
+    s = seeded_sqlite
+    secret = "Acme-secret-value"
+    a = compile_soql(f"SELECT Id FROM Account WHERE Name = '{secret}' AND AnnualRevenue > 12345",
+                     s.schema, dialect="sqlite")
+    b = compile_soql("SELECT Id FROM Account WHERE Name = 'Globex' AND AnnualRevenue > 1", s.schema, dialect="sqlite")
+    assert a.sql == b.sql
+    frags = Fragments.of(s.schema)
+    assert frags.memo, "the compiler stopped sharing fragments; this test would prove nothing"
+    for element in frags.memo.values():
+        if isinstance(element, sa.ClauseElement):
+            for node in sa_visitors.iterate(element):
+                if isinstance(node, sa.BindParameter) and node.key.startswith("p"):
+                    assert node.value is None, node.key
+    assert a.plan.params == {"p1": secret.lower(), "p2": 12345}
+    with s.db.read() as conn:
+        got_a = run_soql(conn, s.schema, f"SELECT Id FROM Account WHERE Name = '{secret}'", dialect="sqlite")
+        got_b = run_soql(conn, s.schema, "SELECT Id FROM Account WHERE Name = 'Globex'", dialect="sqlite")
+    assert got_a["totalSize"] == 0
+    assert [r["Id"] for r in got_b["records"]] == [s.ids["acc2"]]

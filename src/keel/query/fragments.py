@@ -67,7 +67,9 @@ class Fragments:
             self.stable.update(id(c) for c in a.c)
             return a
 
-        return self.shared(("alias", obj.key, name), build)
+        key = ("alias", obj.key, name)
+        hit: sa.FromClause | None = self.memo.get(key)
+        return hit if hit is not None else self.shared(key, build)
 
     def label(self, expr: sa.ColumnElement[Any], n: int) -> sa.ColumnElement[Any]:
         key = ("label", expr, n)

@@ -236,7 +236,8 @@ class _Parser:
     def select_item(self, nested: bool) -> A.SelectItem:
         t = self.tok
         if t.kind == IDENT and t.upper not in _SPECIAL_ITEMS:  # the common case: a field or a function call
-            e = self.expr()
+            nxt = self.toks[self.i + 1]
+            e = self.expr() if nxt.kind == OP and nxt.text == "(" else self.field_ref()
             alias = None
             if self.tok.kind == IDENT and self.tok.upper not in CLAUSE_WORDS:
                 alias = self.advance().text
