@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -124,23 +125,44 @@ def test_generated_row_builder_matches_the_encoders(positions: Context, values: 
         raw = values.get(f.api_name)
         if f.is_relationship:
             expected.append(None if raw is None else ids.split(raw)[1])
+        elif dialect == "postgresql" and isinstance(raw, datetime) and raw.tzinfo is not None:
+            expected.append(raw.astimezone(UTC).replace(tzinfo=None))  # binary COPY takes naive UTC only
         else:
             expected.append(plan.encoders[f.api_name](raw))
     assert plan.build_row(values, 42, stamp, 7, 0) == expected
 
 
+def test_postgresql_rows_carry_each_columns_exact_type(positions: Context) -> None:
+    """Binary COPY refuses a value of another Python type, so values set by automation in other forms (a float
+    amount, a date as text, a datetime for a date) are converted by the row builder."""
+    _, plan = _plan(positions, "postgresql")
+    values = {"Max_Pay__c": 1234.5, "Headcount__c": True, "Open_Date__c": "2024-02-29",
+              "Review_At__c": date(2024, 5, 1), "Shift_Start__c": "22:30:00", "Remote__c": 1, "Name": 7,
+              "Summary__c": None}
+    row = plan.build_row(values, 42, datetime(2026, 1, 1), 7, False)
+    got = {f.api_name: row[8 + i] for i, f in enumerate(plan.writable) if not f.is_relationship}
+    assert got["Max_Pay__c"] == Decimal("1234.5") and type(got["Max_Pay__c"]) is Decimal
+    assert got["Headcount__c"] == 1 and type(got["Headcount__c"]) is int
+    assert got["Open_Date__c"] == date(2024, 2, 29)
+    assert got["Review_At__c"] == datetime(2024, 5, 1) and type(got["Review_At__c"]) is datetime
+    assert got["Shift_Start__c"] == time(22, 30)
+    assert got["Remote__c"] is True
+    assert got["Name"] == "7"
+    assert got["Summary__c"] is None
+
+
 def test_bulk_rows_read_back_as_written(positions: Context) -> None:
     """What the generated builder writes for dates, datetimes (offsets included), times, money and booleans reads
     back through SOQL as the same values, on both databases."""
-    drafts = [{"Name": f"Night shift {i}", "Department__c": "field", "Open_Date__c": "2024-02-29",
+    drafts = [{"Name": f"Night shift {i:03d}", "Department__c": "field", "Open_Date__c": "2024-02-29",
                "Review_At__c": "2024-05-01T12:11:12.250+0200", "Shift_Start__c": "22:30", "Max_Pay__c": "1234.5",
-               "Remote__c": "true" if i % 2 else False} for i in range(10)]
+               "Remote__c": "true" if i % 2 else False} for i in range(250)]  # enough for COPY on PostgreSQL
     res = save_many(positions, "Position__c", drafts)
     assert all(r.success for r in res)
     got = list(query_all_records(positions, "SELECT Name, Department__c, Open_Date__c, Review_At__c, Shift_Start__c, "
                                             "Max_Pay__c, Remote__c FROM Position__c WHERE Name LIKE 'Night shift %' "
                                             "ORDER BY Name"))
-    assert len(got) == 10
+    assert len(got) == 250
     first, second = got[0], got[1]
     assert first["Department__c"] == "Field"
     assert first["Open_Date__c"] == "2024-02-29"

@@ -8,7 +8,7 @@ SQLite's text forms here must be exactly SQLAlchemy's.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
@@ -62,13 +62,70 @@ def encoder(f: FieldDef, dialect: str) -> Encoder:
     }.get(storage, _identity)
 
 
+def _storage(f: FieldDef) -> str:
+    return "number" if f.type == "rollup" else TYPES[f.type].storage
+
+
 def layout_kind(f: FieldDef, dialect: str) -> str:
-    """How the generated row builder (``fastpath``) writes this field: an inlined form, ``plain``, or ``call``."""
+    """How the generated row builder (``fastpath``) writes this field: an inlined form, ``plain``, or ``call``.
+
+    On PostgreSQL rows go out by binary COPY, which accepts only the column's exact Python type, so every kind
+    there checks the type inline and converts the rare other value (a float, a string set by automation)."""
+    storage = _storage(f)
     if dialect != "sqlite":
-        return "plain"
-    storage = "number" if f.type == "rollup" else TYPES[f.type].storage
+        return f"pg-{storage}" if storage in PG_CONVERT else "plain"
     return {"datetime": "sqlite-datetime", "date": "sqlite-date", "number": "sqlite-number",
             "boolean": "sqlite-boolean", "time": "call"}.get(storage, "plain")
+
+
+PG_COPY_TYPES = {"text": "text", "number": "numeric", "boolean": "bool", "date": "date", "datetime": "timestamp",
+                 "time": "time", "reference": "int8", "id": "int8"}
+
+
+def pg_copy_type(f: FieldDef) -> str:
+    """The PostgreSQL type name binary COPY sends this field's column as."""
+    return "int8" if f.type == "id" else PG_COPY_TYPES[_storage(f)]
+
+
+def _pg_number(v: Any) -> Any:
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, float):
+        return Decimal(repr(v))
+    if isinstance(v, int | Decimal):
+        return v
+    return Decimal(str(v))
+
+
+def _pg_date(v: Any) -> Any:
+    if isinstance(v, datetime):
+        return v.date()
+    if isinstance(v, date):
+        return v
+    return date.fromisoformat(str(v)[:10])
+
+
+def _pg_datetime(v: Any) -> Any:
+    if isinstance(v, datetime):
+        return v if v.tzinfo is None else v.astimezone(UTC).replace(tzinfo=None)
+    if isinstance(v, date):
+        return datetime(v.year, v.month, v.day)
+    return _pg_datetime(datetime.fromisoformat(str(v).replace("Z", "+00:00")))
+
+
+def _pg_time(v: Any) -> Any:
+    return v if isinstance(v, time) else time.fromisoformat(str(v).rstrip("Z"))
+
+
+def _pg_text(v: Any) -> Any:
+    return ("true" if v else "false") if isinstance(v, bool) else str(v)
+
+
+# storage -> (the Python type binary COPY takes, or a tuple of them; the converter for anything else)
+PG_CONVERT: dict[str, tuple[tuple[type, ...], Encoder]] = {
+    "number": ((Decimal, int), _pg_number), "date": ((date,), _pg_date), "datetime": ((datetime,), _pg_datetime),
+    "time": ((time,), _pg_time), "boolean": ((bool,), bool), "text": ((str,), _pg_text),
+}
 
 
 def encode_datetime(v: datetime, dialect: str) -> Any:

@@ -15,11 +15,11 @@ inlined check does not accept, or any error, which the generic path then reports
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from keel.records.codec import sqlite_date, sqlite_datetime
+from keel.records.codec import PG_CONVERT, sqlite_date, sqlite_datetime
 from keel.records.hooks import RowState
 from keel.storage import ids
 
@@ -31,6 +31,8 @@ RowBuilder = Callable[[dict[str, Any], Any, Any, int, Any], list[Any]]
 # Field slots for ``draft_coercer``: (input key, API name, coercer or None, length limit when the coercer is the
 # plain text one, so the common "a short string" case needs no call).
 Slot = tuple[str, str, Callable[[Any], Any] | None, int | None]
+_TYPE_NAMES = {Decimal: "Decimal", int: "int", date: "date", datetime: "datetime", time: "time", bool: "bool",
+               str: "str"}
 
 
 def _compile(name: str, lines: list[str], namespace: dict[str, Any]) -> Any:
@@ -89,10 +91,12 @@ def row_builder(layout: Sequence[tuple[str, str, int, Callable[[Any], Any]]]) ->
     """A function building one insert tuple from a row's values: the audit columns, then each writable column.
 
     ``layout`` gives per column (API name, storage kind, reference kind, encoder): the storage kind picks an
-    inlined database form (``sqlite-date``, ``sqlite-datetime``, ``sqlite-number``, ``sqlite-boolean``), ``plain``
-    for none, or ``call`` for the encoder; the reference kind is 0 for a value, 1 for a lookup (stored as its
+    inlined database form (``sqlite-date``, ``sqlite-datetime``, ``sqlite-number``, ``sqlite-boolean``; on
+    PostgreSQL ``pg-<storage>``, an exact-type check that converts anything else), ``plain`` for none, or ``call``
+    for the encoder; the reference kind is 0 for a value, 1 for a lookup (stored as its
     integer), 2 for a polymorphic lookup (integer plus key prefix)."""
     ns: dict[str, Any] = {"split": ids.split, "Decimal": Decimal, "date": date, "datetime": datetime,
+                          "time": time, "int": int, "str": str, "bool": bool,
                           "sqlite_date": sqlite_date, "sqlite_datetime": sqlite_datetime}
     body = ["def build_row(v, pk, stamp, actor, deleted):", "    g = v.get"]
     out = ["pk", "stamp", "actor", "stamp", "actor", "stamp", "deleted", "1"]
@@ -113,6 +117,12 @@ def row_builder(layout: Sequence[tuple[str, str, int, Callable[[Any], Any]]]) ->
             out.append(f"(float(x{j}) if type(x{j}) is Decimal else x{j})")
         elif kind == "sqlite-boolean":
             out.append(f"(None if x{j} is None else (1 if x{j} else 0))")
+        elif kind.startswith("pg-"):
+            types, ns[f"e{j}"] = PG_CONVERT[kind[3:]]
+            exact = " or ".join(f"type(x{j}) is {_TYPE_NAMES[t]}" for t in types)
+            if kind == "pg-datetime":
+                exact = f"(type(x{j}) is datetime and x{j}.tzinfo is None)"
+            out.append(f"(x{j} if x{j} is None or {exact} else e{j}(x{j}))")
         elif kind == "call":
             ns[f"e{j}"] = enc
             out.append(f"e{j}(x{j})")

@@ -14,7 +14,7 @@ from keel.metadata.model import FieldDef, ObjectDef, SchemaSnapshot
 from keel.metadata.tables import is_polymorphic, type_column
 from keel.metadata.types import Coercer, FieldValueError, plain_text_limit, value_coercer
 from keel.records import fastpath
-from keel.records.codec import Encoder, encoder, layout_kind
+from keel.records.codec import Encoder, encoder, layout_kind, pg_copy_type
 from keel.storage import ids
 
 AUDIT_COLUMNS = ("created_date", "created_by_id", "last_modified_date", "last_modified_by_id", "system_modstamp")
@@ -36,6 +36,7 @@ class WritePlan:
     auto_numbers: tuple[FieldDef, ...]
     composite: FieldDef | None
     build_row: fastpath.RowBuilder  # values -> insert tuple in ``insert_columns`` order
+    copy_types: tuple[str, ...]  # PostgreSQL type of each insert column, for binary COPY
     # Generated draft coercers by the tuple of input keys they accept (see ``fastpath.draft_coercer``).
     draft_coercers: dict[tuple[str, ...], fastpath.DraftCoercer] = field(default_factory=dict)
 
@@ -68,6 +69,7 @@ def _build(schema: SchemaSnapshot, obj: ObjectDef, dialect: str) -> WritePlan:
     encoders: dict[str, Encoder] = {}
     writable: list[FieldDef] = []
     columns: list[str] = ["id", *AUDIT_COLUMNS, "is_deleted", "version"]
+    copy_types: list[str] = ["int8", "timestamp", "int8", "timestamp", "int8", "timestamp", "bool", "int4"]
     defaults: list[tuple[str, Any]] = []
     formula_defaults: list[tuple[FieldDef, str]] = []
     for f in obj.fields:
@@ -82,8 +84,10 @@ def _build(schema: SchemaSnapshot, obj: ObjectDef, dialect: str) -> WritePlan:
         writable.append(f)
         encoders[f.api_name] = encoder(f, dialect)
         columns.append(f.column)
+        copy_types.append(pg_copy_type(f))
         if is_polymorphic(f):
             columns.append(type_column(f))
+            copy_types.append("text")
         if isinstance(f.default, dict) and "formula" in f.default:
             formula_defaults.append((f, str(f.default["formula"])))
         elif f.default is not None and f.api_name in coercers:
@@ -113,6 +117,7 @@ def _build(schema: SchemaSnapshot, obj: ObjectDef, dialect: str) -> WritePlan:
         formula_defaults=tuple(formula_defaults),
         auto_numbers=tuple(f for f in obj.fields if f.type == "auto_number" and f.column),
         composite=name if name is not None and name.type == "composite" else None,
+        copy_types=tuple(copy_types),
         build_row=fastpath.row_builder([
             (f.api_name, layout_kind(f, dialect), (2 if is_polymorphic(f) else 1) if f.is_relationship else 0,
              encoders[f.api_name]) for f in writable]),

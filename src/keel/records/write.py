@@ -58,14 +58,21 @@ def _insert(conn: Connection, plan: WritePlan, rows: Sequence[RowState], now: da
     raw = conn.connection.driver_connection
     assert raw is not None
     if dialect == "postgresql":
+        from psycopg.copy import QueuedLibpqWriter  # PostgreSQL's driver is an optional dependency
+
         build = plan.build_row
-        tuples = [build(r.values, r.pk, now, actor, False) for r in rows]
         with raw.cursor() as cur:
             if len(rows) >= COPY_THRESHOLD:
-                with cur.copy(f'COPY "{table}" ({col_sql}) FROM STDIN') as copy:
-                    for t in tuples:
-                        copy.write_row(t)
+                # Binary COPY: the row builder gives every value its column's exact Python type. A writer thread
+                # sends the data while this one builds the next rows, so the server's work overlaps ours.
+                with cur.copy(f'COPY "{table}" ({col_sql}) FROM STDIN (FORMAT BINARY)',
+                              writer=QueuedLibpqWriter(cur)) as copy:
+                    copy.set_types(list(plan.copy_types))
+                    write_row = copy.write_row
+                    for r in rows:
+                        write_row(build(r.values, r.pk, now, actor, False))
             else:
+                tuples = [build(r.values, r.pk, now, actor, False) for r in rows]
                 marks = ", ".join(["%s"] * len(cols))
                 cur.executemany(f'INSERT INTO "{table}" ({col_sql}) VALUES ({marks})', tuples)
         return
