@@ -249,7 +249,7 @@ def run(db: Database, schema: SchemaSnapshot, rows: int, page_rows: int) -> list
 
     with db.read() as conn:
         res = run_soql(conn, schema, list_soql, dialect=d, cache=cache)
-        assert len(res["records"]) == 50, res["totalSize"]
+        assert 0 < len(res["records"]) <= 50, res["totalSize"]  # 50 from 1M rows; fewer with small --rows
         assert res["records"] == hand_list(conn)
         k, h = interleaved(lambda: run_soql(conn, schema, list_soql, dialect=d, cache=cache),
                            lambda: hand_list(conn), 300)
