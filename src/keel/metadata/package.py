@@ -267,6 +267,11 @@ def _reference(raw: Mapping[str, Any], kind: str, name: str, at: str, kw: dict[s
         kw["required"] = True
 
 
+def picklist_values(raw: Any, at: str) -> tuple[PicklistValue, ...]:
+    """Parse a ``values:`` list as a package would, for screens that edit picklist values (setup)."""
+    return _picklist_values(raw, at)
+
+
 def _picklist_values(raw: Any, at: str) -> tuple[PicklistValue, ...]:
     if not isinstance(raw, list) or not raw:
         raise MetadataError(f"{at}: picklists need a non-empty 'values' list")

@@ -187,12 +187,31 @@ def _field_changes(obj: str, old: FieldDef, new: FieldDef) -> str:
         if getattr(old, attr) != getattr(new, attr):
             changes.append(f"{attr}: {getattr(old, attr)!r} -> {getattr(new, attr)!r}")
     if old.values != new.values:
-        added = [v.value for v in new.values if old.picklist_value(v.value) is None]
-        removed = [v.value for v in old.values if new.picklist_value(v.value) is None]
-        changes.append(f"picklist values +{added} -{removed}")
+        changes.append(_picklist_changes(old, new))
     if old.reference_to != new.reference_to:
         raise MetadataError(f"{at}: a lookup cannot be pointed at another object; add a new field instead")
     return "; ".join(changes)
+
+
+def _picklist_changes(old: FieldDef, new: FieldDef) -> str:
+    """Every kind of picklist edit by name, so a reviewer sees a relabel or a deactivation, not just "changed"."""
+    added = [v.value for v in new.values if old.picklist_value(v.value) is None]
+    removed = [v.value for v in old.values if new.picklist_value(v.value) is None]
+    kept = [(o, n) for o in old.values if (n := new.picklist_value(o.value)) is not None]
+    defaults = ([v.value for v in old.values if v.default], [v.value for v in new.values if v.default])
+    order = ([o.value for o, _ in kept], [v.value for v in new.values if old.picklist_value(v.value) is not None])
+    parts = [f"+{added} -{removed}"] if added or removed else []
+    for what, names in (
+        ("relabelled", [f"{o.value}: {o.label!r} -> {n.label!r}" for o, n in kept if o.label != n.label]),
+        ("deactivated", [o.value for o, n in kept if o.active and not n.active]),
+        ("reactivated", [o.value for o, n in kept if not o.active and n.active]),
+        ("default", defaults[1] if defaults[0] != defaults[1] else []),
+        ("dependencies", [o.value for o, n in kept if o.valid_for != n.valid_for]),
+        ("reordered", order[1] if order[0] != order[1] else []),
+    ):
+        if names:
+            parts.append(f"{what} {'; '.join(names)}")
+    return "picklist values " + (", ".join(parts) or "changed")
 
 
 def _object_changes(old: ObjectDef, new: ObjectDef) -> str:

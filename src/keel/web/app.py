@@ -106,6 +106,7 @@ def create_web_app(ctx: Context) -> ASGIApp:
         Route("/setup/outbox", page(setup_admin.outbox), methods=["GET", "POST"]),
         Route("/setup/audit", page(setup_admin.audit_log)),
         Route("/setup/o/{obj}/fields/new", page(setup.new_field), methods=["GET", "POST"]),
+        Route("/setup/o/{obj}/fields/{field}/values", page(setup.picklist_editor), methods=["GET", "POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes)

@@ -1,16 +1,18 @@
-"""Setup: the object manager. A new field goes through the same validate → plan → apply path as an app package:
-the administrator sees the plan's operations first, and apply writes metadata and DDL in one transaction."""
+"""Setup: the object manager. A new field and a picklist's values go through the same validate → plan → apply path
+as an app package: the administrator sees the plan's operations first, and apply writes metadata and DDL in one
+transaction (and refuses, with row counts, a change that existing data forbids)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from starlette.responses import RedirectResponse, Response
 
 from keel.errors import KeelError
 from keel.metadata.apply import apply_plan
-from keel.metadata.model import ObjectDef
-from keel.metadata.package import parse_field
+from keel.metadata.model import FieldDef, ObjectDef
+from keel.metadata.package import parse_field, picklist_values
 from keel.metadata.plan import Plan, plan
 from keel.web.base import Web
 
@@ -71,11 +73,22 @@ def _field_plan(web: Web, obj: ObjectDef) -> Plan:
     return plan(before, [desired])
 
 
-def new_field(web: Web) -> Response:
+def _require_customize(web: Web) -> None:
     _require_admin(web)
     has = getattr(web.ctx.actor.access, "has", None)
     if not web.ctx.actor.is_system and not (has and has("CustomizeApplication")):
         raise KeelError("Changing metadata needs Customize Application.", code="INSUFFICIENT_ACCESS")
+
+
+def _apply(web: Web, obj: ObjectDef, p: Plan) -> None:
+    apply_plan(web.ctx.db, p, web.ctx.metadata)
+    audit = web.ctx.extras.get("audit")
+    if audit is not None:
+        audit(web.ctx, "metadata_apply", obj.api_name, None, {"ops": [op.describe() for op in p.ops]})
+
+
+def new_field(web: Web) -> Response:
+    _require_customize(web)
     obj = _object(web)
     step = str(web.form.get("step", "")) if web.request.method == "POST" else ""
     if not step:
@@ -88,8 +101,58 @@ def new_field(web: Web) -> Response:
     if step == "plan":
         return web.render("setup_field.html", obj=obj, types=FIELD_TYPES, form=web.form,
                           ops=[op.describe() for op in p.ops], error="")
-    apply_plan(web.ctx.db, p, web.ctx.metadata)
-    audit = web.ctx.extras.get("audit")
-    if audit is not None:
-        audit(web.ctx, "metadata_apply", obj.api_name, None, {"ops": [op.describe() for op in p.ops]})
+    _apply(web, obj, p)
     return RedirectResponse(f"/setup/o/{obj.api_name}", status_code=303)
+
+
+def _picklist_field(web: Web, obj: ObjectDef) -> FieldDef:
+    f = obj.find_field(str(web.path["field"]))
+    if f is None or f.type not in ("picklist", "multipicklist"):
+        raise KeelError("No such picklist field.", code="NOT_FOUND")
+    return f
+
+
+def _values_plan(web: Web, obj: ObjectDef, f: FieldDef) -> Plan:
+    """The field with the form's values: existing ones relabelled, (de)activated, reordered or removed (by their
+    value, which never changes: records hold it), then the new ones; checked as a package's ``values:`` is."""
+    form = web.form
+    rows: list[tuple[float, int, dict[str, Any]]] = []
+    for i, v in enumerate(f.values):
+        if form.get(f"r{i}"):
+            continue
+        try:
+            pos = float(str(form.get(f"o{i}", "")) or i + 1)
+        except ValueError:
+            raise KeelError(f"The order of {v.value!r} must be a number.", code="INVALID_FIELD") from None
+        rows.append((pos, i, {"value": v.value, "label": str(form.get(f"l{i}", "")).strip() or v.value,
+                              "active": bool(form.get(f"a{i}")), "valid_for": list(v.valid_for)}))
+    raw = [r for _, _, r in sorted(rows, key=lambda t: (t[0], t[1]))]
+    raw += [{"value": line.strip(), "label": line.strip()} for line in str(form.get("new", "")).splitlines()
+            if line.strip()]
+    default = str(form.get("default", ""))
+    for r in raw:
+        r["default"] = r["value"] == default and r.get("active", True)
+    values = picklist_values(raw, f"{obj.api_name}.{f.api_name}")  # a MetadataError is a KeelError: shown
+    desired = obj.with_fields(tuple(replace(x, values=values) if x.key == f.key else x for x in obj.fields))
+    with web.ctx.db.read() as conn:
+        return plan(web.ctx.schema(conn), [desired])
+
+
+def picklist_editor(web: Web) -> Response:
+    """``/setup/o/{obj}/fields/{field}/values``: edit a picklist's values, plan first, then apply."""
+    _require_customize(web)
+    obj = _object(web)
+    f = _picklist_field(web, obj)
+    step = str(web.form.get("step", "")) if web.request.method == "POST" else ""
+    ctx: dict[str, Any] = {"obj": obj, "field": f, "form": web.form if step else {}, "ops": None, "error": ""}
+    if not step:
+        return web.render("setup_picklist.html", **ctx)
+    try:
+        p = _values_plan(web, obj, f)
+        if step == "apply" and not p.empty:
+            _apply(web, obj, p)
+            return RedirectResponse(f"/setup/o/{obj.api_name}/fields/{f.api_name}/values", status_code=303)
+    except KeelError as e:
+        return web.render("setup_picklist.html", **{**ctx, "error": e.message}, status=400)
+    return web.render("setup_picklist.html", **{**ctx, "ops": [op.describe() for op in p.ops] or
+                                                ["(no changes)"]})
