@@ -72,6 +72,8 @@ def test_insert_coerces_client_styles_and_applies_defaults(crm: Context) -> None
         (position(Job_Code__c="x" * 21), "STRING_TOO_LONG", "Job_Code__c"),
         (position(Max_Pay__c="lots"), "INVALID_TYPE_ON_FIELD_IN_RECORD", "Max_Pay__c"),
         (position(Max_Pay__c=10**15), "NUMBER_OUTSIDE_VALID_RANGE", "Max_Pay__c"),
+        (position(Headcount__c="99999.5"), "NUMBER_OUTSIDE_VALID_RANGE", "Headcount__c"),  # rounds to 6 digits
+        (position(Max_Pay__c="NaN"), "INVALID_TYPE_ON_FIELD_IN_RECORD", "Max_Pay__c"),
         (position(Contact_Email__c="not-an-email"), "INVALID_EMAIL_ADDRESS", "Contact_Email__c"),
         (position(Open_Date__c="2024-02-30"), "INVALID_TYPE_ON_FIELD_IN_RECORD", "Open_Date__c"),
         (position(Remote__c="maybe"), "INVALID_TYPE_ON_FIELD_IN_RECORD", "Remote__c"),

@@ -11,7 +11,7 @@ import datetime as dt
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from keel.metadata import values as V
@@ -159,20 +159,26 @@ def _number(f: FieldDef) -> Coercer:
     limit = Decimal(10) ** (precision - scale)
     quantum = Decimal(1).scaleb(-scale)
 
+    low = -limit
+
     def coerce(v: Any) -> Any:
         if v is None or v == "":
             return None
         try:
             d = Decimal(v) if type(v) is str and v.isascii() and "," not in v else V.parse_decimal(v)
-            if not d.is_finite():
-                raise ValueError(v)
+            inside = low < d < limit  # NaN raises here; one chained comparison is the cheapest range check
         except (ValueError, ArithmeticError):
-            raise FieldValueError(
-                "INVALID_TYPE_ON_FIELD_IN_RECORD", f"{f.label}: value not of required type: {v}"
-            ) from None
-        if abs(d) >= limit:
+            inside = False
+            d = Decimal("NaN")
+        if not inside:
+            if not d.is_finite():
+                raise FieldValueError(
+                    "INVALID_TYPE_ON_FIELD_IN_RECORD", f"{f.label}: value not of required type: {v}"
+                ) from None
             raise FieldValueError("NUMBER_OUTSIDE_VALID_RANGE", f"{f.label}: number outside valid range: {v}")
-        q = d.quantize(quantum, rounding="ROUND_HALF_UP")
+        q = d.quantize(quantum, ROUND_HALF_UP)
+        if not low < q < limit:  # rounding carried into another integer digit (9999.95 at scale 1)
+            raise FieldValueError("NUMBER_OUTSIDE_VALID_RANGE", f"{f.label}: number outside valid range: {v}")
         return int(q) if scale == 0 else q
 
     return coerce
