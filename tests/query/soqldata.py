@@ -158,6 +158,8 @@ def seed_rows() -> dict[str, list[dict[str, Any]]]:
         "Case": [
             {"_l": "case1", "Name": "00001", "AccountId": "acc1", "ContactId": "con1", "Subject": "Broken",
              "OwnerId": "u1"},
+            {"_l": "case2", "Name": "00002", "AccountId": "acc2", "ContactId": "con3", "Subject": "BROKEN",
+             "OwnerId": "u1"},
         ],
         "Task": [
             {"_l": "task1", "Name": "Call John", "WhoId": "con1", "WhatId": "acc1",

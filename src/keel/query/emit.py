@@ -39,6 +39,7 @@ AGGREGATES = frozenset({"COUNT", "COUNT_DISTINCT", "SUM", "AVG", "MIN", "MAX"})
 DATE_FUNCS = frozenset({"CALENDAR_YEAR", "CALENDAR_MONTH", "CALENDAR_QUARTER", "DAY_IN_MONTH", "DAY_IN_WEEK",
                         "DAY_IN_YEAR", "DAY_ONLY", "HOUR_IN_DAY", "WEEK_IN_MONTH", "WEEK_IN_YEAR", "FISCAL_YEAR",
                         "FISCAL_QUARTER", "FISCAL_MONTH"})
+FOLDED_TYPES = TEXT_TYPES - {"picklist", "multipicklist"}  # picklist values are stored in canonical spelling
 PASSTHROUGH = frozenset({"TOLABEL", "CONVERTCURRENCY", "FORMAT", "CONVERTTIMEZONE"})
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
@@ -94,6 +95,7 @@ class Emitter:
         self.n_params = 0
         self.params: dict[str, Any] = {}
         self.user_id = user_id
+        self.folded: set[str] = set()  # keys of text fields grouped case-insensitively
 
     # --- parameters -----------------------------------------------------------------------------------------
 
@@ -128,7 +130,7 @@ class Emitter:
                     count_only = count_only or (name == "COUNT" and not i.expr.args)
             elif isinstance(i, A.FieldsFn):
                 all_fields = all_fields or i.kind != "STANDARD"
-        if count_only and (len(q.select) > 1 or q.group_by):
+        if count_only and len(q.select) > 1:
             raise malformed("COUNT() must be the only element in the SELECT list", q.select[0].pos)
         if q.offset is not None and q.offset > 2000:
             raise malformed("Maximum SOQL offset allowed is 2000", q.pos, code="NUMBER_OUTSIDE_VALID_RANGE")
@@ -136,7 +138,11 @@ class Emitter:
             raise malformed("The SOQL FIELDS function must have a LIMIT of at most 200", q.pos)
         where = self.where_clause(scope, q)
         if count_only:
-            base = sa.select(sa.func.count().label("n")).select_from(scope.from_clause()).where(*where)
+            if q.group_by:  # COUNT() with GROUP BY answers the number of groups, as totalSize
+                groups = self.aggregate(scope, q, where).base.subquery()
+                base = sa.select(sa.func.count().label("n")).select_from(groups)
+            else:
+                base = sa.select(sa.func.count().label("n")).select_from(scope.from_clause()).where(*where)
             return Plan("count", obj, base, [], S.AggShape(), limit=q.limit, offset=q.offset, runtime=self.runtime)
         if is_agg:
             return self.aggregate(scope, q, where)
@@ -380,7 +386,12 @@ class Emitter:
             if v.field is not None and not TYPES.get(v.field.type, TYPES["text"]).groupable and v.field.type != "id":
                 raise SoqlFieldError(f"field '{v.label}' can not be grouped in a query call", g.pos, (v.label,))
             groups[v.key] = v
-            group_exprs.append(v.expr)
+            if v.type in FOLDED_TYPES:
+                # Salesforce groups text case-insensitively ('Acme' and 'ACME' are one group).
+                group_exprs.append(self.opts.lower(v.expr))
+                self.folded.add(v.key)
+            else:
+                group_exprs.append(v.expr)
             if v.type_expr is not None:
                 group_exprs.append(v.type_expr)  # a polymorphic id is its key plus its type
         cols: list[sa.ColumnElement[Any]] = []
@@ -395,6 +406,7 @@ class Emitter:
                 raise malformed(f"Field must be grouped or aggregated: {v.label}", item.pos)
             if isinstance(item.expr, A.Call) and item.expr.name.upper() in DATE_FUNCS and v.key not in groups:
                 raise malformed(f"Field must be grouped or aggregated: {item.expr.name}", item.pos)
+            self.group_value(v)
             if item.alias:
                 key = item.alias
             elif isinstance(item.expr, A.Call) and item.expr.name.upper() not in PASSTHROUGH:
@@ -429,7 +441,16 @@ class Emitter:
         if isinstance(o.expr, A.FieldRef) and v.key not in groups:
             raise malformed(f"Ordered field must be grouped or aggregated: {v.label}", o.pos)
         nulls_first = (o.nulls == "FIRST") if o.nulls else not o.descending
-        return OrderKey(v.expr, o.descending, nulls_first)
+        expr = self.opts.lower(self.group_value(v).expr) if v.key in self.folded else v.expr
+        return OrderKey(expr, o.descending, nulls_first)
+
+    def group_value(self, v: Val) -> Val:
+        """A case-insensitively grouped text field is not itself in GROUP BY (its lower() is), so its value is
+        read as the smallest spelling in the group, in binary order on both databases."""
+        if v.key in self.folded:
+            col = v.expr if self.opts.dialect == "sqlite" else v.expr.collate("C")
+            v.expr = sa.func.min(col)
+        return v
 
     def value(self, scope: Scope, e: A.Expr, agg_ok: bool) -> Val:
         """A field, aggregate or date function as a typed value."""
@@ -520,8 +541,10 @@ class Emitter:
         if isinstance(c, A.Not):
             return sa.not_(sa.func.coalesce(self.cond(scope, c.cond, agg_ok, groups), sa.false()))
         v = self.value(scope, c.lhs, agg_ok)
-        if groups is not None and isinstance(c.lhs, A.FieldRef) and v.key not in groups:
-            raise malformed(f"Field must be grouped or aggregated: {v.label}", c.pos)
+        if groups is not None:
+            if isinstance(c.lhs, A.FieldRef) and v.key not in groups:
+                raise malformed(f"Field must be grouped or aggregated: {v.label}", c.pos)
+            self.group_value(v)
         if v.field is not None and not TYPES.get(v.field.type, TYPES["text"]).filterable:
             raise SoqlFieldError(f"field '{v.label}' can not be filtered in a query call", c.pos, (v.label,))
         return compare(self, scope, v, c)
