@@ -6,7 +6,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 from starlette.types import Receive, Scope, Send
@@ -76,19 +81,61 @@ def build_app(ctx: Context, *, background: bool = True) -> KeelApp:
     return KeelApp(ctx, background=background)
 
 
-def build_servers(ctx: Context, *, host: str, port: int, https_port: int,
-                  log_level: str = "info") -> tuple[list[uvicorn.Server], KeelApp]:
-    app = build_app(ctx)
+class Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to ``run_servers``: each uvicorn server installs its own SIGTERM
+    handler, so with two listeners in one process the second replaced the first's, a SIGTERM stopped one of them,
+    and the re-raised signal then killed the process before the background workers were stopped."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+# A stopping server waits this long for requests in flight before cancelling them (the supervisor of
+# ``keel serve --workers`` allows a little more before SIGKILL).
+GRACEFUL_SECONDS = 25
+
+
+def build_servers(ctx: Context, *, host: str, port: int, https_port: int, log_level: str = "info",
+                  background: bool = True) -> tuple[list[uvicorn.Server], KeelApp]:
+    app = build_app(ctx, background=background)
     configs = []
     if port:
         configs.append(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
-                                      lifespan="off", timeout_keep_alive=KEEP_ALIVE))
+                                      lifespan="off", timeout_keep_alive=KEEP_ALIVE,
+                                      timeout_graceful_shutdown=GRACEFUL_SECONDS))
     if https_port:
         cert, key = certificate_paths(ctx.settings)
         configs.append(uvicorn.Config(app, host=host, port=https_port, log_level=log_level, access_log=False,
                                       ssl_certfile=str(cert), ssl_keyfile=str(key), lifespan="off",
-                                      timeout_keep_alive=KEEP_ALIVE))
-    return [uvicorn.Server(c) for c in configs], app
+                                      timeout_keep_alive=KEEP_ALIVE, timeout_graceful_shutdown=GRACEFUL_SECONDS))
+    return [Server(c) for c in configs], app
+
+
+def run_servers(servers: Sequence[uvicorn.Server], app: KeelApp,
+                sockets: Sequence[list[socket.socket] | None] | None = None) -> None:
+    """Run the listeners of one process until SIGTERM or SIGINT, which stop all of them gracefully; the
+    background workers (if this process runs them) start first and stop last."""
+
+    def stop(*_: Any) -> None:
+        for s in servers:  # a second signal stops waiting for requests in flight, as in uvicorn
+            s.force_exit = s.should_exit
+            s.should_exit = True
+
+    main_thread = threading.current_thread() is threading.main_thread()  # only it may install handlers
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)} if main_thread else {}
+    listen = list(sockets) if sockets is not None else [None] * len(servers)
+
+    async def main() -> None:
+        await asyncio.gather(*(s.serve(sockets=socks) for s, socks in zip(servers, listen, strict=True)))
+
+    app.start_background()  # one set of workers for both listeners (their lifespans are off)
+    try:
+        asyncio.run(main())
+    finally:
+        app.stop_background()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def serve(ctx: Context, host: str = "127.0.0.1", port: int = 8080, https_port: int = 0,
@@ -100,12 +147,4 @@ def serve(ctx: Context, host: str = "127.0.0.1", port: int = 8080, https_port: i
     if https_port:
         cert, _key = certificate_paths(ctx.settings)
         announce(f"HTTPS https://{host}:{https_port}  (certificate: {cert.resolve()})")
-
-    async def main() -> None:
-        await asyncio.gather(*(s.serve() for s in servers))
-
-    app.start_background()  # one set of workers for both listeners (their lifespans are off)
-    try:
-        asyncio.run(main())
-    finally:
-        app.stop_background()
+    run_servers(servers, app)
