@@ -82,7 +82,7 @@ def test_generated_coercer_matches_the_generic_loop(positions: Context, data: st
         return RowState(i, ref) if isinstance(ref, dict) else None
 
     owner = ids.encode("005", 1)
-    rows = plan.draft_coercer(slots, owner)(drafts, slow)
+    rows = plan.draft_coercer(slots, owner)(drafts, range(len(drafts)), slow)
     for r in rows:  # as the lifecycle does next: rows from the generic path get their defaults now
         if not r.changed:
             _apply_defaults(plan, r, owner)
@@ -170,3 +170,30 @@ def test_bulk_rows_read_back_as_written(positions: Context) -> None:
     assert first["Shift_Start__c"].startswith("22:30:00")
     assert float(first["Max_Pay__c"]) == 1234.5
     assert (first["Remote__c"], second["Remote__c"]) == (False, True)
+
+
+def test_a_batch_of_several_shapes_keeps_its_order_and_defaults(positions: Context) -> None:
+    """Drafts with different keys (a CSV with empty cells) are coerced per shape and come back in input order,
+    new ids ascending with it, each missing field defaulted and each bad row failing alone."""
+    drafts: list[dict[str, Any]] = []
+    for i in range(30):
+        d: dict[str, Any] = {"Name": f"Shape {i:02d}", "Department__c": "Support"}
+        if i % 3 == 1:
+            d["Headcount__c"] = "4"
+        if i % 3 == 2:
+            d["Remote__c"] = "true"
+        drafts.append(d)
+    drafts[17]["Headcount__c"] = "many"
+    res = save_many(positions, "Position__c", drafts, all_or_none=False)
+    assert [r.success for r in res] == [i != 17 for i in range(30)]
+    assert res[17].errors[0].code == "INVALID_TYPE_ON_FIELD_IN_RECORD"
+    got = {r["Name"]: r for r in query_all_records(
+        positions, "SELECT Id, Name, Headcount__c, Remote__c FROM Position__c WHERE Name LIKE 'Shape %'")}
+    ok = [i for i in range(30) if i != 17]
+    numbers = [ids.split(got[f"Shape {i:02d}"]["Id"])[1] for i in ok]
+    assert numbers == sorted(numbers)
+    for i in ok:
+        rec = got[f"Shape {i:02d}"]
+        assert rec["Id"] == res[i].id
+        assert float(rec["Headcount__c"]) == (4 if i % 3 == 1 else 1)  # the field's default is 1
+        assert rec["Remote__c"] is (i % 3 == 2)

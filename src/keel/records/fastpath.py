@@ -25,7 +25,7 @@ from keel.storage import ids
 
 Draft = Mapping[str, Any]
 Slow = Callable[[int, Draft], "RowState | None"]
-DraftCoercer = Callable[[Sequence[Draft], Slow], list[RowState]]
+DraftCoercer = Callable[[Sequence[Draft], Sequence[int], Slow], list[RowState]]
 RowBuilder = Callable[[dict[str, Any], Any, Any, int, Any], list[Any]]
 
 # Field slots for ``draft_coercer``: (input key, API name, coercer or None, length limit when the coercer is the
@@ -42,7 +42,8 @@ def _compile(name: str, lines: list[str], namespace: dict[str, Any]) -> Any:
 
 
 def draft_coercer(slots: Sequence[Slot], defaults: Sequence[tuple[str, Any]] = ()) -> DraftCoercer:
-    """A function that coerces every draft whose keys are exactly ``slots``' keys, in one dict display per row.
+    """A function that coerces the drafts at the given indexes whose keys are exactly ``slots``' keys, in one dict
+    display per row.
 
     ``defaults`` (API name, value) are the new record's defaults for fields the draft does not name, filled in
     the same display; rows built this way carry their ``changed`` set, which tells the lifecycle their defaults
@@ -66,10 +67,11 @@ def draft_coercer(slots: Sequence[Slot], defaults: Sequence[tuple[str, Any]] = (
             items.append(f"n{j}: c{j}(d[k{j}])")
     changed = "set(values)" if complete else "set()"
     lines = [
-        "def coerce_drafts(drafts, slow):",
+        "def coerce_drafts(drafts, indexes, slow):",
         "    out = []",
         "    append = out.append",
-        "    for i, d in enumerate(drafts):",
+        "    for i in indexes:",
+        "        d = drafts[i]",
         f"        if len(d) == {len(slots)}:",
         "            try:",
         f"                values = {{{', '.join(items)}}}",

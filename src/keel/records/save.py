@@ -10,6 +10,7 @@ rolls back the batch; otherwise good rows commit and bad rows are reported.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -287,25 +288,39 @@ def _coerce(ctx: Context, plan: WritePlan, drafts: Sequence[Draft], batch: Batch
             return None
         return RowState(index=i, values=values, pk=pk)
 
-    fast = _fast_coercer(ctx, plan, drafts, resolved, owner) if can_create else None
-    if fast is not None:
-        batch.rows = fast(drafts, one)
-        return
+    if can_create and len(drafts) >= 8:
+        # Drafts grouped by their keys (a CSV with empty cells has a few shapes): each shape of new records gets
+        # its generated coercer; a batch of very varied shapes is not worth generating code for.
+        shapes: dict[tuple[str, ...], list[int]] = {}
+        for i, draft in enumerate(drafts):
+            shapes.setdefault(tuple(draft), []).append(i)
+        if len(shapes) <= 8:
+            rows: list[RowState] = []
+            for keys, indexes in shapes.items():
+                fast = _fast_coercer(ctx, plan, keys, resolved, owner)
+                if fast is not None:
+                    rows += fast(drafts, indexes, one)
+                else:
+                    rows += [r for i in indexes if (r := one(i, drafts[i])) is not None]
+            if len(shapes) > 1:
+                rows.sort(key=attrgetter("index"))
+            batch.rows = rows
+            return
     for i, draft in enumerate(drafts):
         r = one(i, draft)
         if r is not None:
             batch.rows.append(r)
 
 
-def _fast_coercer(ctx: Context, plan: WritePlan, drafts: Sequence[Draft],
-                  resolved: dict[str, tuple[str | None, Any]], owner: str) -> fastpath.DraftCoercer | None:
-    """The generated coercer for inserts shaped like the first draft, when every key of it is a field the actor
-    may write (the common bulk case); None sends the batch through the generic loop."""
-    if len(drafts) < 8:
-        return None
+def _fast_coercer(ctx: Context, plan: WritePlan, keys: tuple[str, ...], resolved: dict[str, tuple[str | None, Any]],
+                  owner: str) -> fastpath.DraftCoercer | None:
+    """The generated coercer for new records with these keys, when every key is a field the actor may write;
+    None sends these drafts through the generic loop."""
     slots: list[fastpath.Slot] = []
-    for key in drafts[0]:
-        hit = resolved[key] = _resolve_key(ctx, plan, key)
+    for key in keys:
+        hit = resolved.get(key)
+        if hit is None:
+            hit = resolved[key] = _resolve_key(ctx, plan, key)
         name, how = hit
         if name is None or name in ("Id", "__version__"):
             return None

@@ -147,35 +147,18 @@ def apply_chunk(ctx: Context, conn: Connection, job: B.Job, lay: Layout, rows: S
     drafts: list[dict[str, Any]] = []
     keep: list[int] = []
     parents = _resolve_parents(conn, ctx.schema(conn), lay, [rows[i] for i in ok])
+    # The common shape: every column a plain field, no Id column. A row with no empty cell and no #N/A is then
+    # exactly ``dict(zip(fields, row))``; the others take the general path below.
+    names = [c.field or "" for c in lay.columns]
+    plain = lay.id_index is None and [c.index for c in lay.columns] == list(range(width)) and all(
+        c.ext is None for c in lay.columns)
     for pos, i in enumerate(ok):
         row = rows[i]
-        d: dict[str, Any] = {}
-        bad: str | None = None
-        for c in lay.columns:
-            v = row[c.index]
-            if v == "":
-                continue  # empty means "leave unchanged"
-            if c.ext is not None:
-                if v == NULL:
-                    d[c.field or ""] = None
-                    continue
-                hit = parents[c.index].get(v)
-                if not isinstance(hit, str):
-                    bad = (f"INVALID_FIELD:Foreign key external ID: {v} not found for field {c.ext.api_name} in "
-                           f"entity {c.target.api_name if c.target else ''}:{c.name} --" if not hit else
-                           f"DUPLICATE_EXTERNAL_ID:More than 1 record found for external id field: {v}:{c.name} --")
-                    break
-                d[c.field or ""] = hit
-            else:
-                d[c.field or ""] = None if v == NULL else v
-        if lay.id_index is not None:
-            rid = row[lay.id_index]
-            if job.operation == "insert" and rid:
-                bad = "INVALID_FIELD_FOR_INSERT_UPDATE:cannot specify Id in an insert call:Id --"
-            elif job.operation == "update" and not rid:
-                bad = "MISSING_ARGUMENT:Id not specified in an update call:Id --"
-            elif rid:
-                d["Id"] = rid
+        if plain and "" not in row and NULL not in row:
+            drafts.append(dict(zip(names, row, strict=True)))
+            keep.append(pos)
+            continue
+        d, bad = _draft(job, lay, row, parents)
         if bad is not None:
             out[i] = [row[lay.id_index] if lay.id_index is not None else None, bad]
             continue
@@ -187,6 +170,38 @@ def apply_chunk(ctx: Context, conn: Connection, job: B.Job, lay: Layout, rows: S
     else:
         res = save_many(ctx, job.object, drafts, all_or_none=False, conn=conn)
     return _merge(out, good, res, [d.get("Id") for d in drafts])
+
+
+def _draft(job: B.Job, lay: Layout, row: list[str], parents: dict[int, dict[str, str | list[str]]],
+           ) -> tuple[dict[str, Any], str | None]:
+    """One CSV row as a draft: empty cells left out, ``#N/A`` as null, relationship columns resolved; or the
+    row's ``sf__Error`` text."""
+    d: dict[str, Any] = {}
+    for c in lay.columns:
+        v = row[c.index]
+        if v == "":
+            continue  # empty means "leave unchanged"
+        if c.ext is not None:
+            if v == NULL:
+                d[c.field or ""] = None
+                continue
+            hit = parents[c.index].get(v)
+            if not isinstance(hit, str):
+                return d, (f"INVALID_FIELD:Foreign key external ID: {v} not found for field {c.ext.api_name} in "
+                           f"entity {c.target.api_name if c.target else ''}:{c.name} --" if not hit else
+                           f"DUPLICATE_EXTERNAL_ID:More than 1 record found for external id field: {v}:{c.name} --")
+            d[c.field or ""] = hit
+        else:
+            d[c.field or ""] = None if v == NULL else v
+    if lay.id_index is not None:
+        rid = row[lay.id_index]
+        if job.operation == "insert" and rid:
+            return d, "INVALID_FIELD_FOR_INSERT_UPDATE:cannot specify Id in an insert call:Id --"
+        if job.operation == "update" and not rid:
+            return d, "MISSING_ARGUMENT:Id not specified in an update call:Id --"
+        if rid:
+            d["Id"] = rid
+    return d, None
 
 
 def _merge(out: list[list[Any] | None], positions: Sequence[int], results: Sequence[RowResult],
