@@ -1,6 +1,7 @@
 """Sharing benchmark (DESIGN.md §5, issue 5): OWD Private over 1M rows, 200 roles, 2,000 users, 10,000 shares.
 
     python bench/security.py --rows 1000000            # SQLite file under --dir
+    python bench/security.py --rows 1000000 --pg       # PostgreSQL: $KEEL_TEST_PG, schema keel_bench_security
     python bench/security.py --rows 100000 --url postgresql://postgres@127.0.0.1:5432/test?schema=keel_bench
 
 Budgets: a 50-row SOQL list query for a mid-level manager has p50 <= 2 ms and <= 1.5x the same query without
@@ -11,6 +12,7 @@ Prints the figures and exits 1 if a budget is missed.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -151,6 +153,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--url", default=None, help="database URL (default: a new SQLite file under --dir)")
+    ap.add_argument("--pg", action="store_true",
+                    help="PostgreSQL at $KEEL_TEST_PG (default postgresql://postgres@127.0.0.1:5432/test), in a "
+                         "fresh schema keel_bench_security")
     ap.add_argument("--dir", default=None)
     ap.add_argument("--runs", type=int, default=300)
     ap.add_argument("--seed", type=int, default=7)
@@ -158,6 +163,13 @@ def main() -> int:
     folder = Path(args.dir or tempfile.mkdtemp(prefix='keel-bench-'))
     folder.mkdir(parents=True, exist_ok=True)
     url = args.url or f"sqlite:///{folder / 'security.db'}"
+    if args.pg:
+        base_url = os.environ.get("KEEL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+        engine = sa.create_engine(base_url.replace("postgresql://", "postgresql+psycopg://", 1))
+        with engine.begin() as c:
+            c.exec_driver_sql("DROP SCHEMA IF EXISTS keel_bench_security CASCADE")
+        engine.dispose()
+        url = f"{base_url}?schema=keel_bench_security"
     ctx = open_context(url, settings=Settings(database_url=url))
     init_org(ctx, admin_username="bench@example.com", admin_password="a long benchmark passphrase")
     rng = random.Random(args.seed)
@@ -182,16 +194,17 @@ def main() -> int:
         pred = access.record_filter(schema.get_object("Dossier__c"), t, "read")
         visible_rows = int(conn.execute(sa.select(sa.func.count()).select_from(t).where(pred)).scalar_one()) \
             if pred is not None else args.rows
+        shared_n = int(conn.execute(sa.select(sa.func.count()).select_from(shares).where(
+            shares.c.principal.in_(sorted(access.principals)))).scalar_one())
         # The same list written by hand against the same tables: owner, subordinates' records, shared records.
         obj = schema.get_object("Dossier__c")
         cols = {f.api_name: f.column for f in obj.fields}
         keys = ", ".join(str(k) for k in sorted(access.principals))
-        subs = ", ".join(str(k) for k in access.subordinate_keys) or "NULL"
+        owners = ", ".join(str(k) for k in sorted({access.user_pk, *(access.owners_below or ())}))
         hand_sql = (f"SELECT id, name, {cols['Stage__c']}, {cols['Amount__c']} FROM {obj.table} t WHERE "
-                    f"is_deleted = false AND (owner_id = {access.user_pk} OR owner_id IN (SELECT user_id FROM "
-                    f"keel_principal_member WHERE principal IN ({subs})) OR t.id + 0 IN (SELECT record_id FROM "
-                    f"keel_share WHERE object_id = {obj.id} AND principal IN ({keys}))) ORDER BY lower(name), id "
-                    "LIMIT 50")
+                    f"is_deleted = false AND (owner_id IN ({owners}) OR t.id + 0 IN (SELECT record_id FROM "
+                    f"keel_share WHERE object_id = {obj.id} AND principal IN ({keys}))) "
+                    f"ORDER BY lower(name){' NULLS FIRST' if ctx.db.dialect == 'postgresql' else ''}, id LIMIT 50")
 
         def hand() -> list[Any]:
             return list(conn.exec_driver_sql(hand_sql).fetchall())
@@ -210,7 +223,9 @@ def main() -> int:
     recalc_s = time.perf_counter() - t0
     ratio = with_sharing / without
     print(f"database: {ctx.db.dialect}; rows {args.rows:,}; roles {N_ROLES}; users {N_USERS}; shares {N_SHARES:,}")
-    print(f"load: {info['load_s']:.1f} s; manager sees {visible_rows:,} rows ({visible_rows / args.rows:.1%})")
+    below = "more than the list limit" if access.owners_below is None else f"{len(access.owners_below)}"
+    print(f"load: {info['load_s']:.1f} s; manager sees {visible_rows:,} rows ({visible_rows / args.rows:.1%}); "
+          f"users below the manager: {below}; shared with the manager: {shared_n}")
     print(f"50-row list, mid-level manager: p50 {with_sharing:.3f} ms (budget 2 ms)")
     print(f"same query without sharing:     p50 {without:.3f} ms; ratio {ratio:.2f}x (budget 1.5x)")
     print(f"the same sharing as hand-written SQL: p50 {hand_ms:.3f} ms; Keel / hand {with_sharing / hand_ms:.2f}x "

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from keel.context import Context
 from keel.errors import BatchError, KeelError
 from keel.records import save_many
+from keel.security.access import load_access
 from keel.security.audit import audit_rows
 from keel.security.package import parse_permission_set
 from keel.services.security import (
@@ -113,6 +114,26 @@ def test_role_hierarchy_and_toggle(world: Org) -> None:
     assert world.visible("aud") == {"case-aud"}
     assert world.visible("dir", "Memo__c") == set()  # hierarchy switched off for this object
     assert world.visible("mgr", "Memo__c") == {"memo-mgr"}
+
+
+def test_hierarchy_read_from_closure_when_too_many_to_list(world: Org) -> None:
+    """A manager over more than OWNER_LIST_MAX users gets the subordinates' ids from the closure table in the
+    statement instead of a list in it; both forms grant the same records."""
+    with world.admin.db.read() as conn:
+        schema = world.admin.schema(conn)
+        o = schema.get_object("Case_File__c")
+        t = sa.table(o.table, sa.column("id"), sa.column("owner_id"), sa.column("name"))
+        for who, want in (("mgr", {"case-a1", "case-a2", "case-mgr"}), ("dir", {"case-a1", "case-a2", "case-mgr"}),
+                          ("a1", {"case-a1"})):
+            pk = ids.split(world.users[who])[1]
+            listed, closure = (load_access(conn, schema, pk, owner_list_max=n) for n in (1000, 0))
+            assert listed.owners_below is not None
+            if who != "a1":
+                assert closure.owners_below is None
+            for access in (listed, closure):
+                pred = access.record_filter(o, t, "read")
+                assert pred is not None
+                assert set(conn.execute(sa.select(t.c.name).where(pred)).scalars()) == want, (who, access)
 
 
 def test_role_move_recalculates_atomically(world: Org) -> None:

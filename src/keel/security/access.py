@@ -35,6 +35,9 @@ CUSTOMIZE_OBJECTS = frozenset({"profile", "permissionset", "permissionsetgroup",
                                "objectpermissions", "fieldpermissions", "sharingrule"})
 SETUP_OBJECTS = PUBLIC_SETUP | USER_ADMIN_OBJECTS | CUSTOMIZE_OBJECTS
 SECURITY_VERSION = "security_version"
+# Up to this many users below a manager are embedded in the predicate as one list of owner ids; beyond it the
+# predicate reads them from the closure table in the statement (a CEO over 50,000 users).
+OWNER_LIST_MAX = 1000
 
 
 def security_version(conn: Connection) -> int:
@@ -64,6 +67,9 @@ class UserAccess:
     subordinate_keys: tuple[int, ...]
     rules: dict[str, tuple[SharingRule, ...]]  # object key -> rules whose target includes this user
     dense: bool = False  # sees the records of >= 2% of users: lists should scan in order, not union indexes
+    # Active users below this user in the role hierarchy, or None when more than OWNER_LIST_MAX. Read with the
+    # principals, so the security version that invalidates them also invalidates this list.
+    owners_below: tuple[int, ...] | None = ()
 
     version: int = 0
     _memo: dict[tuple[str, str, str], bool] = field(default_factory=dict)
@@ -167,8 +173,12 @@ class UserAccess:
         return self.field_readable(obj.api_name, str(getattr(f, "api_name", f)))
 
 
-def load_access(conn: Connection, schema: SchemaSnapshot, user_pk: int) -> UserAccess:
-    """Read one user's rights from the permission sObjects. An unknown or inactive user gets nothing."""
+def load_access(conn: Connection, schema: SchemaSnapshot, user_pk: int, *,
+                owner_list_max: int = OWNER_LIST_MAX) -> UserAccess:
+    """Read one user's rights from the permission sObjects. An unknown or inactive user gets nothing.
+
+    ``owner_list_max`` bounds the owner ids embedded in predicates; the property test lowers it to check the
+    closure-subquery form against the same reference."""
     ut = live(schema, "User")
     row = conn.execute(sa.select(col(schema, "User", "UserRoleId"), col(schema, "User", "ProfileId"),
                                  col(schema, "User", "IsActive"))
@@ -204,19 +214,37 @@ def load_access(conn: Connection, schema: SchemaSnapshot, user_pk: int) -> UserA
     principals = user_principals(conn, user_pk)
     rules = load_rules(conn, schema, principals)
     subs = subordinate_role_keys(conn, role_pk)
+    below = owners_below(conn, subs, owner_list_max)
     return UserAccess(schema, user_pk, role_pk, profile_pk, frozenset(system),
                       {k: frozenset(v) for k, v in objects.items()}, fields, principals, subs, rules,
-                      dense=_dense(conn, schema, subs))
+                      dense=_dense(conn, schema, subs, below), owners_below=below)
 
 
-def _dense(conn: Connection, schema: SchemaSnapshot, subordinate_keys: tuple[int, ...]) -> bool:
+def owners_below(conn: Connection, subordinate_keys: tuple[int, ...],
+                 limit: int = OWNER_LIST_MAX) -> tuple[int, ...] | None:
+    """The users whose records the hierarchy shows, sorted; None when there are more than ``limit``.
+
+    A list sorted by name under private sharing tests every row it walks past; testing the owner against one
+    list of ids bound in the statement costs less than building that list from the closure table in every
+    statement and probing it next to ``owner_id = :me``."""
+    if not subordinate_keys:
+        return ()
+    q = (sa.select(principal_members.c.user_id).where(principal_members.c.principal.in_(subordinate_keys))
+         .distinct().order_by(principal_members.c.user_id).limit(limit + 1))
+    found = tuple(int(u) for u in conn.execute(q).scalars())
+    return found if len(found) <= limit else None
+
+
+def _dense(conn: Connection, schema: SchemaSnapshot, subordinate_keys: tuple[int, ...],
+           below_list: tuple[int, ...] | None) -> bool:
     """Whether the user sees the records of at least 2% of users through the hierarchy. Then a sorted list is
     cheapest as an in-order scan that tests each row; otherwise as a union of owner/share index probes. The
     predicate's form steers the planner (SQLite otherwise picks the union even for managers of thousands)."""
     if not subordinate_keys:
         return False
-    below = conn.execute(sa.select(sa.func.count(sa.distinct(principal_members.c.user_id)))
-                         .where(principal_members.c.principal.in_(subordinate_keys))).scalar_one()
+    below = len(below_list) if below_list is not None else conn.execute(
+        sa.select(sa.func.count(sa.distinct(principal_members.c.user_id)))
+        .where(principal_members.c.principal.in_(subordinate_keys))).scalar_one()
     ut = live(schema, "User")
     active = col(schema, "User", "IsActive") == sa.true()
     total = conn.execute(sa.select(sa.func.count()).select_from(ut).where(ut.c.is_deleted == sa.false(), active)

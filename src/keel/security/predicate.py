@@ -136,6 +136,19 @@ def _in(column: sa.ColumnElement[Any], values: Any) -> ColumnElement[bool]:
     return column.in_([sa.literal(v) for v in values])
 
 
+def _ints(values: Any) -> list[ColumnElement[Any]]:
+    """Integers (user pks, principals, object ids: never user text) rendered into the statement rather than bound.
+
+    The predicate is built per (user, security version), and so are the plans that embed it. A manager's list may
+    hold hundreds of owner ids; binding each costs the SOQL runner a conversion per parameter per execution, which
+    for a 50-row page weighed more than the query (0.3 us x 216 ids)."""
+    return [sa.literal_column(str(int(v)), sa.BigInteger()) for v in values]
+
+
+def _int(value: int) -> ColumnElement[Any]:
+    return _ints((value,))[0]
+
+
 def master_field(obj: ObjectDef) -> FieldDef | None:
     return next((f for f in obj.fields if f.type == "master_detail"), None)
 
@@ -161,17 +174,24 @@ def visibility(access: UserAccess, obj: ObjectDef, table: FromClause, mode: str)
     if (obj.sharing == "public_read_write" and level <= EDIT) or (obj.sharing == "public_read" and level == READ):
         return None
     owner = table.c.owner_id
-    grants: list[ColumnElement[bool]] = [owner == access.user_pk]
-    if obj.role_hierarchy and access.subordinate_keys:
+    grants: list[ColumnElement[bool]] = []
+    below = access.owners_below if obj.role_hierarchy and access.subordinate_keys else ()
+    if below is None:  # too many to list: read them from the closure in the statement
+        grants.append(owner == _int(access.user_pk))
         grants.append(owner.in_(sa.select(principal_members.c.user_id)
-                                .where(_in(principal_members.c.principal, access.subordinate_keys))))
+                                .where(principal_members.c.principal.in_(_ints(access.subordinate_keys)))))
+    elif below:
+        # Mine and my subordinates' records: one probe of one list per row a sorted list walks past.
+        grants.append(owner.in_(_ints(sorted({access.user_pk, *below}))))
+    else:
+        grants.append(owner == _int(access.user_pk))
     # Records shared with any of my principals: an uncorrelated list built once per statement from the
     # (principal, object_id) index. ``id + 0`` keeps dense users' lists an in-order scan (see UserAccess.dense).
-    shared = sa.select(shares.c.record_id).where(shares.c.object_id == obj.id,
-                                                 _in(shares.c.principal, sorted(access.principals)))
+    shared = sa.select(shares.c.record_id).where(shares.c.object_id == _int(obj.id),
+                                                 shares.c.principal.in_(_ints(sorted(access.principals))))
     if level > READ:
-        shared = shared.where(shares.c.access_level >= level)
-    grants.append((table.c.id + 0 if access.dense else table.c.id).in_(shared))
+        shared = shared.where(shares.c.access_level >= _int(level))
+    grants.append((table.c.id + _int(0) if access.dense else table.c.id).in_(shared))
     if level <= EDIT:
         for rule in access.rules.get(obj.key, ()):
             if rule.access < level:
