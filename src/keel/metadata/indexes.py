@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from keel.errors import MetadataError
@@ -106,20 +107,29 @@ def derive_list_view_indexes(obj: ObjectDef) -> tuple[IndexDef, ...]:
 
 
 def composite_specs(obj: ObjectDef, base: Sequence[IndexSpec]) -> list[IndexSpec]:
-    """The physical indexes of ``obj.indexes``, leaving out a list index another index already serves: one whose
-    keys (without the ``id`` tiebreaker, which SQLite keeps in every index anyway) begin another's."""
+    """The physical indexes of ``obj.indexes``, without those another index already serves.
+
+    A list index is served by another list index whose keys begin with its keys (the ``id`` tiebreaker aside: SQLite
+    keeps the rowid in every index anyway), and by the primary key when it is just ``id``. A field's own index
+    (``indexed: true``, the name index …) serves it on SQLite only: on PostgreSQL it is built NULLS LAST, which
+    cannot give SOQL's ``ASC NULLS FIRST`` order, so there the list index is still built.
+    """
     specs: dict[str, tuple[IndexDef, IndexSpec]] = {}
     for ix in obj.indexes:
         spec = _spec(obj, ix)
         if spec is not None:
             specs.setdefault(spec.name, (ix, spec))
-    others = [s.keys() for s in base if not s.live_only] + [s.keys() for _, s in specs.values()]
+    fields_own = [s.keys() for s in base if not s.live_only]
+    lists = [s.keys() for ix, s in specs.values() if ix.kind == "list"]
     out: list[IndexSpec] = []
     for ix, spec in specs.values():
         if ix.kind == "list":
-            core = spec.keys()[:-1]
-            if any(k != spec.keys() and k[:len(core)] == core for k in others):
+            keys = spec.keys()
+            core = keys[:-1]
+            if not core or any(k != keys and k[:len(core)] == core for k in lists):
                 continue
+            if any(k[:len(core)] == core for k in fields_own):
+                spec = replace(spec, dialects=("postgresql",))
         out.append(spec)
     return out
 
@@ -144,7 +154,8 @@ def _spec(obj: ObjectDef, ix: IndexDef) -> IndexSpec | None:
 
 
 def describe(spec: IndexSpec) -> str:
-    return f"{spec.name} ({', '.join(spec.keys())})"
+    only = f" [{', '.join(spec.dialects)} only]" if spec.dialects else ""
+    return f"{spec.name} ({', '.join(spec.keys())}){only}"
 
 
 def with_derived(obj: ObjectDef, declared: tuple[IndexDef, ...]) -> tuple[IndexDef, ...]:

@@ -27,6 +27,7 @@ class IndexSpec:
     # SQLite always sorts NULLs first, so this is PostgreSQL-only. ``id`` is never NULL and is ordered without a
     # NULLS clause (plain ASC/DESC), so it keeps PostgreSQL's default.
     nulls_first: bool = False
+    dialects: tuple[str, ...] = ()  # built only on these databases (empty: all)
 
     def keys(self) -> tuple[str, ...]:
         """The key expressions in order, as SQL, to compare two specs whatever their names."""
@@ -56,6 +57,8 @@ def drop_column(conn: Connection, table: str, column: str) -> None:
 
 
 def create_index(conn: Connection, table: str, spec: IndexSpec) -> None:
+    if spec.dialects and conn.dialect.name not in spec.dialects:
+        return
     nulls = " NULLS FIRST" if spec.nulls_first and conn.dialect.name == "postgresql" else ""
     keys = spec.keys()
     cols = ", ".join([k + (nulls if c != "id" else "") for c, k in zip(spec.columns, keys, strict=False)]
