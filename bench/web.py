@@ -100,8 +100,10 @@ def build(url: str, data_dir: Path, rows: int) -> tuple[Any, float]:
             conn.execute(sa.insert(table_for(schema, child)), [
                 {**base, "id": k + 1, cc["Name"]: f"{c[:-3]} {k}", cc["Applicant__c"]: k // 5 + 1,
                  cc["Result__c"]: rng.choice(("Pass", "Fail", "Pending"))} for k in range(10_000)])
-    if ctx.db.dialect == "postgresql":
-        with ctx.db.transaction() as conn:
+    if ctx.db.dialect == "postgresql":  # what autovacuum does after a bulk load: statistics and the visibility
+        # map, without which a covering (report) index cannot answer a GROUP BY by an index-only scan
+        with ctx.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql(f"VACUUM ANALYZE {table_for(schema, obj).name}")
             conn.exec_driver_sql("ANALYZE")
     return ctx, time.perf_counter() - t0
 
