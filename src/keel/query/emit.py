@@ -96,6 +96,9 @@ class Emitter:
         self.params: dict[str, Any] = {}
         self.user_id = user_id
         self.folded: set[str] = set()  # keys of text fields grouped case-insensitively
+        self.group_kind: str | None = None  # ROLLUP or CUBE while compiling such a query
+        self.group_keys: set[str] = set()  # keys of the GROUP BY fields
+        self.rolled: set[str] = set()  # GROUP BY fields rolled up in the grouping set being emitted
 
     # --- parameters -----------------------------------------------------------------------------------------
 
@@ -374,83 +377,16 @@ class Emitter:
         nulls_first = (o.nulls == "FIRST") if o.nulls else not o.descending
         return OrderKey(expr, o.descending, nulls_first, nullable=not (v.field is not None and v.field.type == "id"))
 
-    # --- aggregates -----------------------------------------------------------------------------------------
+    # --- aggregates (query/aggregate.py) ------------------------------------------------------------------------
 
     def aggregate(self, scope: Scope, q: A.Query, where: list[sa.ColumnElement[bool]]) -> Plan:
-        if q.group_kind:
-            raise malformed(f"GROUP BY {q.group_kind} is not supported", q.pos)
-        groups: dict[str, Val] = {}
-        group_exprs: list[sa.ColumnElement[Any]] = []
-        for g in q.group_by:
-            v = self.value(scope, g, agg_ok=False)
-            if v.field is not None and not TYPES.get(v.field.type, TYPES["text"]).groupable and v.field.type != "id":
-                raise SoqlFieldError(f"field '{v.label}' can not be grouped in a query call", g.pos, (v.label,))
-            groups[v.key] = v
-            if v.type in FOLDED_TYPES:
-                # Salesforce groups text case-insensitively ('Acme' and 'ACME' are one group).
-                group_exprs.append(self.opts.lower(v.expr))
-                self.folded.add(v.key)
-            else:
-                group_exprs.append(v.expr)
-            if v.type_expr is not None:
-                group_exprs.append(v.type_expr)  # a polymorphic id is its key plus its type
-        cols: list[sa.ColumnElement[Any]] = []
-        agg = S.AggShape()
-        expr_n = 0
-        seen: set[str] = set()
-        for item in q.select:
-            if not isinstance(item, A.SelectExpr):
-                raise malformed("only fields and functions can be selected in an aggregate query", item.pos)
-            v = self.value(scope, item.expr, agg_ok=True)
-            if isinstance(item.expr, A.FieldRef) and v.key not in groups:
-                raise malformed(f"Field must be grouped or aggregated: {v.label}", item.pos)
-            if isinstance(item.expr, A.Call) and item.expr.name.upper() in DATE_FUNCS and v.key not in groups:
-                raise malformed(f"Field must be grouped or aggregated: {item.expr.name}", item.pos)
-            self.group_value(v)
-            if item.alias:
-                key = item.alias
-            elif isinstance(item.expr, A.Call) and item.expr.name.upper() not in PASSTHROUGH:
-                key = f"expr{expr_n}"
-                expr_n += 1
-            else:
-                key = v.label
-            if key.lower() in seen:
-                raise malformed(f"duplicate alias: {key}", item.pos)
-            seen.add(key.lower())
-            cols.append(v.expr.label(f"c{len(cols)}"))
-            idx = len(cols) - 1
-            if v.targets:
-                get: S.Getter = S.id_getter(idx, v.targets[0].key_prefix, None) if v.type_expr is None else \
-                    S.id_getter(idx, None, len(cols))
-                if v.type_expr is not None:
-                    cols.append(v.type_expr.label(f"c{len(cols)}"))
-            else:
-                scale = v.field.scale if v.field is not None else None
-                get = S.value_getter(idx, S.converter(v.type, scale))
-            agg.entries.append((key, get))
-        stmt = sa.select(*cols).select_from(scope.from_clause()).where(*where)
-        if group_exprs:
-            stmt = stmt.group_by(*group_exprs)
-        if q.having is not None:
-            stmt = stmt.having(self.cond(scope, q.having, agg_ok=True, groups=groups))
-        order = [self.agg_order(scope, o, groups) for o in q.order_by]
-        return Plan("aggregate", scope.obj, stmt, order, agg, [], q.limit, q.offset, self.runtime)
-
-    def agg_order(self, scope: Scope, o: A.OrderItem, groups: dict[str, Val]) -> OrderKey:
-        v = self.value(scope, o.expr, agg_ok=True)
-        if isinstance(o.expr, A.FieldRef) and v.key not in groups:
-            raise malformed(f"Ordered field must be grouped or aggregated: {v.label}", o.pos)
-        nulls_first = (o.nulls == "FIRST") if o.nulls else not o.descending
-        expr = self.opts.lower(self.group_value(v).expr) if v.key in self.folded else v.expr
-        return OrderKey(expr, o.descending, nulls_first)
+        from keel.query.aggregate import aggregate
+        return aggregate(self, scope, q, where)
 
     def group_value(self, v: Val) -> Val:
-        """A case-insensitively grouped text field is not itself in GROUP BY (its lower() is), so its value is
-        read as the smallest spelling in the group, in binary order on both databases."""
-        if v.key in self.folded:
-            col = v.expr if self.opts.dialect == "sqlite" else v.expr.collate("C")
-            v.expr = sa.func.min(col)
-        return v
+        """A grouped field's value inside an aggregate query (see ``aggregate.group_value``)."""
+        from keel.query.aggregate import group_value
+        return group_value(self, v)
 
     def value(self, scope: Scope, e: A.Expr, agg_ok: bool) -> Val:
         """A field, aggregate or date function as a typed value."""
@@ -486,7 +422,10 @@ class Emitter:
         if name in PASSTHROUGH:
             return inner
         if name == "GROUPING":
-            raise malformed("GROUPING() needs GROUP BY ROLLUP or CUBE, which are not supported", e.pos)
+            if not agg_ok or inner.key not in self.group_keys or not self.group_kind:
+                raise malformed("GROUPING() takes a field of GROUP BY ROLLUP or CUBE", e.pos)
+            flag = "1" if inner.key in self.rolled else "0"
+            return Val(sa.literal_column(flag, sa.Integer), "int", "GROUPING", key=f"grouping({inner.key})")
         raise malformed(f"unknown function: {e.name}", e.pos)
 
     def date_func(self, name: str, v: Val, pos: A.Pos) -> Val:
