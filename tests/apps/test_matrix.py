@@ -51,8 +51,9 @@ EXPECTED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     #                                    Account Pledge  Alloc   Cond    Payment PayAlloc
     "Philanthropy_Grants_Manager":      (("RCE-", "RCE-", "RCE-", "RCE-", "RCE-", "RCE-"),
                                          ("E", "E", "E", "E", "E", "E")),
-    "Philanthropy_Charity_Finance":     (("RCE-", "----", "R-E-", "RCE-", "----", "R---"),
-                                         ("-", "E", "R", "R", "E", "R")),
+    # pledges and payments are readable as objects (so allocation pages can name them) but never shared
+    "Philanthropy_Charity_Finance":     (("RCE-", "R---", "R-E-", "RCE-", "R---", "R---"),
+                                         ("R", "E", "R", "R", "E", "R")),
 }
 
 

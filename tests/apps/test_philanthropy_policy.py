@@ -125,7 +125,9 @@ def test_policy_governs_decisions(apps: Context, persona: Callable[..., Context]
     small = one(gm, "Allocation__c", {"Pledge__c": pledge(gm, clean, 5000), "Recipient__c": charity,
                                       "Amount__c": 5000})
     save_many(lead, "Allocation__c", [{"Id": small, "Status__c": "Accepted"}])
-    # the charity's lead reads the policy but cannot change it
+    # the lead reads the policy but cannot change it; pledges stay private to the grants manager
+    assert not query(lead, "SELECT Id FROM Pledge__c")["records"] and not query(lead, "SELECT Id FROM Payment__c")[
+        "records"]
     assert row(lead, f"SELECT Name FROM Gift_Policy__c WHERE Id = '{policy}'")["Name"] == "PAF policy"
     refused(lead, "Gift_Policy__c", [{"Id": policy, "Review_Above__c": 1}], "")
 
