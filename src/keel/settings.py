@@ -17,6 +17,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     https_port: int = 8443
+    workers: int = 1  # server processes of `keel serve` (0: one per CPU); see docs/deploy.md
     data_dir: str = ".keel"
     tls_cert: str | None = None
     tls_key: str | None = None

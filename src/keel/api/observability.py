@@ -1,7 +1,9 @@
 """Observability: JSON request logs, ``/readyz``, Prometheus ``/metrics`` and slow-query logs.
 
 Everything hangs off one ``Observability`` object per app (its own ``CollectorRegistry``), so several apps in one
-process (tests, benchmarks) never share counters.
+process (tests, benchmarks) never share counters. Under ``keel serve --workers N`` each worker process counts in
+prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set by the supervisor), and ``/metrics``
+reads every process's files, so whichever worker answers a scrape reports the sum over all of them.
 
 - Every response carries ``X-Request-Id`` (the client's, when it sent a sane one). One JSON log line per request on
   the ``keel.access`` logger: request id, method, path, route, status, user and duration.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import re
 import secrets
 import time
@@ -30,7 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import event
@@ -67,11 +70,12 @@ _API_KINDS = frozenset({"sobjects", "query", "queryAll", "composite", "search", 
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line; extra fields passed with ``extra={"fields": {...}}`` are merged in."""
+    """One JSON object per line; extra fields passed with ``extra={"fields": {...}}`` are merged in. ``pid`` tells
+    the worker processes of ``keel serve --workers`` apart."""
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                               "level": record.levelname.lower(), "logger": record.name,
+                               "level": record.levelname.lower(), "logger": record.name, "pid": record.process,
                                "message": record.getMessage()}
         out.update(getattr(record, "fields", {}) or {})
         if record.exc_info:
@@ -183,9 +187,17 @@ class Observability:
                                  buckets=(1, 2, 5, 10, 50, 200, 1000, 5000, 10000), registry=self.registry)
         self.slow = Counter("keel_slow_queries", "SQL statements slower than slow_query_ms.", registry=self.registry)
         self.registry.register(DatabaseCollector(ctx))
+        self.multiprocess_dir = multiprocess_dir()
+        self.exposed = self.registry
+        if self.multiprocess_dir is not None:  # every process's counters from their files, plus the database's
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            self.exposed = CollectorRegistry()
+            MultiProcessCollector(self.exposed, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+            self.exposed.register(DatabaseCollector(ctx))
 
     async def metrics(self, request: Request) -> Response:
-        body = await run_in_threadpool(generate_latest, self.registry)
+        body = await run_in_threadpool(generate_latest, self.exposed)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     async def readyz(self, request: Request) -> Response:
@@ -214,6 +226,14 @@ class Observability:
                 slow_log.warning("slow query", extra={"fields": {
                     "duration_ms": round(took * 1000, 1), "sql": statement[:4000], "soql": req.get("soql"),
                     "request_id": req.get("id")}})
+
+
+def multiprocess_dir() -> str | None:
+    """The multiprocess directory when this process's metric values really live there. prometheus_client picks
+    its value class once, when it is first imported: a variable set later would make ``/metrics`` read files that
+    this process never writes."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return path if path and values.ValueClass is not values.MutexValue else None
 
 
 def readiness(ctx: Context) -> dict[str, dict[str, Any]]:

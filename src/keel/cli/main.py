@@ -189,9 +189,12 @@ def serve_cmd(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTP port.")] = 8080,
     https_port: Annotated[int, typer.Option(help="HTTPS port (0 turns HTTPS off).")] = 8443,
+    workers: Annotated[int | None, typer.Option(
+        help="Server processes on the port (0: one per CPU). Default: the `workers` setting, 1.")] = None,
 ) -> None:
-    """Serve an initialised database."""
+    """Serve an initialised database, in one process or with a supervisor and several worker processes."""
     from keel.cli.asgi import serve
+    from keel.cli.supervisor import resolve_workers, serve_workers
 
     with friendly_errors():
         ctx = context(db)
@@ -199,7 +202,11 @@ def serve_cmd(
         from keel.api.observability import configure_json_logging
 
         configure_json_logging()  # production serving: one JSON line per request on stderr
-        serve(ctx, host=host, port=port, https_port=https_port)
+        n = resolve_workers(ctx.settings.workers if workers is None else workers)
+        if n > 1:
+            serve_workers(ctx, host=host, port=port, https_port=https_port, workers=n)
+        else:
+            serve(ctx, host=host, port=port, https_port=https_port)
 
 
 if __name__ == "__main__":  # pragma: no cover
