@@ -126,8 +126,12 @@ class ActionRunner:
             rcpt = split([t(rec) for t in to_r])
             if not rcpt:
                 continue
-            payload = {"to": rcpt, "cc": split([t(rec) for t in cc_r]) if cc_r else [],
-                       "subject": subject_r(rec).strip(), "body": body_r(rec), "source": source, "from": sender}
+            payload: dict[str, Any] = {"to": rcpt, "subject": subject_r(rec).strip(), "body": body_r(rec),
+                                       "source": source}
+            if cc_r:  # empty keys are left out: the sender reads them with .get, and each row is smaller
+                payload["cc"] = split([t(rec) for t in cc_r])
+            if sender:
+                payload["from"] = sender
             msgs.append((outbox.EMAIL, obj.id, r.pk, dumps(payload, default=str).decode(), key, "pending", 0,
                          stamp, stamp))
         outbox.enqueue_tuples(conn, msgs)

@@ -85,10 +85,11 @@ class AutomationHooks:
                     continue
                 holding, entered_ = entered(cf, records, group)
                 firing = entered_ if flow.only_when_changed else holding
-                held = {id(r) for r in holding}  # identity: a list test would compare RowStates, O(n²) per batch
-                stopped = [r for r in group if r.prior is not None and id(r) not in held]
-                # paths relative to the trigger start when the record enters the condition, not on every save
-                scheduling.sync(ctx, conn, obj, flow, holding, {r.index for r in entered_}, stopped)
+                if flow.scheduled_paths:
+                    held = {id(r) for r in holding}  # identity: comparing RowStates would be O(n²) per batch
+                    stopped = [r for r in group if r.prior is not None and id(r) not in held]
+                    # paths relative to the trigger start when the record enters the condition, not on every save
+                    scheduling.sync(ctx, conn, obj, flow, holding, {r.index for r in entered_}, stopped)
                 self.runner.run(ctx, conn, obj, f"flow {flow.name}", flow.actions, firing, records)
 
     def before_delete(self, ctx: Context, conn: Connection, obj: ObjectDef, rows: Sequence[RowState]) -> None:
