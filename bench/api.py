@@ -3,6 +3,11 @@ load generator (raw HTTP/1.1 keep-alive sockets, so the client is not the bottle
 
     python bench/api.py                      # SQLite file under a temp dir, 5 s of creates at concurrency 16
     python bench/api.py --seconds 10 --concurrency 16 --pg postgresql://postgres@127.0.0.1:5432/test
+    python bench/api.py --workers 2          # `keel serve --workers 2`: supervisor, two processes on one port
+
+The server is the real ``keel serve`` (its JSON access log goes to a file in the temp dir); ``--server api``
+runs the API app alone under uvicorn instead (no web app, no access log, no background work), with ``--http``
+to pick uvicorn's parser and ``--workers`` processes sharing the port by SO_REUSEPORT.
 
 Measures:
 - create one record (POST /sobjects/Account) at concurrency 16 over plain HTTP keep-alive: req/s, p50, p99
@@ -46,6 +51,36 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def start_keel_serve(url: str, port: int, data_dir: str, workers: int) -> tuple[subprocess.Popen[bytes], Path]:
+    """``keel serve`` with ``workers`` processes, stderr (JSON lines) to a file; returns once every worker has
+    answered a request (each new connection lands on one of them)."""
+    log_path = Path(data_dir) / "serve.log"
+    env = {**os.environ, "KEEL_DATABASE_URL": url, "KEEL_DATA_DIR": data_dir,
+           "KEEL_API_REQUESTS_PER_MINUTE": "10000000", "PYTHONPATH": str(ROOT / "src")}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    with open(log_path, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "keel.cli.main", "serve", "--workers", str(workers),
+                                 "--port", str(port), "--https-port", "0"], env=env, stdout=subprocess.DEVNULL,
+                                stderr=err)
+    deadline = time.time() + 120
+    while True:
+        if proc.poll() is not None or time.time() > deadline:
+            raise SystemExit(f"keel serve did not start; see {log_path}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as probe:
+                probe.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+                probe.recv(4096)
+        except OSError:
+            pass  # not listening yet
+        pids = set()
+        for line in log_path.read_text().splitlines():
+            if '"/healthz"' in line and line.endswith("}"):
+                pids.add(json.loads(line)["pid"])
+        if len(pids) >= workers:
+            return proc, log_path
+        time.sleep(0.2)
 
 
 def serve(url: str, port: int, data_dir: str, http: str = "auto") -> None:
@@ -137,7 +172,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--pg", default=None, help="PostgreSQL URL (a fresh schema is created and dropped)")
-    ap.add_argument("--workers", type=int, default=1, help="server processes sharing the port (SO_REUSEPORT)")
+    ap.add_argument("--workers", type=int, default=1, help="server processes sharing the port")
+    ap.add_argument("--server", default="keel", choices=("keel", "api"),
+                    help="keel: `keel serve --workers N`; api: the API app alone under uvicorn")
     ap.add_argument("--http", default="auto", choices=("auto", "h11", "httptools"),
                     help="uvicorn HTTP implementation (auto: httptools + uvloop when installed)")
     ap.add_argument("--serve", nargs=4, metavar=("URL", "PORT", "DATA_DIR", "HTTP"), help=argparse.SUPPRESS)
@@ -160,8 +197,13 @@ def main() -> int:
     save_many(admin, "Account", [{"Name": f"seed-{i:04d}", "Phone": "555", "Industry": "Retail"}
                                  for i in range(400)])
     port = free_port()
-    procs = [subprocess.Popen([sys.executable, __file__, "--serve", url, str(port), tmp, args.http])
-             for _ in range(args.workers)]
+    ctx.db.dispose()
+    if args.server == "keel":
+        keel_proc, _log = start_keel_serve(url, port, tmp, args.workers)
+        procs = [keel_proc]
+    else:
+        procs = [subprocess.Popen([sys.executable, __file__, "--serve", url, str(port), tmp, args.http])
+                 for _ in range(args.workers)]
     proc = procs[0]
     try:
         deadline = time.time() + 30
@@ -173,7 +215,7 @@ def main() -> int:
                 if time.time() > deadline or proc.poll() is not None:
                     raise SystemExit("server did not start") from None
                 time.sleep(0.1)
-        if args.workers > 1:
+        if args.workers > 1 and args.server == "api":
             time.sleep(3)  # let every worker bind before the load opens its connections
         qraw = build("GET", f"/services/data/v{V}/query?q={quote(QUERY)}", token)
         asyncio.run(sequential(port, qraw, 50, 200))  # warm-up: plan cache, access cache, connections
@@ -190,7 +232,7 @@ def main() -> int:
         for p in procs:
             p.terminate()
         for p in procs:
-            p.wait(10)
+            p.wait(60)
     # in-process: the same work without HTTP
     ip_create, ip_query = [], []
     for i in range(300):
@@ -204,7 +246,7 @@ def main() -> int:
         ip_query.append(time.perf_counter() - t0)
     backend = "postgresql" if args.pg else "sqlite"
     print(f"backend={backend} cores={os.cpu_count()} concurrency={args.concurrency} seconds={args.seconds} "
-          f"workers={args.workers} http={args.http} load={os.getloadavg()[0]:.1f}")
+          f"server={args.server} workers={args.workers} http={args.http} load={os.getloadavg()[0]:.1f}")
     print(f"create  c={args.concurrency}: {rps:8.0f} req/s  p50 {pct(lat, .5):6.2f} ms  p99 {pct(lat, .99):6.2f} ms"
           f"  errors {errors}")
     print(f"create  c=1 : HTTP p50 {pct(c_lat, .5):6.2f} ms  in-process p50 {pct(ip_create, .5):6.2f} ms  "
