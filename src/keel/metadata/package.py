@@ -17,6 +17,7 @@ import yaml
 from keel.errors import MetadataError
 from keel.metadata.indexes import check_indexes, parse_indexes, with_derived
 from keel.metadata.model import SHARING_MODELS, FieldDef, ObjectDef, PicklistValue, ValidationRule
+from keel.metadata.report_indexes import with_report_indexes
 from keel.metadata.types import DEFAULT_PRECISION, FORMULA_RETURNS, TYPES
 
 _API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -55,7 +56,11 @@ def load_package(path: str | Path, *, standard: bool = False) -> list[ObjectDef]
         raise MetadataError(f"{root}: not a metadata package directory")
     files = sorted(p for p in folder.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
     objects = [parse_object_file(p, standard=standard) for p in files]
-    return objects
+    if standard:
+        return objects
+    # The package's reports (app.yaml, reports/) sit beside objects/: an app passes its objects/ folder.
+    package = root if folder != root else root.parent if root.name == "objects" else root
+    return with_report_indexes(objects, package)
 
 
 def parse_object_file(path: Path, *, standard: bool = False) -> ObjectDef:
