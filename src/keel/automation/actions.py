@@ -100,8 +100,9 @@ class ActionRunner:
                   texts: Sequence[str], rows: Sequence[RowState], records: Records) -> dict[int, dict[str, Any]]:
         paths = self.templates.paths(texts)
         pks = [r.pk for r in rows if r.pk is not None]
-        mem = {r.pk: records.of(r) for r in rows if r.pk is not None and r.prior is None} \
-            if len(rows) == len({r.pk for r in rows if r.prior is None}) else None
+        # rows all created by this save: what the user just wrote is in memory (their pks are new, so distinct)
+        mem = {r.pk: records.of(r) for r in rows if r.pk is not None} \
+            if all(r.prior is None for r in rows) else None
         return read_for_templates(ctx, conn, schema, obj, pks, paths, mem)
 
     def _email(self, ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: ObjectDef, source: str,
