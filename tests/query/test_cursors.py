@@ -187,3 +187,59 @@ def test_aggregate_not_paged(notes: Seeded) -> None:
         res = run_soql(conn, notes.schema, "SELECT CreatedDate, COUNT(Id) FROM Note GROUP BY CreatedDate",
                        dialect=notes.db.dialect)
     assert res["done"] is True and res["totalSize"] == len(live_ids(notes)) == len(res["records"])
+
+
+@pytest.mark.parametrize(("sub", "first", "rest"), [
+    ("SELECT LastName FROM Contacts ORDER BY LastName", ["Doe"], ["Smith"]),
+    ("SELECT LastName FROM Contacts ORDER BY LastName DESC LIMIT 2", ["Smith"], ["Doe"]),
+    ("SELECT LastName FROM Contacts ORDER BY LastName LIMIT 5 OFFSET 1", ["Smith"], []),
+])
+def test_child_results_past_the_child_batch_continue_at_their_own_locator(
+        seeded: Seeded, sub: str, first: list[str], rest: list[str]) -> None:
+    """acc1 has two live contacts; with one child per response the second comes from the child's locator."""
+    s = seeded
+    soql = f"SELECT Name, ({sub}) FROM Account WHERE Id = '{s.ids['acc1']}'"
+    with s.db.transaction() as conn:
+        page = run_soql(conn, s.schema, soql, dialect=s.db.dialect, now=NOW, owner="005A", child_batch_size=1)
+    kids = page["records"][0]["Contacts"]
+    assert [r["LastName"] for r in kids["records"]] == first
+    assert kids["totalSize"] == len(first) + len(rest)
+    if not rest:
+        assert kids["done"] is True and "nextRecordsUrl" not in kids
+        return
+    assert kids["done"] is False
+    loc = kids["nextRecordsUrl"].rsplit("/", 1)[-1]
+    assert re.fullmatch(r"01g[0-9A-Za-z]{15}-1", loc), loc
+    with s.db.transaction() as conn:
+        with pytest.raises(KeelError):
+            fetch_more(conn, s.schema, loc, dialect=s.db.dialect, owner="005B")
+        more = fetch_more(conn, s.schema, loc, dialect=s.db.dialect, owner="005A")
+    assert [r["LastName"] for r in more["records"]] == rest
+    assert more["records"][0]["attributes"]["type"] == "Contact"
+    assert more["totalSize"] == 2 and more["done"] is True and "nextRecordsUrl" not in more
+
+
+def test_child_paging_walks_many_pages(seeded: Seeded) -> None:
+    """Every child of every parent comes back exactly once across the child locators, in order."""
+    s = seeded
+    soql = "SELECT Name, (SELECT Id, LastName FROM Contacts ORDER BY LastName DESC, Id) FROM Account ORDER BY Name"
+    with s.db.read() as conn:
+        whole = run_soql(conn, s.schema, soql, dialect=s.db.dialect, now=NOW)
+    with s.db.transaction() as conn:
+        paged = run_soql(conn, s.schema, soql, dialect=s.db.dialect, now=NOW, child_batch_size=1)
+    assert len(paged["records"]) == len(whole["records"])
+    walked = 0
+    for w, p in zip(whole["records"], paged["records"], strict=True):
+        if w["Contacts"] is None:
+            assert p["Contacts"] is None
+            continue
+        got = list(p["Contacts"]["records"])
+        res = p["Contacts"]
+        while not res["done"]:
+            with s.db.transaction() as conn:
+                res = fetch_more(conn, s.schema, res["nextRecordsUrl"].rsplit("/", 1)[-1], dialect=s.db.dialect)
+            assert len(res["records"]) == 1
+            got.extend(res["records"])
+            walked += 1
+        assert got == w["Contacts"]["records"]
+    assert walked >= 1, "no parent had more than one child; this test would prove nothing"

@@ -61,6 +61,7 @@ class ChildPlan:
     order: list[OrderKey]
     limit: int | None
     offset: int | None
+    key_start: int = 0  # row index of the first keyset column (the order keys, ending with the child's id)
 
 
 @dataclass
@@ -367,7 +368,7 @@ class Emitter:
             rn = sa.func.row_number().over(partition_by=fk,
                                            order_by=[order_clause(k, self.opts.dialect) for k in plan.order])
             sel = sel.add_columns(rn.label("_rn"))
-        return ChildPlan(rel.name, sel, fk, plan.shape, plan.order, q.limit, q.offset)
+        return ChildPlan(rel.name, sel, fk, plan.shape, plan.order, q.limit, q.offset, plan.key_start)
 
     def order_key(self, scope: Scope, o: A.OrderItem) -> OrderKey:
         v = self.value(scope, o.expr, agg_ok=False)

@@ -15,7 +15,8 @@ subqueries run once per page and relationship (``WHERE parent IN (…)``), with 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +30,7 @@ from keel.query.compiler import CompiledQuery, PlanCache
 from keel.query.emit import ChildPlan, OrderKey, order_clause
 
 MIN_BATCH, MAX_BATCH = 200, 2000
+CHILD_BATCH = 200  # child records per parent in one response; more continue at the child's nextRecordsUrl
 
 
 def plan_cache(schema: SchemaSnapshot) -> PlanCache:
@@ -59,14 +61,34 @@ def _after(k: OrderKey, name: str, is_null: bool) -> sa.ColumnElement[bool]:
     return beyond if k.nulls_first or not k.nullable else sa.or_(beyond, e.is_(None))
 
 
+def _keyset(order: list[OrderKey], nulls: tuple[bool, ...]) -> sa.ColumnElement[bool]:
+    """Rows after the position ``_k0, _k1, …`` in the order of ``order`` (which ends with the record id)."""
+    alts: list[sa.ColumnElement[bool]] = []
+    for i, k in enumerate(order):
+        eqs = [order[j].expr.is_(None) if nulls[j] else order[j].expr == sa.bindparam(f"_k{j}") for j in range(i)]
+        alts.append(sa.and_(*eqs, _after(k, f"_k{i}", nulls[i])))
+    return sa.or_(*alts)
+
+
 def next_page_statement(cq: CompiledQuery, nulls: tuple[bool, ...]) -> sa.Select[Any]:
     p = cq.plan
-    alts: list[sa.ColumnElement[bool]] = []
-    for i, k in enumerate(p.order):
-        eqs = [p.order[j].expr.is_(None) if nulls[j] else p.order[j].expr == sa.bindparam(f"_k{j}")
-               for j in range(i)]
-        alts.append(sa.and_(*eqs, _after(k, f"_k{i}", nulls[i])))
-    stmt = p.base.where(sa.or_(*alts)).order_by(*(order_clause(k, cq.dialect) for k in p.order))
+    stmt = p.base.where(_keyset(p.order, nulls)).order_by(*(order_clause(k, cq.dialect) for k in p.order))
+    return stmt.limit(sa.bindparam("_lim", type_=sa.Integer))
+
+
+def next_child_statement(cq: CompiledQuery, ci: int, nulls: tuple[bool, ...] | None) -> sa.Select[Any]:
+    """The next page of one parent's children: keyset on the child's order, or on its row number when the child
+    subquery has LIMIT/OFFSET (``nulls`` is None then), so the page stays inside that window."""
+    child = cq.plan.children[ci]
+    stmt = child.select.where(child.fk == sa.bindparam("_parent"))
+    if nulls is None:
+        sub = stmt.subquery()
+        lo = child.offset or 0
+        conds = [sub.c._rn > sa.bindparam("_k0", type_=sa.Integer)]
+        if child.limit is not None:
+            conds.append(sub.c._rn <= lo + child.limit)
+        return sa.select(*sub.c).where(*conds).order_by(sub.c._rn).limit(sa.bindparam("_lim", type_=sa.Integer))
+    stmt = stmt.where(_keyset(child.order, nulls)).order_by(*(order_clause(k, cq.dialect) for k in child.order))
     return stmt.limit(sa.bindparam("_lim", type_=sa.Integer))
 
 
@@ -103,8 +125,17 @@ def _count(conn: Connection, cq: CompiledQuery, rv: dict[str, Any]) -> int:
     return min(n, p.limit) if p.limit is not None else n
 
 
+@dataclass
+class ChildPaging:
+    """How a parent's child results longer than ``batch`` are cut, and the cursor state that continues them."""
+
+    batch: int
+    state: Callable[[], dict[str, Any]]  # the query's text, options, frozen now and owner (as for the main cursor)
+    idle: dt.timedelta
+
+
 def _children(conn: Connection, cq: CompiledQuery, rows: Sequence[Any], rv: dict[str, Any],
-              base_url: str) -> list[dict[str, Any]] | None:
+              base_url: str, paging: ChildPaging) -> list[dict[str, Any]] | None:
     if not cq.plan.children or not rows:
         return None
     out: list[dict[str, Any]] = [{} for _ in rows]
@@ -119,10 +150,53 @@ def _children(conn: Connection, cq: CompiledQuery, rows: Sequence[Any], rv: dict
         found: dict[Any, list[Any]] = {}
         for row in _exec(conn, cq, ("child", ci, len(ids)), lambda c=child, n=len(ids): _child_stmt(c, n, cq),
                          values):
-            found.setdefault(row[p_idx], []).append(build(row, None))
-        for pid, recs in found.items():
-            out[pos[pid]][child.key] = {"totalSize": len(recs), "done": True, "records": recs}
+            found.setdefault(row[p_idx], []).append(row)
+        for pid, kid_rows in found.items():
+            recs = [build(r, None) for r in kid_rows[: paging.batch]]
+            res: dict[str, Any] = {"totalSize": len(kid_rows), "done": True, "records": recs}
+            if len(kid_rows) > paging.batch:
+                state = {**paging.state(), "child": ci, "parent": pid, "batch": paging.batch, "total": len(kid_rows),
+                         "pos": {str(paging.batch): _child_key(child, kid_rows[paging.batch - 1])}}
+                cid = cursors.new_cursor_id()
+                cursors.save(conn, cid, state, paging.idle, new=True)
+                res["done"] = False
+                res["nextRecordsUrl"] = f"{base_url}/query/{cid}-{paging.batch}"
+            out[pos[pid]][child.key] = res
     return out
+
+
+def _child_key(child: ChildPlan, row: Sequence[Any]) -> list[Any]:
+    """A child row's keyset position: its row number in a LIMIT/OFFSET window, else its order-key values."""
+    if child.limit is not None or child.offset is not None:
+        return [row[-1]]
+    return [cursors.encode_value(v) for v in row[child.key_start: child.key_start + len(child.order)]]
+
+
+def _child_page(conn: Connection, cq: CompiledQuery, cid: str, offset: int, state: dict[str, Any],
+                rv: dict[str, Any], base_url: str, idle: dt.timedelta) -> dict[str, Any]:
+    """``/query/{locator}`` for a child cursor: the next children of one parent."""
+    ci = int(state["child"])
+    if ci >= len(cq.plan.children):
+        raise cursors.invalid_locator(f"{cid}-{offset}")
+    child = cq.plan.children[ci]
+    key_vals = [cursors.decode_value(v) for v in state["pos"][str(offset)]]
+    batch, total = int(state["batch"]), int(state["total"])
+    want = max(0, min(batch, total - offset))
+    values = {**rv, "_lim": want, "_parent": state["parent"]}
+    windowed = child.limit is not None or child.offset is not None
+    nulls = None if windowed else tuple(v is None for v in key_vals)
+    values.update({f"_k{i}": v for i, v in enumerate(key_vals) if v is not None})
+    rows = _exec(conn, cq, ("child-next", ci, nulls), lambda: next_child_statement(cq, ci, nulls),
+                 values) if want else []
+    build = cq.builder(ci)(base_url)
+    end = offset + len(rows)
+    done = end >= total or len(rows) < want
+    result: dict[str, Any] = {"totalSize": total, "done": done, "records": [build(r, None) for r in rows]}
+    if not done:
+        state["pos"][str(end)] = _child_key(child, rows[-1])
+        cursors.save(conn, cid, state, idle)
+        result["nextRecordsUrl"] = f"{base_url}/query/{cid}-{end}"
+    return result
 
 
 def _child_stmt(child: ChildPlan, n: int, cq: CompiledQuery) -> sa.Select[Any]:
@@ -147,7 +221,7 @@ def _records(cq: CompiledQuery, rows: Sequence[Any], kids: list[dict[str, Any]] 
 
 def execute(conn: Connection, cq: CompiledQuery, *, api_version: str = "59.0", batch_size: int = MAX_BATCH,
             now: dt.datetime | None = None, time_zone: str | None = None, owner: str | None = None,
-            cursor_idle: dt.timedelta = cursors.DEFAULT_IDLE) -> dict[str, Any]:
+            cursor_idle: dt.timedelta = cursors.DEFAULT_IDLE, child_batch_size: int = CHILD_BATCH) -> dict[str, Any]:
     """Run a compiled query and return the first page in Salesforce's response shape."""
     batch = max(MIN_BATCH, min(MAX_BATCH, batch_size))
     now = now or cq.now or dt.datetime.now(dt.UTC)
@@ -169,24 +243,29 @@ def execute(conn: Connection, cq: CompiledQuery, *, api_version: str = "59.0", b
         assert isinstance(p.shape, S.AggShape)
         recs = [p.shape.build(r) for r in rows]
         return {"totalSize": len(recs), "done": True, "records": recs}
+    frozen_now = now
+
+    def base_state() -> dict[str, Any]:
+        return {"q": cq.text, "all": cq.query_all, "now": frozen_now.isoformat(), "tz": time_zone or cq.time_zone,
+                "fy": cq.fiscal_start_month, "uid": cq.user_id, "owner": owner, "cb": max(1, child_batch_size)}
+
+    paging = ChildPaging(max(1, child_batch_size), base_state, cursor_idle)
     fetch_n = min(p.limit, batch + 1) if p.limit is not None else batch + 1
     values = {**rv, "_lim": fetch_n, "_off": p.offset or 0}
     rows = _exec(conn, cq, ("first", None), lambda: first_page_statement(cq), values)
     if len(rows) <= batch:
-        kids = _children(conn, cq, rows, rv, base_url)
+        kids = _children(conn, cq, rows, rv, base_url, paging)
         return {"totalSize": len(rows), "done": True, "records": _records(cq, rows, kids, base_url)}
     rows = rows[:batch]
     total = _count(conn, cq, rv)
     if total <= batch:  # rows were deleted between the two statements
         total = batch
-    kids = _children(conn, cq, rows, rv, base_url)
+    kids = _children(conn, cq, rows, rv, base_url, paging)
     result: dict[str, Any] = {"totalSize": total, "done": total <= batch,
                               "records": _records(cq, rows, kids, base_url)}
     if total > batch:
         cid = cursors.new_cursor_id()
-        state = {"q": cq.text, "all": cq.query_all, "now": now.isoformat(),
-                 "tz": time_zone or cq.time_zone, "fy": cq.fiscal_start_month, "uid": cq.user_id,
-                 "batch": batch, "total": total, "owner": owner,
+        state = {**base_state(), "batch": batch, "total": total,
                  "pos": {str(batch): [cursors.encode_value(v) for v in rows[-1][p.key_start:]]}}
         cursors.save(conn, cid, state, cursor_idle, new=True)
         result["nextRecordsUrl"] = f"{base_url}/query/{cid}-{batch}"
@@ -198,14 +277,14 @@ def run_soql(conn: Connection, schema: SchemaSnapshot, text: str, *, dialect: st
              now: dt.datetime | None = None, batch_size: int = MAX_BATCH, security_key: Hashable = None,
              cache: PlanCache | None = None, owner: str | None = None, formula_sql: Any = None,
              user_id: int | None = None, fiscal_start_month: int = 1,
-             cursor_idle: dt.timedelta = cursors.DEFAULT_IDLE) -> dict[str, Any]:
+             cursor_idle: dt.timedelta = cursors.DEFAULT_IDLE, child_batch_size: int = CHILD_BATCH) -> dict[str, Any]:
     """Compile (through the plan cache) and run SOQL; return the first page response dict."""
     cache = cache if cache is not None else plan_cache(schema)
     cq = cache.get(text, schema, dialect=dialect, security_key=security_key, query_all=query_all,
                    row_filter=row_filter, field_mask=field_mask, time_zone=time_zone, formula_sql=formula_sql,
                    user_id=user_id, fiscal_start_month=fiscal_start_month)
     return execute(conn, cq, api_version=api_version, batch_size=batch_size, now=now, time_zone=time_zone,
-                   owner=owner, cursor_idle=cursor_idle)
+                   owner=owner, cursor_idle=cursor_idle, child_batch_size=child_batch_size)
 
 
 def fetch_more(conn: Connection, schema: SchemaSnapshot, locator: str, *, dialect: str, api_version: str = "59.0",
@@ -229,6 +308,11 @@ def fetch_more(conn: Connection, schema: SchemaSnapshot, locator: str, *, dialec
     now = dt.datetime.fromisoformat(state["now"])
     rv = cq.runtime_values(now, state["tz"], state["fy"])
     base_url = f"/services/data/v{api_version}"
+    if "child" in state:
+        return _child_page(conn, cq, cid, offset, state, rv, base_url, cursor_idle)
+    paging = ChildPaging(int(state.get("cb") or CHILD_BATCH),
+                         lambda: {k: state.get(k) for k in ("q", "all", "now", "tz", "fy", "uid", "owner", "cb")},
+                         cursor_idle)
     batch, total = int(state["batch"]), int(state["total"])
     want = max(0, min(batch, total - offset))
     key_vals = [cursors.decode_value(v) for v in keys]
@@ -236,7 +320,7 @@ def fetch_more(conn: Connection, schema: SchemaSnapshot, locator: str, *, dialec
     values = {**rv, "_lim": want}
     values.update({f"_k{i}": v for i, v in enumerate(key_vals) if v is not None})
     rows = _exec(conn, cq, ("next", nulls), lambda: next_page_statement(cq, nulls), values) if want else []
-    kids = _children(conn, cq, rows, rv, base_url)
+    kids = _children(conn, cq, rows, rv, base_url, paging)
     end = offset + len(rows)
     done = end >= total or len(rows) < want
     result: dict[str, Any] = {"totalSize": total, "done": done, "records": _records(cq, rows, kids, base_url)}
