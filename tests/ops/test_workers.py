@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from keel.context import Context
 from keel.security import sessions
@@ -207,15 +207,16 @@ def test_serve_workers_restart_metrics_and_stop(org: Context, tmp_path: Path) ->
     assert not lost, f"{len(lost)} acknowledged writes lost: {lost[:5]}"
 
 
-@pytest.mark.parametrize("workers", ["2"])
-def test_port_in_use_is_refused(org: Context, tmp_path: Path, workers: str) -> None:
+def test_port_in_use_is_refused(sqlite_template: Path, tmp_path: Path) -> None:
     """A second server on a busy port fails with a stable code instead of joining the first's SO_REUSEPORT group."""
+    shutil.copy(sqlite_template, tmp_path / "keel.db")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        env = {**os.environ, "KEEL_DATABASE_URL": org.db.url, "KEEL_DATA_DIR": str(tmp_path / ".keel")}
-        r = subprocess.run([sys.executable, "-m", "keel.cli.main", "serve", "--workers", workers, "--port",
+        env = {**os.environ, "KEEL_DATABASE_URL": f"sqlite:///{tmp_path / 'keel.db'}",
+               "KEEL_DATA_DIR": str(tmp_path / ".keel")}
+        r = subprocess.run([sys.executable, "-m", "keel.cli.main", "serve", "--workers", "2", "--port",
                             str(port), "--https-port", "0"], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     assert "PORT_IN_USE" in r.stderr
