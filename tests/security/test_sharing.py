@@ -26,6 +26,7 @@ from keel.services.security import (
     recalculate_sharing,
     share_record,
     system_context,
+    unshare_record,
     user_context,
 )
 from keel.storage import ids
@@ -190,6 +191,17 @@ def test_role_and_subordinates_target(world: Org) -> None:
         "TargetIncludeSubordinates": True}])
     assert "case-aud" in world.visible("a1") and "case-aud" in world.visible("mgr")
     assert "case-aud" not in world.visible("dir")  # Director is above, not below, Manager
+
+
+def test_shares_on_two_objects_are_kept_apart(world: Org) -> None:
+    """Case_File__Share and Memo__Share number their rows independently; mirroring or deleting the share row 1 of
+    one object must not touch the share row 1 of the other (it once removed it from the predicate's table)."""
+    share_record(world.ctx("aud"), "Case_File__c", rid(world, "Case_File__c", "case-aud"), world.users["a2"], "Read")
+    share_record(world.ctx("aud"), "Memo__c", rid(world, "Memo__c", "memo-aud"), world.users["a2"], "Read")
+    assert "case-aud" in world.visible("a2") and "memo-aud" in world.visible("a2", "Memo__c")
+    assert unshare_record(world.ctx("aud"), "Memo__c", rid(world, "Memo__c", "memo-aud"), world.users["a2"]) == 1
+    assert "memo-aud" not in world.visible("a2", "Memo__c")
+    assert "case-aud" in world.visible("a2")
 
 
 def test_manual_and_programmatic_shares(world: Org) -> None:

@@ -82,8 +82,10 @@ class SecurityHooks:
         pks = _pks(rows)
         if pks:
             conn.execute(sa.delete(shares).where(shares.c.object_id == obj.id, shares.c.record_id.in_(pks)))
-            if share_shape(ctx.schema(conn), obj) is not None:
-                conn.execute(sa.delete(shares).where(shares.c.share_id.in_(pks)))
+            shape = share_shape(ctx.schema(conn), obj)
+            if shape is not None:  # share sObject pks are per table: the parent object tells the mirrors apart
+                conn.execute(sa.delete(shares).where(shares.c.object_id == shape.parent.id,
+                                                     shares.c.share_id.in_(pks)))
         if self.inner is not None:
             self.inner.after_delete(ctx, conn, obj, rows)
 
@@ -157,7 +159,8 @@ def mirror_shares(ctx: Context, conn: Connection, shape: ShareShape, rows: Seque
     pks = _pks(rows)
     if not pks:
         return
-    conn.execute(sa.delete(shares).where(shares.c.share_id.in_(pks)))
+    # Share sObject pks are per table (AccountShare 1 and Memo__Share 1 both exist): match the parent object too.
+    conn.execute(sa.delete(shares).where(shares.c.object_id == shape.parent.id, shares.c.share_id.in_(pks)))
     now = ctx.clock()
     out: list[dict[str, Any]] = []
     for r in rows:
