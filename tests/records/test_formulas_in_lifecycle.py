@@ -170,3 +170,35 @@ def test_bad_formulas_are_refused_at_plan_time(org: Context, tmp_path: Any, fiel
         apply_package(org, tmp_path)
     assert "Calc__c" in str(e.value) and message in str(e.value)
     assert org.schema().version == before
+
+
+def test_rollups_stay_correct_under_concurrent_child_writes(budgets: Context) -> None:
+    """Two connections add children to the same parent at once: A writes and holds its transaction open, B writes
+    (and waits for A), then A commits. Each transaction recomputes the parent's roll-ups; B must compute after A's
+    child is visible, or B's commit would overwrite the total with one that misses A's child (the lost update
+    PostgreSQL's READ COMMITTED allows when the value is read before the parent row is locked)."""
+    import threading
+    import time
+
+    parent = save_many(budgets, "Budget__c", [{"Name": "Shared"}])[0].id
+    line = {"Budget__c": parent, "Approved__c": True}
+    b_done = threading.Event()
+    failures: list[BaseException] = []
+
+    def writer_b() -> None:
+        try:
+            save_many(budgets, "Budget_Line__c", [{**line, "Name": "b", "Amount__c": 20}])
+        except BaseException as e:  # an assertion in a thread would be lost
+            failures.append(e)
+        b_done.set()
+
+    with budgets.db.transaction() as conn:
+        save_many(budgets, "Budget_Line__c", [{**line, "Name": "a", "Amount__c": 10}], conn=conn)
+        b = threading.Thread(target=writer_b)
+        b.start()
+        time.sleep(1.0)  # B reaches the point where it waits for A
+        assert not b_done.is_set()
+    b.join(30)
+    assert b_done.is_set() and not failures, failures
+    rec = one(budgets, f"SELECT Lines__c, Total__c FROM Budget__c WHERE Id = '{parent}'")
+    assert (rec["Lines__c"], rec["Total__c"]) == (2, 30)

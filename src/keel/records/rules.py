@@ -161,6 +161,11 @@ def recompute_rollups(conn: Connection, schema: SchemaSnapshot, child: ObjectDef
         t = table_for(schema, parent)
         col = field.column or ""
         for part in chunks(sorted(parent_ids)):
+            if conn.dialect.name == "postgresql":
+                # Serialise on the parent rows (in id order, so two writers cannot deadlock here): a writer that
+                # waited then computes from a snapshot that includes the other's committed children. Without
+                # it, READ COMMITTED lets the later commit overwrite a total with one that misses a child.
+                conn.execute(sa.select(t.c.id).where(t.c.id.in_(list(part))).order_by(t.c.id).with_for_update())
             values = conn.execute(rollup_sql(parent, field, schema, conn.dialect.name, list(part))).all()
             if values:
                 conn.execute(sa.update(t).where(t.c.id == sa.bindparam("b_id")).values({col: sa.bindparam("b_v")}),
