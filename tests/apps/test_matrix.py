@@ -46,7 +46,7 @@ EXPECTED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                                          ("E", "E", "E", "E", "E", "E")),
     "Vendor_Requester":                 (("RCE-", "R---", "RCE-", "RCED", "R---", "R---", "R---"),
                                          ("-", "R", "R", "R", "R", "R")),
-    "Vendor_Accounts_Payable":          (("RCE-", "----", "R---", "R---", "RCE-", "----", "----"),
+    "Vendor_Accounts_Payable":          (("RCE-", "R---", "R---", "R---", "RCE-", "----", "----"),
                                          ("R", "R", "R", "R", "E", "-")),
     #                                    Account Pledge  Alloc   Cond    Payment PayAlloc
     "Philanthropy_Grants_Manager":      (("RCE-", "RCE-", "RCE-", "RCE-", "RCE-", "RCE-"),

@@ -132,6 +132,9 @@ def test_vendors_walkthrough(browser: Any, live: Live) -> None:
         assert pg.locator("#locked").is_visible()
         assert pg.locator("#approval").get_by_text("Invoice_Approval").first.is_visible()
         shot(pg, "vendors-02-invoice-awaiting-approval")
+        pg.get_by_role("link", name=po_name).click()  # the order it bills, with its contract
+        pg.wait_for_url(f"**/r/{po}")
+        assert pg.get_by_role("link", name=str(c["Name"])).is_visible()
     pending = live.rows(f"SELECT Status, SubmittedById FROM ProcessInstance WHERE TargetObjectId = '{invoice}'")
     assert [(p["Status"], p["SubmittedById"]) for p in pending] == [("Pending", live.users[PAYABLES.username])]
     inv = live.rows(f"SELECT Needs_Approval__c, Three_Way_Match__c FROM Invoice__c WHERE Id = '{invoice}'")[0]
