@@ -32,7 +32,7 @@ EXPECTED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                                          ("-", "-", "-", "-", "E", "E", "R", "E")),
     "Recruiting_Hiring_Manager":        (("RCE-", "R---", "R---", "R---", "R---", "R---", "R---", "R---"),
                                          ("-", "-", "-", "-", "R", "R", "R", "R")),
-    "Recruiting_Interviewer":           (("----", "R---", "----", "----", "RCE-", "RCE-", "----", "----"),
+    "Recruiting_Interviewer":           (("----", "R---", "R---", "----", "RCE-", "RCE-", "----", "----"),
                                          ("-", "-", "-", "-", "-", "-", "E", "-")),
     "Recruiting_Background_Adjudicator": (("R---", "R---", "R---", "RCED", "----", "----", "----", "R---"),
                                           ("R", "-", "-", "E", "E", "R", "-", "-")),

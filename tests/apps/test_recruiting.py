@@ -110,6 +110,9 @@ def test_interviewers_see_only_their_own_reviews(apps: Context, persona: Callabl
                                      for c, s in zip(("Integrity", "Judgment", "Teamwork"), scores, strict=True)])
     mine = query(i1, "SELECT Score__c FROM Review__c")["records"]
     assert sorted(r["Score__c"] for r in mine) == [3, 4, 5]
+    # their interview names its application, but they see no application (nor its position) itself
+    assert query(i1, "SELECT Job_Application__r.Name FROM Interview__c")["records"][0]["Job_Application__r"] is None
+    assert not query(i1, "SELECT Id FROM Job_Application__c")["records"]
     avg = query(rec, "SELECT Average_Score__c FROM Interview__c ORDER BY Average_Score__c")["records"]
     assert [r["Average_Score__c"] for r in avg] == [2, 4]
     refused(i1, "Review__c", [{"Interview__c": query(apps, "SELECT Id FROM Interview__c")["records"][0]["Id"],
