@@ -18,6 +18,11 @@ from keel.storage import system as S
 from keel.storage.engine import Database
 
 
+def test_the_recorded_head_is_alembics_newest_revision() -> None:
+    """Start-up checks a database against ``migrate.HEAD`` without loading Alembic; a new migration must move it."""
+    assert migrate.HEAD == migrate.script_head()
+
+
 def _shape(db: Database) -> dict[str, Any]:
     """Columns (name, nullability) and index column lists of the storage layer's system tables."""
     out: dict[str, Any] = {}

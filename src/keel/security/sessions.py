@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import threading
@@ -39,7 +40,11 @@ IP_MAX_FAILURES = 20
 IP_WINDOW = timedelta(minutes=15)
 LOCKOUT = timedelta(minutes=30)
 TOUCH_EVERY = timedelta(seconds=60)
-_DUMMY_HASH = hash_password("keel-dummy-password-for-timing")
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to verify against when the username is unknown, so that answer takes as long as a wrong password.
+    Made on first use: hashing costs ~0.1-1 s of CPU, which every process start would otherwise pay."""
+    return hash_password("keel-dummy-password-for-timing")
 
 
 class LoginError(KeelError):
@@ -136,7 +141,7 @@ def _check(ctx: Context, conn: Connection, now: datetime, username: str, passwor
     if found is not None:
         cred = conn.execute(sa.select(S.credentials).where(S.credentials.c.user_id == found[0])).first()
     if found is None or cred is None or not found[1]:
-        verify_password(_DUMMY_HASH, password)  # same cost as a real check
+        verify_password(_dummy_hash(), password)  # same cost as a real check
         _fail_ip(conn, ip, now)
         audit(conn, "login_failure", actor_id=found[0] if found else None, result="failure",
               detail={"ip": ip, "username": username, "reason": "unknown or inactive user"}, at=now)

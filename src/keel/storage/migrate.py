@@ -15,23 +15,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 from keel.errors import KeelError
 from keel.storage.engine import Database
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 VERSION_TABLE = "keel_alembic_version"
 BASELINE = "0001"
+# The newest revision in ``migrations/versions``, so that checking a database at start-up needs no Alembic (whose
+# import costs a noticeable part of a cold start). A test checks it against Alembic's script directory.
+HEAD = "0002"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def _config(conn: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     if conn is not None:
@@ -40,6 +45,13 @@ def _config(conn: Connection | None = None) -> Config:
 
 
 def head_revision() -> str:
+    return HEAD
+
+
+def script_head() -> str:
+    """The newest revision according to Alembic's script directory (what ``HEAD`` must say)."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(_config()).get_current_head()
     assert head is not None
     return head
@@ -49,8 +61,11 @@ def current_revision(conn: Connection) -> str | None:
     """The database's revision; ``BASELINE`` for a pre-Alembic organisation, None for an empty database."""
     inspector = sa.inspect(conn)
     if inspector.has_table(VERSION_TABLE):
-        rev = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
-        return rev
+        rows = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+        if len(rows) > 1:
+            raise KeelError(f"The database records several system-table revisions ({', '.join(rows)}).",
+                            code="MIGRATION_REQUIRED")
+        return rows[0] if rows else None
     return BASELINE if inspector.has_table("keel_meta") else None
 
 
@@ -71,11 +86,15 @@ def status(db: Database) -> Status:
 
 def stamp_head(conn: Connection) -> None:
     """Record that freshly created system tables are at the newest revision (``keel init``)."""
+    from alembic import command
+
     command.stamp(_config(conn), "head")
 
 
 def upgrade(db: Database, target: str = "head") -> Status:
     """Run pending migrations in one transaction; a failure leaves the previous revision intact."""
+    from alembic import command
+
     with db.transaction() as conn:
         inspector = sa.inspect(conn)
         if not inspector.has_table("keel_meta"):
@@ -89,6 +108,8 @@ def upgrade(db: Database, target: str = "head") -> Status:
 def upgrade_empty_to(db: Database, target: str) -> None:
     """Build system tables on an empty database by running migrations up to ``target`` (tests use the baseline
     to make an oldest-supported database)."""
+    from alembic import command
+
     with db.transaction() as conn:
         command.upgrade(_config(conn), target)
 
