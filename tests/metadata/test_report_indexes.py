@@ -7,10 +7,10 @@ from pathlib import Path
 import yaml
 
 from keel.context import Context
-from keel.metadata.package import load_package
 from keel.metadata.plan import plan
 from keel.metadata.store import load_snapshot
 from keel.services.metadata import apply_package, plan_package
+from keel.services.report_indexes import load_package_objects
 
 OBJECT = {"object": "Deal__c", "fields": [
     {"name": "Region__c", "type": "picklist", "values": ["North", "South"]},
@@ -45,7 +45,7 @@ def _package(root: Path, reports: list[dict[str, object]], structured: bool = Tr
 
 def test_reports_an_index_can_cover_get_one(org: Context, tmp_path: Path) -> None:
     pkg = _package(tmp_path / "deals", SOQL_REPORTS)
-    (deal,) = load_package(pkg)
+    (deal,) = load_package_objects(pkg)
     derived = {ix.source: (ix.fields, ix.include) for ix in deal.indexes if ix.kind == "report"}
     # parent paths, formulas, non-aggregate and unparsable reports get none
     assert derived == {"report:by_region": (("Region__c",), ("Amount__c", "Kind__c")),
@@ -55,7 +55,7 @@ def test_reports_an_index_can_cover_get_one(org: Context, tmp_path: Path) -> Non
     assert len([op for op in p.ops if op.kind == "create_index"]) == 2
     apply_package(org, pkg)
     with org.db.read() as conn:
-        assert plan(load_snapshot(conn), load_package(pkg)).empty
+        assert plan(load_snapshot(conn), load_package_objects(pkg)).empty
 
 
 def test_an_index_goes_when_its_report_goes(org: Context, tmp_path: Path) -> None:
@@ -71,5 +71,5 @@ def test_a_declared_index_that_covers_a_report_is_enough(org: Context, tmp_path:
     pkg = _package(tmp_path / "deals", SOQL_REPORTS[:1], structured=False)
     doc = {**OBJECT, "indexes": [{"group_by": ["Region__c"], "include": ["Kind__c", "Amount__c", "Account__c"]}]}
     (pkg / "objects" / "Deal__c.yaml").write_text(yaml.safe_dump(doc))
-    (deal,) = load_package(pkg)
+    (deal,) = load_package_objects(pkg)
     assert [ix.source for ix in deal.indexes if ix.kind == "report"] == ["declared"]

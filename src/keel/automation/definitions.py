@@ -17,6 +17,7 @@ import yaml
 from keel.errors import MetadataError
 from keel.formula import FormulaError, bind
 from keel.metadata.model import SchemaSnapshot
+from keel.yamlio import load_yaml
 
 EVENTS = ("created", "updated", "created_or_updated", "deleted", "undeleted")
 ACTION_KINDS = ("update", "create", "email", "webhook", "note", "submit_for_approval")
@@ -190,7 +191,7 @@ def load_definitions(path: str | Path) -> tuple[list[Flow], list[ApprovalProcess
             continue
         for p in sorted(d.glob("*.y*ml")):
             try:
-                doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+                doc = load_yaml(p.read_text(encoding="utf-8"))
             except yaml.YAMLError as exc:
                 raise MetadataError(f"{p.name}: invalid YAML: {exc}") from None
             docs = doc if isinstance(doc, list) else [doc]

@@ -17,8 +17,8 @@ import yaml
 from keel.errors import MetadataError
 from keel.metadata.indexes import check_indexes, parse_indexes, with_derived
 from keel.metadata.model import SHARING_MODELS, FieldDef, ObjectDef, PicklistValue, ValidationRule
-from keel.metadata.report_indexes import with_report_indexes
 from keel.metadata.types import DEFAULT_PRECISION, FORMULA_RETURNS, TYPES
+from keel.yamlio import load_yaml
 
 _API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _COMMON_FIELD_KEYS = frozenset(
@@ -55,17 +55,12 @@ def load_package(path: str | Path, *, standard: bool = False) -> list[ObjectDef]
     if not folder.is_dir():
         raise MetadataError(f"{root}: not a metadata package directory")
     files = sorted(p for p in folder.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
-    objects = [parse_object_file(p, standard=standard) for p in files]
-    if standard:
-        return objects
-    # The package's reports (app.yaml, reports/) sit beside objects/: an app passes its objects/ folder.
-    package = root if folder != root else root.parent if root.name == "objects" else root
-    return with_report_indexes(objects, package)
+    return [parse_object_file(p, standard=standard) for p in files]
 
 
 def parse_object_file(path: Path, *, standard: bool = False) -> ObjectDef:
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise MetadataError(f"{path.name}: invalid YAML: {exc}") from None
     if not isinstance(doc, dict):

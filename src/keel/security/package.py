@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from keel.errors import MetadataError
 from keel.metadata.model import SchemaSnapshot
+from keel.yamlio import load_yaml
 
 OBJECT_ACTIONS = ("read", "create", "edit", "delete", "view_all", "modify_all")
 SYSTEM = ("ModifyAllData", "ViewAllData", "ManageUsers", "CustomizeApplication", "ApiEnabled", "ExportReport",
@@ -73,7 +72,7 @@ def load_permission_sets(path: str | Path) -> list[PermissionSetSpec]:
     folder = root / "permission_sets" if (root / "permission_sets").is_dir() else root
     out = []
     for p in sorted(folder.glob("*.y*ml")):
-        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+        doc = load_yaml(p.read_text(encoding="utf-8"))
         if not isinstance(doc, dict):
             raise MetadataError(f"{p.name}: expected a mapping")
         out.append(parse_permission_set(doc, source=p.name))

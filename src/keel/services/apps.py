@@ -26,20 +26,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sqlalchemy.engine import Connection
 
 from keel.context import SYSTEM_ACTOR, Context
 from keel.errors import KeelError, MetadataError
 from keel.metadata.apply import _lock_schema, data_problems, ensure_initialised, execute
 from keel.metadata.model import ObjectDef, SchemaSnapshot
-from keel.metadata.package import _rule, load_package, parse_field
+from keel.metadata.package import _rule, parse_field
 from keel.metadata.plan import Plan, plan
 from keel.metadata.store import current_version, load_snapshot
 from keel.security.package import PermissionSetSpec, parse_permission_set
 from keel.services.metadata import check_formulas
+from keel.services.report_indexes import load_package_objects
 from keel.services.security import _find_by_name, create_role, deploy_permission_set
 from keel.storage import system as S
+from keel.yamlio import load_yaml
 
 APPS_ROOT = Path(__file__).resolve().parent.parent / "apps"
 APP_NAMES = ("recruiting", "vendors", "philanthropy")
@@ -79,7 +80,7 @@ def app_dir(name: str) -> Path:
 
 
 def manifest(name: str) -> dict[str, Any]:
-    doc = yaml.safe_load((app_dir(name) / "app.yaml").read_text(encoding="utf-8")) or {}
+    doc = load_yaml((app_dir(name) / "app.yaml").read_text(encoding="utf-8")) or {}
     return dict(doc)
 
 
@@ -92,7 +93,7 @@ def installed_version(ctx: Context, name: str) -> str | None:
 # -- desired schema ------------------------------------------------------------------------------------------
 def _extension(path: Path, current: SchemaSnapshot) -> ObjectDef:
     """A standard object as it is now, plus (or with replaced) the fields and rules this app declares."""
-    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    doc = load_yaml(path.read_text(encoding="utf-8")) or {}
     name = str(doc.get("object") or "")
     base = current.find_object(name)
     if base is None:
@@ -110,7 +111,7 @@ def _extension(path: Path, current: SchemaSnapshot) -> ObjectDef:
 
 def desired_objects(name: str, current: SchemaSnapshot) -> list[ObjectDef]:
     root = app_dir(name)
-    objects = load_package(root / "objects") if (root / "objects").is_dir() else []
+    objects = load_package_objects(root / "objects") if (root / "objects").is_dir() else []
     ext = root / "extends"
     if ext.is_dir():
         objects += [_extension(p, current) for p in sorted(ext.glob("*.yaml"))]
@@ -123,7 +124,7 @@ def _app_fields(name: str) -> dict[str, list[dict[str, Any]]]:
     root = app_dir(name)
     for folder in ("objects", "extends"):
         for p in sorted((root / folder).glob("*.yaml")) if (root / folder).is_dir() else []:
-            doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+            doc = load_yaml(p.read_text(encoding="utf-8")) or {}
             out.setdefault(str(doc["object"]).lower(), []).extend(doc.get("fields") or [])
     return out
 
@@ -133,7 +134,7 @@ def permission_sets(name: str) -> list[PermissionSetSpec]:
     fields_by_obj = _app_fields(name)
     specs = []
     for p in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
-        doc = dict(yaml.safe_load(p.read_text(encoding="utf-8")) or {})
+        doc = dict(load_yaml(p.read_text(encoding="utf-8")) or {})
         expanded: dict[str, list[str]] = {}
         for key, perms in (doc.get("fields") or {}).items():
             obj, _, fname = str(key).partition(".")

@@ -4,22 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from keel.context import Context
 from keel.errors import MetadataError
 from keel.formula import FormulaError, check_object
 from keel.metadata.apply import apply_plan, data_problems, ensure_initialised
-from keel.metadata.package import load_package
 from keel.metadata.plan import Plan, plan
 from keel.metadata.store import load_snapshot
+from keel.services.report_indexes import load_package_objects
+from keel.yamlio import load_yaml
 
 
 def _deletions(path: Path) -> list[str]:
     manifest = path / "package.yaml"
     if not manifest.is_file():
         return []
-    doc = yaml.safe_load(manifest.read_text(encoding="utf-8")) or {}
+    doc = load_yaml(manifest.read_text(encoding="utf-8")) or {}
     return [str(x) for x in doc.get("delete_objects") or []]
 
 
@@ -40,7 +39,7 @@ def plan_package(ctx: Context, path: str | Path) -> tuple[Plan, list[str]]:
     ensure_initialised(ctx.db)
     with ctx.db.read() as conn:
         before = load_snapshot(conn)
-        p = plan(before, load_package(path), delete=_deletions(path))
+        p = plan(before, load_package_objects(path), delete=_deletions(path))
         check_formulas(p)
         return p, data_problems(conn, p)
 
@@ -50,7 +49,7 @@ def apply_package(ctx: Context, path: str | Path) -> Plan:
     ensure_initialised(ctx.db)
     with ctx.db.read() as conn:
         before = load_snapshot(conn)
-    p = plan(before, load_package(path), delete=_deletions(path))
+    p = plan(before, load_package_objects(path), delete=_deletions(path))
     check_formulas(p)
     apply_plan(ctx.db, p, ctx.metadata)
     from keel.services.automation import deploy_automation

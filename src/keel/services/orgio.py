@@ -47,6 +47,7 @@ from keel.services.backup import keel_version
 from keel.services.bulk_tables import create_bulk_tables
 from keel.storage import ddl, ids, migrate
 from keel.storage import system as S
+from keel.yamlio import load_yaml
 
 FORMAT = "keel-org/1"
 # Never exported: metadata rows travel as YAML, the revision is the target's own, cursors are per-session state.
@@ -256,7 +257,7 @@ def _drop_everything(db: Any) -> None:
 
 
 def _import_metadata(conn: Connection, path: Path) -> ObjectDef:
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc = load_yaml(path.read_text(encoding="utf-8"))
     conn.execute(sa.insert(S.objects).values(id=doc["id"], api_name=doc["object"], key_prefix=doc["key_prefix"],
                                              table_name=doc["table"],
                                              definition=orjson.dumps(doc["definition"]).decode()))

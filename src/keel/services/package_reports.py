@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-import yaml
 
 from keel.context import Context
+from keel.yamlio import load_yaml
 
 meta = sa.MetaData()
 package_reports = sa.Table(
@@ -30,13 +30,13 @@ def package_document(path: str | Path) -> tuple[str, dict[str, Any]] | None:
     """(package name, its reports and dashboards) or None when the package has none."""
     path = Path(path)
     manifest = path / "app.yaml"
-    data: dict[str, Any] = (yaml.safe_load(manifest.read_text()) or {}) if manifest.is_file() else {}
+    data: dict[str, Any] = (load_yaml(manifest.read_text()) or {}) if manifest.is_file() else {}
     name = str(data.get("name") or path.resolve().name)
     doc = {"label": str(data.get("label") or name),
            "reports": list(data.get("reports") or [])
-           + [yaml.safe_load(p.read_text()) for p in sorted((path / "reports").glob("*.yaml"))],
+           + [load_yaml(p.read_text()) for p in sorted((path / "reports").glob("*.yaml"))],
            "dashboards": list(data.get("dashboards") or [])
-           + [yaml.safe_load(p.read_text()) for p in sorted((path / "dashboards").glob("*.yaml"))],
+           + [load_yaml(p.read_text()) for p in sorted((path / "dashboards").glob("*.yaml"))],
            "dashboard": list(data.get("dashboard") or [])}
     if not doc["reports"] and not doc["dashboards"]:
         return None

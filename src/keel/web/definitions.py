@@ -24,6 +24,7 @@ import yaml
 from keel.context import Context
 from keel.errors import KeelError
 from keel.services.package_reports import deployed_report_definitions, package_document
+from keel.yamlio import load_yaml
 
 APPS_DIR = Path(__file__).resolve().parents[1] / "apps"
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
@@ -158,7 +159,7 @@ def load_launcher(apps_dir: Path = APPS_DIR) -> dict[str, tuple[str, ...]]:
     for d in sorted(p for p in apps_dir.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
         manifest = d / "app.yaml"
         try:
-            data = (yaml.safe_load(manifest.read_text()) or {}) if manifest.is_file() else {}
+            data = (load_yaml(manifest.read_text()) or {}) if manifest.is_file() else {}
         except yaml.YAMLError:
             continue
         tabs = [str(t) for t in data.get("tabs") or []]

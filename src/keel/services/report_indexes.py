@@ -17,6 +17,18 @@ from typing import Any
 
 from keel.metadata.indexes import UNINDEXABLE
 from keel.metadata.model import IndexDef, ObjectDef
+from keel.metadata.package import load_package
+from keel.query import ast as A
+from keel.query.parser import parse
+from keel.services.package_reports import package_document
+
+
+def load_package_objects(path: str | Path) -> list[ObjectDef]:
+    """A package's objects (``load_package``) with the indexes its reports call for. The reports (``app.yaml``,
+    ``reports/``) sit beside ``objects/``: an app passes either its folder or its ``objects/`` folder."""
+    root = Path(path)
+    package = root.parent if root.name == "objects" else root
+    return with_report_indexes(load_package(root), package)
 
 
 def with_report_indexes(objects: Sequence[ObjectDef], package: Path) -> list[ObjectDef]:
@@ -37,8 +49,6 @@ def with_report_indexes(objects: Sequence[ObjectDef], package: Path) -> list[Obj
 
 
 def _reports(package: Path) -> list[Mapping[str, Any]]:
-    from keel.services.package_reports import package_document  # services import metadata, not the reverse at load
-
     try:
         found = package_document(package)
     except (OSError, ValueError, AttributeError):  # the web app lists a broken report file; a plan does not fail
@@ -72,9 +82,6 @@ def _derive(raw: Mapping[str, Any], objects: Mapping[str, ObjectDef]) -> tuple[O
 
 def _from_soql(text: str) -> tuple[str, list[str], list[str]] | None:
     """(object, grouped fields, other fields read) of an aggregate query on one object's own fields, else None."""
-    from keel.query import ast as A
-    from keel.query.parser import parse
-
     try:
         q = parse(text)
     except Exception:  # any SOQL the parser refuses is the web app's error to show, not the plan's
