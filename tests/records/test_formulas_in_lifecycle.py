@@ -202,3 +202,16 @@ def test_rollups_stay_correct_under_concurrent_child_writes(budgets: Context) ->
     assert b_done.is_set() and not failures, failures
     rec = one(budgets, f"SELECT Lines__c, Total__c FROM Budget__c WHERE Id = '{parent}'")
     assert (rec["Lines__c"], rec["Total__c"]) == (2, 30)
+
+
+def test_a_batch_loads_only_the_parents_its_rules_read(budgets: Context) -> None:
+    from dataclasses import replace
+
+    from keel.metadata.model import ValidationRule
+    from keel.records.rules import rule_parents
+
+    schema = budgets.schema()
+    line = schema.get_object("Budget_Line__c")
+    assert rule_parents(schema, schema.get_object("Budget__c")) == frozenset()
+    reads = replace(line, validation_rules=(ValidationRule("Cap", "Amount__c > budget__R . Max_Pay__c", "Over"),))
+    assert rule_parents(schema, reads) == {"Budget__c"}

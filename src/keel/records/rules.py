@@ -7,7 +7,8 @@ batch and cached; validation rules see every field, as in Salesforce (they are t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -49,9 +50,12 @@ class ParentCache:
             self.cache[key] = row_to_values(self.schema, target, dict(row)) if row is not None else None
         return self.cache[key]
 
-    def prefetch(self, obj: ObjectDef, rows: Sequence[RowState]) -> None:
+    def prefetch(self, obj: ObjectDef, rows: Sequence[RowState], fields: Collection[str] | None = None) -> None:
+        """Load the parents of a batch in one query per lookup (all lookups, or the API names in ``fields``)."""
         for f in obj.fields:
             if f.type not in ("lookup", "master_detail") or len(f.reference_to) != 1:
+                continue
+            if fields is not None and f.api_name not in fields:
                 continue
             target = self.schema.find_object(f.reference_to[0])
             if target is None:
@@ -110,12 +114,29 @@ def run_validation_rules(ctx: Context, conn: Connection, schema: SchemaSnapshot,
     validate = compile_validation_rules(plan.obj, schema)
     base = fctx or formula_context(ctx, conn, schema)
     if isinstance(base.resolve_parent, ParentCache) and len(batch.rows) > 1:
-        base.resolve_parent.prefetch(plan.obj, batch.rows)
+        wanted = rule_parents(schema, plan.obj)
+        if wanted:
+            base.resolve_parent.prefetch(plan.obj, batch.rows, wanted)
     fresh = base.for_row(None)  # every new row shares one context; only updates carry prior values
     for r in batch.rows:
         for failure in validate(r.values, fresh if r.prior is None else base.for_row(r.prior)):
             batch.fail(r.index, "FIELD_CUSTOM_VALIDATION_EXCEPTION", failure.message,
                        [failure.field] if failure.field else [])
+
+
+def rule_parents(schema: SchemaSnapshot, obj: ObjectDef) -> frozenset[str]:
+    """The lookups whose parents the object's active validation rules read (``Rel__r.Field`` in a condition):
+    only those are worth loading for a batch. Matching the relationship name in the text may over-include (a
+    string literal that looks like a path), never under-include, since a parent is only reachable that way."""
+    key = f"rule_parents:{obj.key}"
+    hit = schema.cache.get(key)
+    if hit is None:
+        text = "\n".join(r.condition for r in obj.validation_rules if r.active)
+        hit = frozenset(
+            f.api_name for f in obj.fields
+            if f.relationship_name and re.search(rf"\b{re.escape(f.relationship_name)}\s*\.", text, re.IGNORECASE))
+        schema.cache[key] = hit
+    return frozenset(hit)
 
 
 def rollup_targets(schema: SchemaSnapshot, child: ObjectDef) -> list[tuple[ObjectDef, FieldDef, FieldDef]]:
