@@ -7,8 +7,8 @@ The server is a subprocess running the API app and bulk worker as ``keel serve``
 measured on its own. Ingest time runs from the first PUT to ``JobComplete``; the baseline is raw ``executemany``
 of the same rows (batches of 10k) into a plain 12-column table with 2 secondary indexes, in the same database
 engine, in the same run. The rows go in as ``--slices`` ingest jobs (default 5), each right after the raw side has
-inserted the same number of rows, so a change in machine load hits both sides alike. Exits non-zero when a budget is missed (SQLite >= 40% of raw, PostgreSQL >= 100%, peak
-RSS <= 300 MB, query >= 100k rows/s).
+inserted the same number of rows, so a change in machine load hits both sides alike. Exits non-zero when a budget
+is missed (SQLite >= 40% of raw, PostgreSQL >= 100%, peak RSS <= 300 MB, query >= 100k rows/s).
 """
 
 from __future__ import annotations

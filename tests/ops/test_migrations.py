@@ -20,7 +20,7 @@ from keel.storage.engine import Database
 
 def test_the_recorded_head_is_alembics_newest_revision() -> None:
     """Start-up checks a database against ``migrate.HEAD`` without loading Alembic; a new migration must move it."""
-    assert migrate.HEAD == migrate.script_head()
+    assert migrate.script_head() == migrate.HEAD
 
 
 def _shape(db: Database) -> dict[str, Any]:
