@@ -19,6 +19,7 @@ from keel.automation.tables import create_automation_tables, definitions
 from keel.storage import system as S
 
 VERSION_KEY = "automation_version"
+MEMO = "keel_automation_memo"  # conn.info key: (registry, transaction, Loaded)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,19 @@ class Registry:
         self._lock = threading.Lock()
 
     def get(self, conn: Connection) -> Loaded:
+        """The definitions at the version ``conn`` sees, read once per transaction (a save asks before and after
+        writing; a deploy in the same transaction forgets the memo, see ``bump``)."""
+        tx = conn.get_transaction()
+        memo = conn.info.get(MEMO)
+        if tx is not None and memo is not None and memo[0] is self and memo[1] is tx:
+            hit: Loaded = memo[2]
+            return hit
+        loaded = self._read(conn)
+        if tx is not None:
+            conn.info[MEMO] = (self, tx, loaded)
+        return loaded
+
+    def _read(self, conn: Connection) -> Loaded:
         version = S.get_meta(conn, VERSION_KEY)
         if version is None:
             return EMPTY
@@ -91,5 +105,6 @@ def store(conn: Connection, flows: list[Flow], approvals: list[ApprovalProcess],
 
 
 def bump(conn: Connection) -> None:
+    conn.info.pop(MEMO, None)
     current = S.get_meta(conn, VERSION_KEY)
     S.set_meta(conn, VERSION_KEY, str(int(current or 0) + 1))

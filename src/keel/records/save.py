@@ -10,6 +10,7 @@ rolls back the batch; otherwise good rows commit and bad rows are reported.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +57,7 @@ def save_many(ctx: Context, obj_name: str, drafts: Sequence[Draft], *, all_or_no
     """Create (no ``Id``) or update (with ``Id``) records; return one result per draft, in order."""
     if conn is None:
         with ctx.db.transaction() as c:
-            return _save(ctx, c, obj_name, drafts, all_or_none)
+            return _save(ctx, c, obj_name, drafts, all_or_none, own=True)
     return _save(ctx, conn, obj_name, drafts, all_or_none)
 
 
@@ -107,7 +108,10 @@ def _upsert(ctx: Context, conn: Connection, obj_name: str, drafts: Sequence[Draf
     return out
 
 
-def _save(ctx: Context, conn: Connection, obj_name: str, drafts: Sequence[Draft], all_or_none: bool) -> list[RowResult]:
+def _save(ctx: Context, conn: Connection, obj_name: str, drafts: Sequence[Draft], all_or_none: bool, *,
+          own: bool = False) -> list[RowResult]:
+    """``own``: the transaction is this call's own, so an all-or-none failure rolls all of it back and the write
+    needs no savepoint of its own (two statements less for every single-record save)."""
     schema = ctx.schema(conn)
     obj = schema.get_object(obj_name)
     plan = write_plan(schema, obj, ctx.db.dialect)
@@ -150,7 +154,7 @@ def _save(ctx: Context, conn: Connection, obj_name: str, drafts: Sequence[Draft]
         _number_new(conn, plan, batch.rows)
         driver_error = getattr(conn.dialect.dbapi, "OperationalError", sa.exc.OperationalError)
         try:
-            _write_and_finish(ctx, conn, schema, plan, batch, all_or_none)
+            _write_and_finish(ctx, conn, schema, plan, batch, all_or_none, savepoints=not (own and all_or_none))
         except (sa.exc.OperationalError, driver_error) as e:
             if _out_of_space(e):
                 raise KeelError("The database is out of space; nothing in this batch was saved. Free space and "
@@ -188,7 +192,7 @@ def _write_checked(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan:
 
 
 def _write_and_finish(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: WritePlan, batch: Batch,
-                      all_or_none: bool) -> None:
+                      all_or_none: bool, *, savepoints: bool = True) -> None:
     """Write, recompute roll-ups and run after-save hooks under one savepoint.
 
     When an after-save action fails a row in a partial save, everything the batch wrote is rolled back and the
@@ -199,7 +203,7 @@ def _write_and_finish(ctx: Context, conn: Connection, schema: SchemaSnapshot, pl
     hooks = ctx.hooks
     for _attempt in range(MAX_ATTEMPTS):
         try:
-            with savepoint(conn):
+            with savepoint(conn) if savepoints else nullcontext():
                 if not _write_checked(ctx, conn, schema, plan, batch) and all_or_none:
                     raise BatchError(_rolled_back(batch))
                 rules.recompute_rollups(conn, schema, obj, [r for r in batch.rows if r.prior is None or r.changed])
