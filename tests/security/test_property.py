@@ -103,15 +103,6 @@ def reference(m: dict[str, Any]) -> dict[tuple[int, int, str], bool]:
             return region != vals[0]
         return amount > m["threshold"]
 
-    def reaches(u: int, p: tuple[str, int]) -> bool:
-        """A grant to ``p`` reaches ``u`` directly or, granting access using hierarchies, through anyone in a role
-        below ``u``'s (Salesforce's managers inherit their subordinates' shares and rule grants)."""
-        got = members(p)
-        if u in got:
-            return True
-        return m["hierarchy"] and roles[u] is not None and any(
-            roles[v] is not None and roles[u] in ancestors(roles[v]) for v in got)
-
     out: dict[tuple[int, int, str], bool] = {}
     for u in range(len(roles)):
         for i, rec in enumerate(m["records"]):
@@ -121,10 +112,10 @@ def reference(m: dict[str, Any]) -> dict[tuple[int, int, str], bool]:
                 ok = ok or (m["owd"] == "public_read_write" and lvl <= 2) or (m["owd"] == "public_read" and lvl == 1)
                 if m["hierarchy"] and roles[u] is not None and roles[owner] is not None:
                     ok = ok or roles[u] in ancestors(roles[owner])
-                ok = ok or any(r == i and reaches(u, p) and level >= lvl for r, p, level, _ in m["shares"])
+                ok = ok or any(r == i and u in members(p) and level >= lvl for r, p, level, _ in m["shares"])
                 if lvl <= 2:
                     for kind, a, target, level in m["rules"]:
-                        if level < lvl or not reaches(u, target):
+                        if level < lvl or u not in members(target):
                             continue
                         if (kind == "owner" and owner in members(a)) or (kind == "criteria" and matches(rec, a)):
                             ok = True

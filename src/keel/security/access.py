@@ -18,13 +18,7 @@ from sqlalchemy.engine import Connection
 
 from keel.metadata.model import ObjectDef, SchemaSnapshot
 from keel.security.predicate import SharingRule, load_rules, visibility
-from keel.security.principals import (
-    col,
-    inherited_principals,
-    live,
-    subordinate_role_keys,
-    user_principals,
-)
+from keel.security.principals import col, live, subordinate_role_keys, user_principals
 from keel.security.shareobj import share_shape
 from keel.security.tables import principal_members
 from keel.storage import system as S
@@ -76,9 +70,6 @@ class UserAccess:
     # Active users below this user in the role hierarchy, or None when more than OWNER_LIST_MAX. Read with the
     # principals, so the security version that invalidates them also invalidates this list.
     owners_below: tuple[int, ...] | None = ()
-    # Groups and roles of the users below: shares and rules to them reach this user on objects that grant access
-    # using hierarchies (``principals.inherited_principals``).
-    inherited: frozenset[int] = frozenset()
 
     version: int = 0
     _memo: dict[tuple[str, str, str], bool] = field(default_factory=dict)
@@ -221,13 +212,12 @@ def load_access(conn: Connection, schema: SchemaSnapshot, user_pk: int, *,
             old = fields.get((o, f), (False, False))
             fields[(o, f)] = (old[0] or bool(read) or bool(edit), old[1] or bool(edit))
     principals = user_principals(conn, user_pk)
+    rules = load_rules(conn, schema, principals)
     subs = subordinate_role_keys(conn, role_pk)
     below = owners_below(conn, subs, owner_list_max)
-    inherited = inherited_principals(conn, subs) - principals
-    rules = load_rules(conn, schema, principals | inherited)
     return UserAccess(schema, user_pk, role_pk, profile_pk, frozenset(system),
                       {k: frozenset(v) for k, v in objects.items()}, fields, principals, subs, rules,
-                      dense=_dense(conn, schema, subs, below), owners_below=below, inherited=inherited)
+                      dense=_dense(conn, schema, subs, below), owners_below=below)
 
 
 def owners_below(conn: Connection, subordinate_keys: tuple[int, ...],

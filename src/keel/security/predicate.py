@@ -3,7 +3,7 @@
 The predicate is a disjunction of grants, each an indexed probe:
   owner_id = :me
   ∪ owner_id IN (members of the roles directly below mine, and their subordinates)  -- role hierarchy
-  ∪ EXISTS (share row for this record whose principal is one of mine, or reaches below me)  -- manual/programmatic
+  ∪ EXISTS (share row for this record whose principal is one of mine)                 -- manual/programmatic
   ∪ owner_id IN (members of the rule's source)                                        -- owner-based rules
   ∪ <field op value>                                                                  -- criteria-based rules
 Controlled-by-parent objects get ``EXISTS (master row visible by the master's predicate)``. Bypass permissions
@@ -47,7 +47,6 @@ class SharingRule:
     kind: str  # owner | criteria
     access: int  # READ or EDIT
     source: int | None = None
-    target: int = 0  # the grantee: a group, role or role-and-subordinates principal
     field: str | None = None
     op: str | None = None
     values: tuple[str, ...] = ()
@@ -79,13 +78,13 @@ def load_rules(conn: Connection, schema: SchemaSnapshot,
                 source = principal_for_id(str(d["SourceId"]), subordinates=bool(d["SourceIncludeSubordinates"]))
             except KeelError:
                 continue
-            rule = SharingRule(okey, "owner", access, source=source, target=target)
+            rule = SharingRule(okey, "owner", access, source=source)
         else:
             if not d["CriteriaField"] or d["CriteriaOperator"] not in OPERATORS:
                 continue
             values = tuple(v.strip() for v in str(d["CriteriaValue"] or "").split(";"))
-            rule = SharingRule(okey, "criteria", access, target=target, field=str(d["CriteriaField"]),
-                               op=str(d["CriteriaOperator"]), values=values)
+            rule = SharingRule(okey, "criteria", access, field=str(d["CriteriaField"]), op=str(d["CriteriaOperator"]),
+                               values=values)
         out.setdefault(okey, []).append(rule)
     return {k: tuple(v) for k, v in out.items()}
 
@@ -186,25 +185,16 @@ def visibility(access: UserAccess, obj: ObjectDef, table: FromClause, mode: str)
         grants.append(owner.in_(_ints(sorted({access.user_pk, *below}))))
     else:
         grants.append(owner == _int(access.user_pk))
-    # Records shared with any of my principals, and (granting access using hierarchies) with anyone below me or
-    # a group or role holding them: an uncorrelated list built once per statement from the (principal,
-    # object_id) index. ``id + 0`` keeps dense users' lists an in-order scan (see UserAccess.dense).
-    hierarchy = obj.role_hierarchy and bool(access.subordinate_keys)
-    grantees = set(access.principals)
-    if hierarchy:
-        grantees |= access.inherited | set(below or ())
-    to_me: ColumnElement[bool] = shares.c.principal.in_(_ints(sorted(grantees)))
-    if hierarchy and below is None:
-        to_me = sa.or_(to_me, shares.c.principal.in_(
-            sa.select(principal_members.c.user_id).where(principal_members.c.principal.in_(
-                _ints(access.subordinate_keys)))))
-    shared = sa.select(shares.c.record_id).where(shares.c.object_id == _int(obj.id), to_me)
+    # Records shared with any of my principals: an uncorrelated list built once per statement from the
+    # (principal, object_id) index. ``id + 0`` keeps dense users' lists an in-order scan (see UserAccess.dense).
+    shared = sa.select(shares.c.record_id).where(shares.c.object_id == _int(obj.id),
+                                                 shares.c.principal.in_(_ints(sorted(access.principals))))
     if level > READ:
         shared = shared.where(shares.c.access_level >= _int(level))
     grants.append((table.c.id + _int(0) if access.dense else table.c.id).in_(shared))
     if level <= EDIT:
         for rule in access.rules.get(obj.key, ()):
-            if rule.access < level or (rule.target not in access.principals and not hierarchy):
+            if rule.access < level:
                 continue
             if rule.kind == "owner" and rule.source is not None:
                 grants.append(owner.in_(sa.select(principal_members.c.user_id)

@@ -208,19 +208,5 @@ def subordinate_role_keys(conn: Connection, role_pk: int | None) -> tuple[int, .
     return tuple(sorted(role_key(int(r), subordinates=True) for r in conn.execute(q).scalars()))
 
 
-def inherited_principals(conn: Connection, subordinate_keys: tuple[int, ...]) -> frozenset[int]:
-    """Groups and roles (not users) that contain a user below in the role hierarchy.
-
-    With "grant access using hierarchies", a manager gets whatever a subordinate is granted, by a share or a
-    sharing rule, as in Salesforce; so a share to a group, or a rule to a role, that reaches someone below me
-    reaches me. Users below are the owner list (``access.owners_below``), so they are not repeated here."""
-    if not subordinate_keys:
-        return frozenset()
-    below = sa.select(principal_members.c.user_id).where(principal_members.c.principal.in_(subordinate_keys))
-    pm = principal_members.alias()
-    q = sa.select(pm.c.principal).where(pm.c.user_id.in_(below)).distinct()
-    return frozenset(int(p) for p in conn.execute(q).scalars() if int(p) & _KIND_MASK)
-
-
 def iter_ids(rows: Iterable[object]) -> list[int]:
     return [int(r) for r in rows]  # type: ignore[call-overload]
