@@ -236,9 +236,9 @@ def main() -> int:
     recalc_s = time.perf_counter() - t0
     ratio = with_sharing / without
     print(f"database: {ctx.db.dialect}; rows {args.rows:,}; roles {N_ROLES}; users {N_USERS}; shares {N_SHARES:,}")
-    below = "more than the list limit" if access.owners_below is None else f"{len(access.owners_below)}"
+    below_n = "more than the list limit" if access.owners_below is None else f"{len(access.owners_below)}"
     print(f"load: {info['load_s']:.1f} s; manager sees {visible_rows:,} rows ({visible_rows / args.rows:.1%}); "
-          f"users below the manager: {below}; shared with the manager: {shared_n}")
+          f"users below the manager: {below_n}; shares to the manager: {shared_n}")
     print(f"50-row list, mid-level manager: p50 {with_sharing:.3f} ms (budget 2 ms)")
     print(f"same query without sharing:     p50 {without:.3f} ms; ratio {ratio:.2f}x (budget 1.5x)")
     print(f"the same sharing as hand-written SQL: p50 {hand_ms:.3f} ms; Keel / hand {with_sharing / hand_ms:.2f}x "
