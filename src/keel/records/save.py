@@ -21,6 +21,7 @@ from keel.errors import ROLLED_BACK, BatchError, ErrorDetail, KeelError, RowResu
 from keel.metadata.model import SchemaSnapshot
 from keel.metadata.types import FieldValueError
 from keel.records import fastpath, rules, validate, write
+from keel.records.gcpause import gc_paused
 from keel.records.hooks import RowError, RowState
 from keel.records.prepare import WritePlan, format_auto_number, write_plan
 from keel.storage import ids
@@ -55,19 +56,21 @@ class Batch:
 def save_many(ctx: Context, obj_name: str, drafts: Sequence[Draft], *, all_or_none: bool = True,
               conn: Connection | None = None) -> list[RowResult]:
     """Create (no ``Id``) or update (with ``Id``) records; return one result per draft, in order."""
-    if conn is None:
-        with ctx.db.transaction() as c:
-            return _save(ctx, c, obj_name, drafts, all_or_none, own=True)
-    return _save(ctx, conn, obj_name, drafts, all_or_none)
+    with gc_paused(len(drafts)):
+        if conn is None:
+            with ctx.db.transaction() as c:
+                return _save(ctx, c, obj_name, drafts, all_or_none, own=True)
+        return _save(ctx, conn, obj_name, drafts, all_or_none)
 
 
 def upsert_many(ctx: Context, obj_name: str, drafts: Sequence[Draft], external_id: str, *,
                 all_or_none: bool = True, conn: Connection | None = None) -> list[RowResult]:
     """Match drafts on an external-id field (or ``Id``): matches update, the rest insert."""
-    if conn is None:
-        with ctx.db.transaction() as c:
-            return _upsert(ctx, c, obj_name, drafts, external_id, all_or_none)
-    return _upsert(ctx, conn, obj_name, drafts, external_id, all_or_none)
+    with gc_paused(len(drafts)):
+        if conn is None:
+            with ctx.db.transaction() as c:
+                return _upsert(ctx, c, obj_name, drafts, external_id, all_or_none)
+        return _upsert(ctx, conn, obj_name, drafts, external_id, all_or_none)
 
 
 def _upsert(ctx: Context, conn: Connection, obj_name: str, drafts: Sequence[Draft], external_id: str,

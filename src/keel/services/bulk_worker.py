@@ -29,6 +29,7 @@ from keel.context import SYSTEM_ACTOR, Context
 from keel.errors import ErrorDetail, KeelError, RowResult
 from keel.metadata.model import FieldDef, ObjectDef, SchemaSnapshot
 from keel.records import delete_many, hard_delete_many, save_many, upsert_many
+from keel.records.gcpause import gc_paused
 from keel.records.validate import match_external_ids
 from keel.services import bulk as B
 from keel.services import bulk_tables as T
@@ -373,7 +374,8 @@ def _write_chunk(ctx: Context, sys_ctx: Context, job: B.Job, lay: Layout, up: Ma
         cur = B._load(ctx, conn, job.pk)
         if cur is None or cur.state in ("Aborted", "Failed"):
             return False
-        results = apply_chunk(ctx, conn, job, lay, part) if part else []
+        with gc_paused(len(part)):
+            results = apply_chunk(ctx, conn, job, lay, part) if part else []
         failed = sum(1 for r in results if not isinstance(r[1], bool))
         if part:
             conn.execute(sa.insert(T.chunks).values(upload_id=up["id"], first_row=first, row_count=len(part),
