@@ -176,7 +176,9 @@ def visibility(access: UserAccess, obj: ObjectDef, table: FromClause, mode: str)
     owner = table.c.owner_id
     grants: list[ColumnElement[bool]] = []
     below = access.owners_below if obj.role_hierarchy and access.subordinate_keys else ()
-    if below is None:  # too many to list: read them from the closure in the statement
+    if below and access.dialect != "sqlite":
+        below = None
+    if below is None:  # too many to list (or not SQLite): read them from the closure in the statement
         grants.append(owner == _int(access.user_pk))
         grants.append(owner.in_(sa.select(principal_members.c.user_id)
                                 .where(principal_members.c.principal.in_(_ints(access.subordinate_keys)))))
