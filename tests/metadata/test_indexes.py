@@ -187,3 +187,15 @@ def test_an_index_another_serves_is_not_built_twice(org: Context) -> None:
 def test_bad_index_declarations_are_refused_at_plan_time(index: dict[str, Any], message: str) -> None:
     with pytest.raises(MetadataError, match=message):
         parse_object(_doc(indexes=[index]))
+
+
+def test_a_list_sorted_by_a_single_indexed_field_reads_its_index(org: Context) -> None:
+    """SOQL's default orders (ASC NULLS FIRST, DESC NULLS LAST) are served by the field's own index on both
+    databases, so ``ORDER BY Name LIMIT 50`` never sorts the table."""
+    _apply(org, _doc())
+    table, col = _columns(org)
+    nulls_asc, nulls_desc = (" NULLS FIRST", " NULLS LAST") if org.db.dialect == "postgresql" else ("", "")
+    for order in (f"ASC{nulls_asc}", f"DESC{nulls_desc}"):
+        shown = _explain(org, f'SELECT id, name FROM {table} WHERE is_deleted = false '
+                              f'ORDER BY lower("{col["Name"]}") {order} LIMIT 51')
+        assert f"ix_{table}_{col['Name']}" in shown and "Sort" not in shown, shown

@@ -102,6 +102,9 @@ def index_specs(obj: ObjectDef) -> list[IndexSpec]:
         if f.indexed or f.is_relationship or f.api_name == "Name":
             # SOQL compares and sorts text case-insensitively, so text is indexed on lower(column) only. The name
             # index carries the owner, so a list sorted by name under private sharing tests ownership in the index.
+            # Keys NULLS FIRST on PostgreSQL serve SOQL's default orders (ASC NULLS FIRST, DESC NULLS LAST), so
+            # ``ORDER BY Name LIMIT 50`` reads 50 index entries instead of sorting the table.
             include = ("owner_id",) if f.api_name == "Name" else ()
-            specs.append(IndexSpec(f"ix_{obj.table}_{f.column}", (f.column,), lower=text, include=include))
+            specs.append(IndexSpec(f"ix_{obj.table}_{f.column}", (f.column,), lower=text, include=include,
+                                   nulls_first=True))
     return specs + composite_specs(obj, specs)
