@@ -1,6 +1,6 @@
 """Security use cases that write through the record lifecycle: profiles at init, assigning profiles and roles,
-deploying permission-set YAML, sharing records, single-record reads, the audited system context, and wiring
-security into a Context.
+deploying permission-set YAML, sharing records, single-record reads, the audited system context, administering
+connected apps, and wiring security into a Context.
 
 Wiring (``wire_security``) puts ``SecurityHooks`` into ``ctx.hooks`` and these functions into ``ctx.extras``:
 ``revoke_sessions`` and ``assign_profile`` (called by ``services/users.py``) and ``access_cache``.
@@ -8,6 +8,7 @@ Wiring (``wire_security``) puts ``SecurityHooks`` into ``ctx.hooks`` and these f
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -28,10 +29,12 @@ from keel.security.access import bump_security_version
 from keel.security.audit import audit, audit_sensitive_read
 from keel.security.hooks import MANUAL, SecurityHooks
 from keel.security.package import PermissionSetSpec, check_against, load_permission_sets
+from keel.security.passwords import hash_password
 from keel.security.predicate import ALL, EDIT, READ
 from keel.security.principals import RecalcResult, principal_for_id, recalculate
 from keel.security.shareobj import custom_share_object, share_object_of
-from keel.security.tables import create_security_tables, shares
+from keel.security.tables import connected_apps, create_security_tables, shares
+from keel.security.tables import sessions as session_rows
 from keel.storage import ids
 
 ADMIN_PROFILE = "System Administrator"
@@ -425,3 +428,96 @@ def read_history(ctx: Context, obj_name: str, record_id: str) -> list[dict[str, 
                  "CreatedDate": r["created_date"], "CreatedById": ids.encode("005", r["created_by_id"])
                  if r["created_by_id"] is not None else None}
                 for r in rows if ctx.actor.is_system or access.field_readable(obj.api_name, str(r["field"]))]
+
+
+# -- connected apps ------------------------------------------------------------------------------------------
+# Creating an app is ``sessions.create_connected_app``; these add what an administrator's screen needs around it.
+# Only the secret's hash is ever stored, so a lost secret can be rotated but never shown again.
+
+def list_connected_apps(ctx: Context) -> list[dict[str, Any]]:
+    """Every connected app without its secret hash (names, client ids, run-as user, state)."""
+    _require(ctx, "ViewSetup")
+    c = connected_apps.c
+    with ctx.db.read() as conn:
+        rows = conn.execute(sa.select(c.name, c.client_id, c.run_as_user_id, c.created_date, c.is_active)
+                            .order_by(c.name, c.id)).mappings().all()
+    return [{"name": r["name"], "client_id": r["client_id"], "is_active": bool(r["is_active"]),
+             "created_date": r["created_date"],
+             "run_as_user_id": ids.encode("005", int(r["run_as_user_id"])) if r["run_as_user_id"] else None}
+            for r in rows]
+
+
+def register_connected_app(ctx: Context, name: str, run_as_user_id: str | None = None) -> tuple[str, str]:
+    """An administrator registers an OAuth2 client; returns (client_id, client_secret), the secret for the only
+    time. Without a run-as user the app can only use the password and refresh-token grants."""
+    _require(ctx, "CustomizeApplication")
+    name = name.strip()
+    if not name or len(name) > 80:
+        raise KeelError("A connected app needs a name of 1 to 80 characters.", code="REQUIRED_FIELD_MISSING",
+                        fields=["name"])
+    with ctx.db.transaction() as conn:
+        run_as = None
+        if run_as_user_id:
+            run_as = ids.decode(run_as_user_id, "005")
+            if not _user_exists(ctx, conn, run_as):
+                raise NotFoundError("The run-as user does not exist.")
+        return sessions.create_connected_app(ctx, conn, name, run_as_user_id=run_as)
+
+
+def _user_exists(ctx: Context, conn: Connection, pk: int) -> bool:
+    schema = ctx.schema(conn)
+    t = table_for(schema, schema.get_object("User"))
+    return conn.execute(sa.select(t.c.id).where(t.c.id == pk, t.c.is_deleted == sa.false())).first() is not None
+
+
+def _app_pk(conn: Connection, client_id: str) -> int:
+    pk = conn.execute(sa.select(connected_apps.c.id).where(connected_apps.c.client_id == client_id)).scalar()
+    if pk is None:
+        raise NotFoundError("No connected app with that client id.")
+    return int(pk)
+
+
+def rotate_connected_app_secret(ctx: Context, client_id: str) -> str:
+    """Replace an app's secret; the old one stops working at commit. Returns the new secret (shown once).
+    Tokens already issued stay valid, as on Salesforce: rotation is for a leaked secret, not a leaked token."""
+    _require(ctx, "CustomizeApplication")
+    secret = secrets.token_hex(32)
+    with ctx.db.transaction() as conn:
+        pk = _app_pk(conn, client_id)
+        conn.execute(sa.update(connected_apps).where(connected_apps.c.id == pk)
+                     .values(secret_hash=hash_password(secret)))
+        audit(conn, "connected_app_secret_rotated", actor_id=ctx.actor.user_id, detail={"client_id": client_id},
+              at=ctx.clock())
+    return secret
+
+
+def _revoke_client_tokens(ctx: Context, conn: Connection, client_id: str) -> int:
+    return int(conn.execute(sa.update(session_rows).where(session_rows.c.client_id == client_id,
+                                                          session_rows.c.revoked_at.is_(None))
+                            .values(revoked_at=ctx.clock())).rowcount or 0)
+
+
+def set_connected_app_active(ctx: Context, client_id: str, active: bool) -> int:
+    """Activate or deactivate an app. Deactivating also revokes the tokens issued to it (client credentials and
+    refreshes), since an administrator who switches an app off means its access to end now. Returns how many
+    tokens were revoked."""
+    _require(ctx, "CustomizeApplication")
+    with ctx.db.transaction() as conn:
+        pk = _app_pk(conn, client_id)
+        conn.execute(sa.update(connected_apps).where(connected_apps.c.id == pk).values(is_active=active))
+        n = 0 if active else _revoke_client_tokens(ctx, conn, client_id)
+        audit(conn, "connected_app_activated" if active else "connected_app_deactivated",
+              actor_id=ctx.actor.user_id, detail={"client_id": client_id, "tokens_revoked": n}, at=ctx.clock())
+    return n
+
+
+def delete_connected_app(ctx: Context, client_id: str) -> int:
+    """Remove an app and revoke the tokens issued to it; returns how many tokens were revoked."""
+    _require(ctx, "CustomizeApplication")
+    with ctx.db.transaction() as conn:
+        pk = _app_pk(conn, client_id)
+        n = _revoke_client_tokens(ctx, conn, client_id)
+        conn.execute(sa.delete(connected_apps).where(connected_apps.c.id == pk))
+        audit(conn, "connected_app_deleted", actor_id=ctx.actor.user_id,
+              detail={"client_id": client_id, "tokens_revoked": n}, at=ctx.clock())
+    return n
