@@ -21,6 +21,7 @@ from keel.web import (
     reports,
     setup,
     setup_admin,
+    setup_security,
     sharing,
 )
 from keel.web.base import HERE, Web, apps_for, make_env, page
@@ -105,6 +106,8 @@ def create_web_app(ctx: Context) -> ASGIApp:
         Route("/setup/flows", page(setup_admin.flows), methods=["GET", "POST"]),
         Route("/setup/outbox", page(setup_admin.outbox), methods=["GET", "POST"]),
         Route("/setup/audit", page(setup_admin.audit_log)),
+        Route("/setup/sharing", page(setup_security.sharing), methods=["GET", "POST"]),
+        Route("/setup/connected-apps", page(setup_security.connected_apps), methods=["GET", "POST"]),
         Route("/setup/o/{obj}/fields/new", page(setup.new_field), methods=["GET", "POST"]),
         Route("/setup/o/{obj}/fields/{field}/values", page(setup.picklist_editor), methods=["GET", "POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
