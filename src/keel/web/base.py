@@ -209,9 +209,15 @@ def soql_literal(f: FieldDef | None, value: Any) -> str:
     return f"'{s}'"
 
 
-def relation_select(f: FieldDef) -> str | None:
-    """The ``Rel.Name`` path shown for a lookup column."""
-    if f.is_reference and f.relationship_name:
+def relation_select(f: FieldDef, ctx: Context) -> str | None:
+    """The ``Rel.Name`` path shown for a lookup column, when the user may read a target's name: without it the
+    lookup shows its id (asking for the name would fail the whole page, as SOQL refuses an unreadable object)."""
+    if not (f.is_reference and f.relationship_name):
+        return None
+    if ctx.actor.is_system:
+        return f"{f.relationship_name}.Name"
+    access = ctx.actor.access
+    if any(access.can(t, "read") and access.field_readable(t, "Name") for t in f.reference_to):
         return f"{f.relationship_name}.Name"
     return None
 

@@ -19,7 +19,7 @@ from keel.metadata.model import FieldDef, ObjectDef
 from keel.records import delete_many, save_many
 from keel.services.export import cell as csv_cell
 from keel.services.query import query, query_all_records
-from keel.web.base import Web, cell_value, editable, readable, require
+from keel.web.base import Web, cell_value, editable, readable, relation_select, require
 from keel.web.saved_views import delete_view, save_view, user_views
 from keel.web.views import COUNT_CAP, OPS, PAGE, build_query, views_for
 
@@ -191,7 +191,8 @@ def kanban(web: Web) -> Response:
     f = next((c for c in choices if c.api_name == web.params.get("field")), choices[0])
     compact = [obj.get_field(c) for c in (obj.extra.get("compact_fields") or [])
                if obj.find_field(c) and c != f.api_name and readable(web.ctx, obj, c)]
-    names = ", ".join(dict.fromkeys(["Id", "Name", f.api_name, *[c.api_name for c in compact]]))
+    names = ", ".join(dict.fromkeys(["Id", "Name", f.api_name, *[c.api_name for c in compact],
+                                     *[r for c in compact if (r := relation_select(c, web.ctx))]]))
     recs = query(web.ctx, f"SELECT {names} FROM {obj.api_name} ORDER BY {f.api_name}, Name LIMIT 1000",
                  batch_size=1000)["records"]
     columns: dict[str | None, list[dict[str, Any]]] = {v.value: [] for v in f.values if v.active}

@@ -75,7 +75,7 @@ def _related(web: Web, obj: ObjectDef, names: list[str]) -> list[tuple[str, Obje
         cols = [child.get_field(c) for c in default_columns(child)
                 if child.find_field(c) and c != rel.field and readable(web.ctx, child, c)][:4]
         names_sql = ["Id", *[c.api_name for c in cols]]
-        names_sql += [r for c in cols if (r := relation_select(c))]
+        names_sql += [r for c in cols if (r := relation_select(c, web.ctx))]
         sub = f"(SELECT {', '.join(dict.fromkeys(names_sql))} FROM {rel.name} ORDER BY Name LIMIT 10)"
         out.append((rel.name, child, cols, sub))
     return out
@@ -90,7 +90,7 @@ def record_page(web: Web) -> Response:
     for s in sections:
         for f in s["fields"]:
             names.append(f.api_name)
-            if r := relation_select(f):
+            if r := relation_select(f, web.ctx):
                 names.append(r)
     for extra in ("OwnerId", "Owner.Name", "CreatedDate", "LastModifiedDate"):
         base = extra.split(".")[0].replace("Owner", "OwnerId") if "." in extra else extra
@@ -161,7 +161,7 @@ def record_form(web: Web) -> Response:
     values: dict[str, Any] = {}
     labels: dict[str, str] = {}
     if rid and web.request.method == "GET":
-        names = ["Id", *[f.api_name for f in fields], *[r for f in fields if (r := relation_select(f))]]
+        names = ["Id", *[f.api_name for f in fields], *[r for f in fields if (r := relation_select(f, web.ctx))]]
         recs = query(web.ctx, f"SELECT {', '.join(dict.fromkeys(names))} FROM {obj.api_name} "
                               f"WHERE Id = {soql_literal(None, str(rid))}")["records"]
         if not recs:

@@ -42,7 +42,7 @@ def run_tabular(web: Web, obj: ObjectDef, params: Mapping[str, str]) -> dict[str
             and readable(web.ctx, obj, c) and obj.get_field(c).type not in ("longtext",)]
     if not cols:
         raise KeelError("Choose at least one column you can read.", code="INVALID_FIELD")
-    select = ["Id"] + [c.api_name for c in cols] + [r for c in cols if (r := relation_select(c))]
+    select = ["Id"] + [c.api_name for c in cols] + [r for c in cols if (r := relation_select(c, web.ctx))]
     where = ""
     if params.get("ff") and params.get("fv"):
         where = " WHERE " + condition(web.schema(), obj, {"field": params["ff"], "op": params.get("fo", "="),

@@ -108,12 +108,13 @@ class ListQuery:
     sort: FieldDef
     desc: bool
     where: list[str]
+    ctx: Context  # the user the list is for: which parents' names it may show
 
     def select_list(self) -> str:
         names = ["Id"]
         for f in self.columns:
             names.append(f.api_name)
-            rel = relation_select(f)
+            rel = relation_select(f, self.ctx)
             if rel:
                 names.append(rel)
         if self.sort.api_name not in names:
@@ -180,4 +181,4 @@ def build_query(ctx: Context, obj: ObjectDef, params: Mapping[str, str],
         if "." not in ff and not readable(ctx, obj, ff):  # parent paths are masked by the SOQL compiler
             raise KeelError("You cannot filter on a field you cannot read.", code="INVALID_FIELD")
         where.append(condition(schema, obj, {"field": ff, "op": fo, "value": fv}))
-    return ListQuery(obj, view, cols, sf, desc, where)
+    return ListQuery(obj, view, cols, sf, desc, where, ctx)
