@@ -21,6 +21,8 @@ from keel.web import (
     reports,
     setup,
     setup_admin,
+    setup_layouts,
+    setup_rules,
     setup_security,
     sharing,
 )
@@ -110,6 +112,8 @@ def create_web_app(ctx: Context) -> ASGIApp:
         Route("/setup/connected-apps", page(setup_security.connected_apps), methods=["GET", "POST"]),
         Route("/setup/o/{obj}/fields/new", page(setup.new_field), methods=["GET", "POST"]),
         Route("/setup/o/{obj}/fields/{field}/values", page(setup.picklist_editor), methods=["GET", "POST"]),
+        Route("/setup/o/{obj}/rules", page(setup_rules.rules_page), methods=["GET", "POST"]),
+        Route("/setup/o/{obj}/layouts/{name}", page(setup_layouts.layout_editor), methods=["GET", "POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes)
