@@ -46,8 +46,9 @@ def _stored(obj: ObjectDef, name: str) -> tuple[dict[str, Any], list[Section]]:
         raise KeelError(f"{obj.label} has no page layout {name!r}.", code="NOT_FOUND")
     sections = spec.get("sections") or [{"label": obj.label, "columns": 2, "fields": [
         f.api_name for f in _placeable(obj) if f.api_name not in AUDIT_FIELDS and f.api_name != "OwnerId"]}]
-    return spec, [{"label": str(s.get("label", "")), "columns": int(s.get("columns", 2)),
-                   "fields": [str(n) for n in s.get("fields") or []]} for s in sections]
+    return spec, [{"label": str(s.get("label", "")), "was": str(s.get("label", "")),
+                   "columns": int(s.get("columns", 2)), "fields": [str(n) for n in s.get("fields") or []]}
+                  for s in sections]
 
 
 def _from_form(web: Web) -> list[Section]:
@@ -59,7 +60,8 @@ def _from_form(web: Web) -> list[Section]:
     out: list[Section] = []
     for i in range(min(n, 100)):
         cols = str(form.get(f"s{i}.columns", "2"))
-        out.append({"label": str(form.get(f"s{i}.label", "")).strip(), "columns": 1 if cols == "1" else 2,
+        out.append({"label": str(form.get(f"s{i}.label", "")).strip(), "was": str(form.get(f"s{i}.was", "")),
+                    "columns": 1 if cols == "1" else 2,
                     "fields": [str(x) for x in multi.get(f"s{i}.fields", [])]})
     # "Move to section" selects: applied before any button's own change.
     for i, s in enumerate(out):
@@ -100,7 +102,7 @@ def _edit(web: Web, obj: ObjectDef, sections: list[Section]) -> list[Section]:
         label = str(web.form.get("new_section", "")).strip()
         if not label:
             raise KeelError("Give the new section a label.", code="INVALID_LAYOUT", fields=["new_section"])
-        sections.append({"label": label, "columns": 2, "fields": []})
+        sections.append({"label": label, "was": "", "columns": 2, "fields": []})
     elif kind == "fa":
         name = str(web.form.get("new_field", ""))
         f = obj.find_field(name)
@@ -131,12 +133,37 @@ def _check(obj: ObjectDef, sections: list[Section]) -> None:
 def _layout_plan(web: Web, obj: ObjectDef, name: str, spec: dict[str, Any], sections: list[Section]) -> Plan:
     _check(obj, sections)
     layouts = dict(obj.extra.get("layouts") or {})
-    layouts[name] = {**spec, "sections": [dict(s) for s in sections]}
+    layouts[name] = {**spec, "sections": [{k: s[k] for k in ("label", "columns", "fields")} for s in sections]}
     desired = replace(obj, extra={**obj.extra, "layouts": layouts})
     with web.ctx.db.read() as conn:
         p = plan(web.ctx.schema(conn), [desired])
     check_formulas(p)
     return p
+
+
+def describe(old: list[Section], new: list[Section]) -> list[str]:
+    """What the draft changes, in words: the plan's operation only says that the object's ``extra`` changed.
+    Sections are matched by the label they had when the editor was opened (``was``), so a rename is a rename."""
+    by_label = {s["label"]: s for s in old}
+    kept = [s for s in new if s["was"] in by_label]
+    out = [f"section {s['label']!r} added" for s in new if s["was"] not in by_label]
+    out += [f"section {s['was']!r} renamed to {s['label']!r}" for s in kept if s["was"] != s["label"]]
+    out += [f"section {lb!r} removed" for lb in by_label if lb not in {s["was"] for s in kept}]
+    if [s["was"] for s in kept] != [lb for lb in by_label if lb in {s["was"] for s in kept}]:
+        out.append("sections reordered: " + ", ".join(s["label"] for s in new))
+    out += [f"section {s['label']!r}: {s['columns']} column(s)" for s in kept
+            if by_label[s["was"]]["columns"] != s["columns"]]
+    where_old = {n: s["label"] for s in old for n in s["fields"]}
+    where_new = {n: (s["was"] or None, s["label"]) for s in new for n in s["fields"]}
+    out += [f"field {n} added to {lb!r}" for n, (_, lb) in where_new.items() if n not in where_old]
+    out += [f"field {n} removed" for n in where_old if n not in where_new]
+    out += [f"field {n} moved to {lb!r}" for n, (was, lb) in where_new.items()
+            if n in where_old and where_old[n] != was]
+    for s in kept:
+        prior = by_label[s["was"]]["fields"]
+        if [n for n in prior if n in s["fields"]] != [n for n in s["fields"] if n in prior]:
+            out.append(f"fields of {s['label']!r} reordered: " + ", ".join(s["fields"]))
+    return out
 
 
 def _view(obj: ObjectDef, sections: list[Section]) -> list[dict[str, Any]]:
@@ -165,6 +192,7 @@ def layout_editor(web: Web) -> Response:
     op = str(web.form.get("op", ""))
     step = "" if web.request.method != "POST" else op if op in ("plan", "apply") else "edit"
     ops: list[str] | None = None
+    changes: list[str] = []
     error, status = "", 200
     if step:
         sections = _from_form(web)
@@ -176,9 +204,10 @@ def layout_editor(web: Web) -> Response:
                     _apply(web, obj, p)
                     return RedirectResponse(f"/setup/o/{obj.api_name}/layouts/{name}", status_code=303)
                 ops = [op.describe() for op in p.ops] or ["(no changes)"]
+                changes = describe(_stored(obj, name)[1], sections) if not p.empty else []
         except KeelError as e:
             error, status = f"{e.code}: {e.message}", 400
     placed = {n.lower() for s in sections for n in s["fields"]}
     unplaced = [f for f in _placeable(obj) if f.key not in placed]
     return web.render("setup_layout.html", status=status, obj=obj, name=name, sections=_view(obj, sections),
-                      unplaced=unplaced, ops=ops, error=error)
+                      unplaced=unplaced, ops=ops, changes=changes, error=error)
