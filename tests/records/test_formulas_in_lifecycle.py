@@ -215,3 +215,22 @@ def test_a_batch_loads_only_the_parents_its_rules_read(budgets: Context) -> None
     assert rule_parents(schema, schema.get_object("Budget__c")) == frozenset()
     reads = replace(line, validation_rules=(ValidationRule("Cap", "Amount__c > budget__R . Max_Pay__c", "Over"),))
     assert rule_parents(schema, reads) == {"Budget__c"}
+
+
+def test_group_and_order_by_a_formula_that_reads_today(org: Context) -> None:
+    """TODAY() is a value bound when the query runs; PostgreSQL must still see GROUP BY and ORDER BY as the
+    selected expression."""
+    with org.db.read() as conn:
+        p = plan(load_snapshot(conn), [parse_object({"object": "Dated__c", "fields": [
+            {"name": "D__c", "type": "date"},
+            {"name": "Age__c", "type": "formula", "returns": "text",
+             "formula": "IF(D__c < TODAY(), 'past', 'future')"},
+            {"name": "Days__c", "type": "formula", "returns": "number", "formula": "TODAY() - D__c"}]})])
+    apply_plan(org.db, p, org.metadata)
+    save_many(org, "Dated__c", [{"Name": "a", "D__c": "2020-01-01"}, {"Name": "b", "D__c": "2020-01-01"},
+                                 {"Name": "c", "D__c": "2199-01-01"}])
+    by_age = query(org, "SELECT Age__c, COUNT(Id) n FROM Dated__c GROUP BY Age__c ORDER BY Age__c")["records"]
+    assert [(r["Age__c"], r["n"]) for r in by_age] == [("future", 1), ("past", 2)]
+    by_days = query(org, "SELECT Days__c, COUNT(Id) n FROM Dated__c GROUP BY Days__c "
+                         "ORDER BY Days__c DESC")["records"]
+    assert [r["n"] for r in by_days] == [2, 1] and by_days[0]["Days__c"] > 0 > by_days[1]["Days__c"]

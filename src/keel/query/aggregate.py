@@ -14,6 +14,7 @@ import itertools
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.sql import visitors
 
 from keel.metadata.types import TYPES
 from keel.query import ast as A
@@ -70,7 +71,7 @@ def aggregate(em: Emitter, scope: Scope, q: A.Query, where: list[sa.ColumnElemen
     em.rolled = set()
     if len(selects) == 1:
         base = selects[0]
-        order = [_order(em, scope, o, groups) for o in q.order_by]
+        order = [_order(em, scope, o, groups, positions) for o in q.order_by]
     else:
         sub = sa.union_all(*selects).subquery()
         base = sa.select(*sub.c)
@@ -121,6 +122,12 @@ def _select(em: Emitter, scope: Scope, q: A.Query, where: list[sa.ColumnElement[
     group_exprs: list[sa.ColumnElement[Any]] = []
     for k in active:
         g = groups[k]
+        if k not in em.folded and k in positions and _has_parameters(g.expr):
+            # An expression with a run-time value (TODAY() in a formula) renders a new placeholder each time it
+            # appears, and PostgreSQL cannot tell that SELECT's and GROUP BY's are the same expression: group by
+            # the select-list position instead.
+            group_exprs.append(sa.literal_column(str(positions[k] + 1)))
+            continue
         group_exprs.append(em.opts.lower(g.expr) if k in em.folded else g.expr)
         if g.type_expr is not None:
             group_exprs.append(g.type_expr)  # a polymorphic id is its key plus its type
@@ -132,12 +139,18 @@ def _select(em: Emitter, scope: Scope, q: A.Query, where: list[sa.ColumnElement[
     return stmt
 
 
-def _order(em: Emitter, scope: Scope, o: A.OrderItem, groups: dict[str, Val]) -> OrderKey:
+def _has_parameters(expr: sa.ColumnElement[Any]) -> bool:
+    return any(isinstance(e, sa.BindParameter) for e in visitors.iterate(expr))
+
+
+def _order(em: Emitter, scope: Scope, o: A.OrderItem, groups: dict[str, Val], positions: dict[str, int]) -> OrderKey:
     v = em.value(scope, o.expr, agg_ok=True)
     if isinstance(o.expr, A.FieldRef) and v.key not in groups:
         raise malformed(f"Ordered field must be grouped or aggregated: {v.label}", o.pos)
     nulls_first = (o.nulls == "FIRST") if o.nulls else not o.descending
     expr = em.opts.lower(group_value(em, v).expr) if v.key in em.folded else v.expr
+    if v.key not in em.folded and v.key in positions and _has_parameters(expr):
+        expr = sa.literal_column(f"c{positions[v.key]}")  # the selected column: see the GROUP BY note above
     return OrderKey(expr, o.descending, nulls_first)
 
 
