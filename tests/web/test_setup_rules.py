@@ -97,3 +97,24 @@ def test_only_customizers_change_rules(admin: TestClient, recruiter: TestClient,
     assert "Sneaky" not in [x.name for x in _rules(web_org)]
     assert admin.post(RULES, data={**RULE, "name": "No_Token", "step": "apply"}).status_code == 403
     assert "No_Token" not in [x.name for x in _rules(web_org)]
+
+
+def test_a_rule_is_edited_in_place(admin: TestClient, web_org: Org) -> None:
+    token = csrf_of(admin.get(RULES).text)
+    first = {**RULE, "name": "Pay_Cap", "condition": "Max_Pay__c > 200000", "message": "Pay is capped.",
+             "field": "Max_Pay__c", "csrf_token": token, "step": "apply"}
+    assert admin.post(RULES, data=first, follow_redirects=False).status_code == 303
+    editor = html.unescape(admin.get(RULES, params={"edit": "Pay_Cap"}).text)
+    assert 'name="original" value="Pay_Cap"' in editor and "Max_Pay__c > 200000" in editor
+    edited = {**first, "original": "Pay_Cap", "name": "Pay_Ceiling", "condition": "Max_Pay__c > 150000",
+              "active": "", "step": "plan"}
+    planned = html.unescape(admin.post(RULES, data=edited).text)
+    assert "change rule Pay_Cap: name, condition, active" in planned
+    taken = {**edited, "name": "Pay_Cap2", "original": ""}
+    assert admin.post(RULES, data={**taken, "step": "apply"}, follow_redirects=False).status_code == 303
+    clash = admin.post(RULES, data={**edited, "name": "pay_cap2"})
+    assert clash.status_code == 400 and "DUPLICATE_DEVELOPER_NAME" in clash.text
+    assert admin.post(RULES, data={**edited, "step": "apply"}, follow_redirects=False).status_code == 303
+    rules = {r.name: r for r in _rules(web_org)}
+    assert "Pay_Cap" not in rules
+    assert (rules["Pay_Ceiling"].condition, rules["Pay_Ceiling"].active) == ("Max_Pay__c > 150000", False)
