@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -137,6 +138,21 @@ def csrf_of(html: str) -> str:
     m = re.search(r'name="csrf-token" content="([0-9a-f]+)"', html)
     assert m, "no CSRF token on the page"
     return m.group(1)
+
+
+def digest_of(html: str) -> str:
+    """The digest of the metadata plan a setup page shows, which its Apply button carries."""
+    m = re.search(r'name="plan_digest" value="([0-9a-f]+)"', html)
+    assert m, "no plan on the page"
+    return m.group(1)
+
+
+def plan_and_apply(client: TestClient, url: str, data: dict[str, Any], key: str = "step") -> Any:
+    """Show a setup editor's plan, then apply exactly that plan, as the administrator's two clicks do."""
+    planned = client.post(url, data={**data, key: "plan"})
+    assert planned.status_code == 200, planned.text
+    return client.post(url, data={**data, key: "apply", "plan_digest": digest_of(planned.text)},
+                       follow_redirects=False)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from keel.records import save_many
 from keel.services.query import query
 from keel.web import lists, views
 
-from .conftest import ADMIN, ADMIN_PW, Org, csrf_of, login
+from .conftest import ADMIN, ADMIN_PW, Org, csrf_of, digest_of, login
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
@@ -277,7 +277,9 @@ def test_object_manager_plans_then_applies_a_field(admin: TestClient, web_org: O
     plan = admin.post("/setup/o/Candidate__c/fields/new", data={**form, "step": "plan"})
     assert "add_field" in plan.text and "Candidate__c.Badge_Number__c" in plan.text
     assert web_org.ctx.schema().get_object("Candidate__c").find_field("Badge_Number__c") is None
-    done = admin.post("/setup/o/Candidate__c/fields/new", data={**form, "step": "apply"}, follow_redirects=False)
+    done = admin.post("/setup/o/Candidate__c/fields/new", data={**form, "step": "apply",
+                                                                 "plan_digest": digest_of(plan.text)},
+                      follow_redirects=False)
     assert done.status_code == 303
     assert 'name="Badge_Number__c"' in admin.get("/o/Candidate__c/new").text
 

@@ -9,7 +9,7 @@ from starlette.testclient import TestClient
 
 from keel.metadata.model import FieldDef
 
-from .conftest import Org, csrf_of
+from .conftest import Org, csrf_of, digest_of, plan_and_apply
 
 STATUS = "/setup/o/Position__c/fields/Status__c/values"
 SOURCE = "/setup/o/Candidate__c/fields/Source__c/values"
@@ -37,7 +37,8 @@ def test_values_are_planned_then_applied(admin: TestClient, web_org: Org) -> Non
                  "default Open", "reordered Open; Draft; Closed"):
         assert part in text, part
     assert _field(web_org, "Position__c", "Status__c").values == before  # a plan changes nothing
-    done = admin.post(STATUS, data={**form, "step": "apply"}, follow_redirects=False)
+    done = admin.post(STATUS, data={**form, "step": "apply", "plan_digest": digest_of(planned.text)},
+                      follow_redirects=False)
     assert done.status_code == 303
     after = _field(web_org, "Position__c", "Status__c").values
     assert [(v.value, v.label, v.active, v.default) for v in after] == [
@@ -60,9 +61,8 @@ def test_removing_a_value_records_hold_is_refused_with_their_number(admin: TestC
         col = table.get_field("Source__c").column
         n = conn.exec_driver_sql(f"SELECT COUNT(*) FROM {table.table} WHERE {col} = 'Web'").scalar()
     assert n
-    form = {"csrf_token": csrf_of(editor), "r0": "on", "a1": "on", "a2": "on", "l1": "Referral", "l2": "Agency",
-            "step": "apply"}
-    r = admin.post(SOURCE, data=form)
+    form = {"csrf_token": csrf_of(editor), "r0": "on", "a1": "on", "a2": "on", "l1": "Referral", "l2": "Agency"}
+    r = plan_and_apply(admin, SOURCE, form)
     assert r.status_code == 400
     assert f"{n} row(s) hold values that are not in the restricted picklist" in html.unescape(r.text)
     assert [v.value for v in _field(web_org, "Candidate__c", "Source__c").values] == ["Web", "Referral", "Agency"]

@@ -13,7 +13,7 @@ from keel.metadata.model import ValidationRule
 from keel.records import save_many
 from keel.services.security import system_context
 
-from .conftest import Org, csrf_of
+from .conftest import Org, csrf_of, digest_of, plan_and_apply
 
 RULES = "/setup/o/Position__c/rules"
 RULE = {"action": "save", "original": "", "name": "Headcount_Cap", "condition": "Headcount__c > 50",
@@ -34,7 +34,12 @@ def test_a_rule_is_planned_then_applied_and_refuses_saves(admin: TestClient, web
     text = html.unescape(planned.text)
     assert "update_object" in text and "validation_rules" in text and "add rule Headcount_Cap" in text
     assert _rules(web_org) == before  # a plan stores nothing
-    done = admin.post(RULES, data={**RULE, "csrf_token": token, "step": "apply"}, follow_redirects=False)
+    stale = admin.post(RULES, data={**RULE, "csrf_token": token, "step": "apply", "plan_digest": "0" * 64})
+    assert stale.status_code == 400 and "PLAN_CHANGED" in stale.text  # Apply stores only the plan shown
+    assert _rules(web_org) == before
+    shown = digest_of(planned.text)
+    done = admin.post(RULES, data={**RULE, "csrf_token": token, "step": "apply", "plan_digest": shown},
+                      follow_redirects=False)
     assert done.status_code == 303, done.text
     assert ValidationRule("Headcount_Cap", "Headcount__c > 50", RULE["message"], "Headcount__c", True) \
         in _rules(web_org)
@@ -61,12 +66,13 @@ def test_a_rule_is_planned_then_applied_and_refuses_saves(admin: TestClient, web
     step = {"csrf_token": token, "action": "deactivate", "target": "Headcount_Cap"}
     plan2 = admin.post(RULES, data={**step, "step": "plan"})
     assert "deactivate rule Headcount_Cap" in html.unescape(plan2.text)
-    assert admin.post(RULES, data={**step, "step": "apply"}, follow_redirects=False).status_code == 303
+    assert admin.post(RULES, data={**step, "step": "apply", "plan_digest": digest_of(plan2.text)},
+                      follow_redirects=False).status_code == 303
     assert [r.active for r in _rules(web_org) if r.name == "Headcount_Cap"] == [False]
     big = {"Name": "Big while inactive", "Department__c": "Patrol", "Headcount__c": 70}
     assert save_many(sysctx, "Position__c", [big])[0].success
-    gone = {"csrf_token": token, "action": "delete", "target": "Headcount_Cap", "step": "apply"}
-    assert admin.post(RULES, data=gone, follow_redirects=False).status_code == 303
+    gone = {"csrf_token": token, "action": "delete", "target": "Headcount_Cap"}
+    assert plan_and_apply(admin, RULES, gone).status_code == 303
     assert "Headcount_Cap" not in [r.name for r in _rules(web_org)]
 
 
@@ -102,8 +108,8 @@ def test_only_customizers_change_rules(admin: TestClient, recruiter: TestClient,
 def test_a_rule_is_edited_in_place(admin: TestClient, web_org: Org) -> None:
     token = csrf_of(admin.get(RULES).text)
     first = {**RULE, "name": "Pay_Cap", "condition": "Max_Pay__c > 200000", "message": "Pay is capped.",
-             "field": "Max_Pay__c", "csrf_token": token, "step": "apply"}
-    assert admin.post(RULES, data=first, follow_redirects=False).status_code == 303
+             "field": "Max_Pay__c", "csrf_token": token}
+    assert plan_and_apply(admin, RULES, first).status_code == 303
     editor = html.unescape(admin.get(RULES, params={"edit": "Pay_Cap"}).text)
     assert 'name="original" value="Pay_Cap"' in editor and "Max_Pay__c > 200000" in editor
     edited = {**first, "original": "Pay_Cap", "name": "Pay_Ceiling", "condition": "Max_Pay__c > 150000",
@@ -111,10 +117,10 @@ def test_a_rule_is_edited_in_place(admin: TestClient, web_org: Org) -> None:
     planned = html.unescape(admin.post(RULES, data=edited).text)
     assert "change rule Pay_Cap: name, condition, active" in planned
     taken = {**edited, "name": "Pay_Cap2", "original": ""}
-    assert admin.post(RULES, data={**taken, "step": "apply"}, follow_redirects=False).status_code == 303
+    assert plan_and_apply(admin, RULES, taken).status_code == 303
     clash = admin.post(RULES, data={**edited, "name": "pay_cap2"})
     assert clash.status_code == 400 and "DUPLICATE_DEVELOPER_NAME" in clash.text
-    assert admin.post(RULES, data={**edited, "step": "apply"}, follow_redirects=False).status_code == 303
+    assert plan_and_apply(admin, RULES, edited).status_code == 303
     rules = {r.name: r for r in _rules(web_org)}
     assert "Pay_Cap" not in rules
     assert (rules["Pay_Ceiling"].condition, rules["Pay_Ceiling"].active) == ("Max_Pay__c > 150000", False)

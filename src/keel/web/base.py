@@ -43,6 +43,7 @@ def make_env() -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              auto_reload=False)
     env.filters["display"] = display
+    env.filters["plan_digest"] = plan_digest
     env.filters["urlq"] = lambda s: quote(str(s), safe="")
     env.globals["qs"] = lambda params, **kw: urlencode({**params, **kw})
     env.filters["thousands"] = lambda n: f"{int(n):,}"
@@ -207,6 +208,13 @@ def soql_literal(f: FieldDef | None, value: Any) -> str:
         return value
     s = str(value).replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n").replace("\r", "\\r")
     return f"'{s}'"
+
+
+def plan_digest(ops: Any) -> str:
+    """A digest of a metadata plan as shown (its operations' descriptions). The setup editors carry it with the
+    Apply button, so Apply stores exactly the plan the administrator saw: a form changed after "Show plan", or an
+    object someone else changed meanwhile, gives another plan, and Apply refuses it."""
+    return hashlib.sha256("\n".join(str(o) for o in ops or ()).encode()).hexdigest()
 
 
 def relation_select(f: FieldDef, ctx: Context) -> str | None:

@@ -4,6 +4,7 @@ transaction (and refuses, with row counts, a change that existing data forbids).
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import replace
 from typing import Any
 
@@ -14,7 +15,7 @@ from keel.metadata.apply import apply_plan
 from keel.metadata.model import FieldDef, ObjectDef
 from keel.metadata.package import parse_field, picklist_values
 from keel.metadata.plan import Plan, plan
-from keel.web.base import Web
+from keel.web.base import Web, plan_digest
 
 FIELD_TYPES = ("text", "textarea", "number", "currency", "percent", "checkbox", "date", "datetime", "email", "phone",
                "url", "picklist")
@@ -81,6 +82,11 @@ def _require_customize(web: Web) -> None:
 
 
 def _apply(web: Web, obj: ObjectDef, p: Plan) -> None:
+    shown = str(web.form.get("plan_digest", ""))
+    if not hmac.compare_digest(shown, plan_digest([op.describe() for op in p.ops])):
+        raise KeelError("The changes differ from the plan that was shown (the form was edited after "
+                        "\"Show plan\", or someone else changed this object). Review the new plan, then apply.",
+                        code="PLAN_CHANGED")
     apply_plan(web.ctx.db, p, web.ctx.metadata)
     audit = web.ctx.extras.get("audit")
     if audit is not None:
