@@ -127,15 +127,15 @@ def chromium() -> Iterator[Any]:
 
 
 @contextmanager
-def logged_in(browser: Any, live: Live, username: str) -> Iterator[Any]:
+def logged_in(browser: Any, base_url: str, username: str, password: str = PASSWORD) -> Iterator[Any]:
     """A page signed in as ``username`` in its own browser context (its own cookies); fails on CSP errors."""
-    bctx = browser.new_context(viewport={"width": 1366, "height": 900}, base_url=live.url)
+    bctx = browser.new_context(viewport={"width": 1366, "height": 900}, base_url=base_url)
     page = bctx.new_page()
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto("/login")
     page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(re.compile(r"/$"))
     try:

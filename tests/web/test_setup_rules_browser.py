@@ -6,39 +6,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from tests.apps.live import chromium, logged_in
+
 from .conftest import ADMIN, ADMIN_PW, ARTIFACTS, LiveServer
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 MESSAGE = "Headcount above 20 needs a staffing plan."
 
 
 @pytest.fixture(scope="module")
 def page(live_server: LiveServer) -> Iterator[object]:
-    assert Path(CHROMIUM).exists(), "Debian's chromium is not installed (apt-get install chromium)"
-    with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        ctx = browser.new_context(viewport={"width": 1366, "height": 900}, base_url=live_server.url)
-        pg = ctx.new_page()
-        errors: list[str] = []
-        pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        pg.goto("/login")
-        pg.get_by_label("Username").fill(ADMIN)
-        pg.get_by_label("Password").fill(ADMIN_PW)
-        pg.get_by_role("button", name="Log in").click()
-        pg.wait_for_url(re.compile(r"/$"))
-        try:
-            yield pg
-        finally:
-            browser.close()
-        assert not [e for e in errors if "Content Security Policy" in e], errors
+    with chromium() as browser, logged_in(browser, live_server.url, ADMIN, ADMIN_PW) as pg:
+        yield pg
 
 
 def test_a_new_rule_refuses_a_save_in_the_browser(page: object, live_server: LiveServer) -> None:

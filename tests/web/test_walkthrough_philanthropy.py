@@ -20,8 +20,6 @@ from keel.apps.philanthropy.charities import onboard_charity
 from keel.records import save_many
 from tests.apps.live import Live, Persona, chromium, live_apps, logged_in, pick, record_id, shot
 
-pytest.importorskip("playwright.sync_api")
-
 GRANTS = Persona("grace@walkthrough.test", "Grants", ("Philanthropy_Grants_Manager",))
 LEADS = {code: Persona(f"finance.{code.lower()}@walkthrough.test", f"Finance {code}",
                        ("Philanthropy_Charity_Finance",)) for code in ("RLP", "HFB", "PAF")}
@@ -70,7 +68,7 @@ def decide(pg: Any, alloc: dict[str, Any], status: str, reason: str | None = Non
 
 
 def test_philanthropy_walkthrough(browser: Any, live: Live) -> None:
-    with logged_in(browser, live, GRANTS.username) as pg:
+    with logged_in(browser, live.url, GRANTS.username) as pg:
         # 1. the donor, and a pledge whose declined shares are re-offered to the Open Door Shelter
         pg.goto("/o/Account/new")
         pg.get_by_label("Account Name").fill("Northwind Industries")
@@ -117,7 +115,7 @@ def test_philanthropy_walkthrough(browser: Any, live: Live) -> None:
                                                                                      "Under Review"]
 
     # 3. the Riverside Literacy Project accepts; its lead sees its own allocation only
-    with logged_in(browser, live, LEADS["RLP"].username) as pg:
+    with logged_in(browser, live.url, LEADS["RLP"].username) as pg:
         pg.goto("/o/Allocation__c")
         rows = pg.locator("table.list tbody tr")
         assert rows.count() == 1 and allocation_of(live, "RLP")["Name"] in rows.first.inner_text()
@@ -127,7 +125,7 @@ def test_philanthropy_walkthrough(browser: Any, live: Live) -> None:
     assert (rlp["Status__c"], rlp["Decided_By__c"]) == ("Accepted", live.users[LEADS["RLP"].username])
 
     # 4. the Harbor Food Bank declines (a reason is required); the pledge re-offers the share to the alternate
-    with logged_in(browser, live, LEADS["HFB"].username) as pg:
+    with logged_in(browser, live.url, LEADS["HFB"].username) as pg:
         decide(pg, allocation_of(live, "HFB"), "Declined")
         assert pg.get_by_text("A decline states its reason.").is_visible()
         decide(pg, allocation_of(live, "HFB"), "Declined", "Outside our food-security mission this year.")
@@ -140,7 +138,7 @@ def test_philanthropy_walkthrough(browser: Any, live: Live) -> None:
     assert (ods["Id"], ods["Status__c"], ods["Amount__c"]) == (hfb["Moved_To__c"], "Proposed", 300000)
 
     # 5. the Peace Action Fund's policy refuses a plain acceptance; it accepts on a condition instead
-    with logged_in(browser, live, LEADS["PAF"].username) as pg:
+    with logged_in(browser, live.url, LEADS["PAF"].username) as pg:
         paf = allocation_of(live, "PAF")
         decide(pg, paf, "Accepted")
         assert pg.get_by_text("does not accept this gift as it stands").is_visible()
@@ -159,7 +157,7 @@ def test_philanthropy_walkthrough(browser: Any, live: Live) -> None:
     assert (paf["Status__c"], paf["Decided_By__c"]) == ("Accepted with Conditions", live.users[LEADS["PAF"].username])
 
     # 6. the grants manager sees the outcome: a follow-up task on the donor, and a pledge still balanced
-    with logged_in(browser, live, GRANTS.username) as pg:
+    with logged_in(browser, live.url, GRANTS.username) as pg:
         pg.goto("/o/Task")
         assert pg.get_by_text("Follow up: Northwind cancels its listed Department of Defense contract").is_visible()
         shot(pg, "philanthropy-04-follow-up-task")

@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.apps.live import Live, Persona, chromium, live_apps, logged_in, pick, record_id, shot
-
-expect = pytest.importorskip("playwright.sync_api").expect
 
 RECRUITER = Persona("rita@walkthrough.test", "Recruiter", ("Recruiting_Recruiter",))
 DIRECTOR = Persona("dora@walkthrough.test", "Director", ("Recruiting_Admin",), role="Recruiting Director")
@@ -38,7 +37,7 @@ def browser() -> Iterator[Any]:
 
 
 def test_recruiting_walkthrough(browser: Any, live: Live, tmp_path: Path) -> None:
-    with logged_in(browser, live, RECRUITER.username) as pg:
+    with logged_in(browser, live.url, RECRUITER.username) as pg:
         # 1. a requisition: the pay range is checked on the form, then it goes to the director for approval
         pg.goto("/o/Position__c/new")
         pg.get_by_label("Position Title").fill("CBP Officer - Port of Laredo")
@@ -59,7 +58,7 @@ def test_recruiting_walkthrough(browser: Any, live: Live, tmp_path: Path) -> Non
     assert (stored["Status__c"], stored["Approved__c"]) == ("Pending Approval", False)
     assert stored["Recruiter__c"] == live.users[RECRUITER.username]
 
-    with logged_in(browser, live, DIRECTOR.username) as pg:
+    with logged_in(browser, live.url, DIRECTOR.username) as pg:
         pg.goto("/approvals")
         row = pg.locator("tr", has_text="CBP Officer - Port of Laredo")
         row.get_by_label("Comments").fill("Funded in the FY budget")
@@ -69,7 +68,7 @@ def test_recruiting_walkthrough(browser: Any, live: Live, tmp_path: Path) -> Non
     assert (stored["Status__c"], stored["Approved__c"], stored["Open_Date__c"]) == (
         "Open - Approved", True, str(TODAY))
 
-    with logged_in(browser, live, RECRUITER.username) as pg:
+    with logged_in(browser, live.url, RECRUITER.username) as pg:
         # 2. the candidate, then the application that links them to the open position
         pg.goto("/o/Candidate__c/new")
         pg.get_by_label("First Name").fill("Dana")
@@ -124,7 +123,7 @@ def test_recruiting_walkthrough(browser: Any, live: Live, tmp_path: Path) -> Non
         pg.get_by_role("button", name="Save").click()
         gate = record_id(pg)
 
-    with logged_in(browser, live, ADJUDICATOR.username) as pg:
+    with logged_in(browser, live.url, ADJUDICATOR.username) as pg:
         # 5. the adjudicator records a failing result; the right to respond is required, then the application closes
         pg.goto(f"/r/{gate}/edit")
         pg.get_by_label("Result", exact=True).select_option("Fail")
@@ -151,7 +150,7 @@ def test_recruiting_walkthrough(browser: Any, live: Live, tmp_path: Path) -> Non
     assert gate_row == {**gate_row, "Result__c": "Fail", "Adjudicator__c": live.users[ADJUDICATOR.username],
                         "Right_To_Respond_Due__c": str(TODAY + timedelta(days=14))}
     # the recruiter never sees the findings; the templated notice to the candidate waits in the outbox
-    with logged_in(browser, live, RECRUITER.username) as pg:
+    with logged_in(browser, live.url, RECRUITER.username) as pg:
         pg.goto(f"/r/{gate}")
         assert pg.get_by_text("Fail", exact=True).first.is_visible()
         assert pg.get_by_text("Undisclosed prior employment termination").count() == 0

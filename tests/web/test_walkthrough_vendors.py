@@ -15,8 +15,6 @@ import pytest
 
 from tests.apps.live import Live, Persona, chromium, live_apps, logged_in, pick, record_id, shot
 
-pytest.importorskip("playwright.sync_api")
-
 OFFICER = Persona("olga@walkthrough.test", "Officer", ("Vendor_Procurement_Officer",))
 MANAGER = Persona("paul@walkthrough.test", "Manager", ("Vendor_Procurement_Officer",), role="Procurement Manager")
 REQUESTER = Persona("quinn@walkthrough.test", "Requester", ("Vendor_Requester",))
@@ -39,7 +37,7 @@ def browser() -> Iterator[Any]:
 
 
 def test_vendors_walkthrough(browser: Any, live: Live) -> None:
-    with logged_in(browser, live, OFFICER.username) as pg:
+    with logged_in(browser, live.url, OFFICER.username) as pg:
         # 1. the vendor, its general liability certificate, and a contract sent for approval
         pg.goto("/o/Account/new")
         pg.get_by_label("Account Name").fill(VENDOR)
@@ -73,7 +71,7 @@ def test_vendors_walkthrough(browser: Any, live: Live) -> None:
     assert live.rows(f"SELECT Insurance_Compliant__c FROM Account WHERE Id = '{vendor}'")[0]["Insurance_Compliant__c"]
     assert live.rows(f"SELECT Status__c FROM Contract__c WHERE Id = '{contract}'")[0]["Status__c"] == "In Approval"
 
-    with logged_in(browser, live, MANAGER.username) as pg:
+    with logged_in(browser, live.url, MANAGER.username) as pg:
         pg.goto("/approvals")
         pg.locator("tr", has_text="Contract").get_by_role("button", name="Approve").click()
         assert pg.get_by_text("Nothing is waiting for you.").is_visible()
@@ -81,7 +79,7 @@ def test_vendors_walkthrough(browser: Any, live: Live) -> None:
     assert (c["Status__c"], c["Approved__c"], c["Approved_By__c"]) == (
         "Activated", True, live.users[MANAGER.username])
 
-    with logged_in(browser, live, REQUESTER.username) as pg:
+    with logged_in(browser, live.url, REQUESTER.username) as pg:
         # 2. the requester's purchase order against the activated contract, with one line
         pg.goto("/o/Purchase_Order__c/new")
         pick(pg, "Vendor", VENDOR)
@@ -100,7 +98,7 @@ def test_vendors_walkthrough(browser: Any, live: Live) -> None:
         line = record_id(pg)
     assert live.rows(f"SELECT Total__c FROM Purchase_Order__c WHERE Id = '{po}'")[0]["Total__c"] == 38000
 
-    with logged_in(browser, live, MANAGER.username) as pg:
+    with logged_in(browser, live.url, MANAGER.username) as pg:
         # 3. the manager approves and confirms the order (which locks it), then records the delivery
         pg.goto(f"/r/{po}/edit")
         pick(pg, "Approved By", "Manager")
@@ -120,7 +118,7 @@ def test_vendors_walkthrough(browser: Any, live: Live) -> None:
     assert (order["Status__c"], order["Received_Total__c"], order["Description__c"]) == (
         "Confirmed", 38000, "Road salt for the winter season")
 
-    with logged_in(browser, live, PAYABLES.username) as pg:
+    with logged_in(browser, live.url, PAYABLES.username) as pg:
         # 4. accounts payable enters the invoice: above $25,000 it goes to approval by itself and is locked
         pg.goto("/o/Invoice__c/new")
         pg.get_by_label("Invoice Number").fill("GRS-88412")
@@ -140,7 +138,7 @@ def test_vendors_walkthrough(browser: Any, live: Live) -> None:
     inv = live.rows(f"SELECT Needs_Approval__c, Three_Way_Match__c FROM Invoice__c WHERE Id = '{invoice}'")[0]
     assert inv["Needs_Approval__c"] is True and inv["Three_Way_Match__c"] is True  # 38,200 is within 2% of 38,000
 
-    with logged_in(browser, live, MANAGER.username) as pg:
+    with logged_in(browser, live.url, MANAGER.username) as pg:
         pg.goto("/approvals")
         row = pg.locator("tr", has_text="GRS-88412")
         assert row.get_by_text("Invoice_Approval").is_visible()
