@@ -7,6 +7,7 @@ import datetime as dt
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from email import message_from_bytes
 from email.message import Message
@@ -134,18 +135,25 @@ class Inbox:
         return "250 OK"
 
 
-@pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, int]]:
+@contextmanager
+def smtp_server(handler: Any) -> Iterator[int]:
+    """A local aiosmtpd server with ``handler`` on a free port, for as long as the block runs; yields the port."""
     from aiosmtpd.controller import Controller
 
-    inbox = Inbox()
     port = free_port()
-    ctl = Controller(inbox, hostname="127.0.0.1", port=port)
+    ctl = Controller(handler, hostname="127.0.0.1", port=port)
     ctl.start()
     try:
-        yield inbox, port
+        yield port
     finally:
         ctl.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    inbox = Inbox()
+    with smtp_server(inbox) as port:
+        yield inbox, port
 
 
 @dataclass

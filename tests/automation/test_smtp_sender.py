@@ -14,7 +14,7 @@ from keel.context import Context
 from keel.records import save_many
 from keel.services.automation import deliver_pending
 from keel.settings import Settings
-from tests.automation.conftest import free_port
+from tests.automation.conftest import smtp_server
 
 
 @dataclass
@@ -30,15 +30,9 @@ class Peers:
 
 @pytest.fixture
 def sink() -> Iterator[tuple[Peers, int]]:
-    from aiosmtpd.controller import Controller
-
-    peers, port = Peers(), free_port()
-    ctl = Controller(peers, hostname="127.0.0.1", port=port)
-    ctl.start()
-    try:
+    peers = Peers()
+    with smtp_server(peers) as port:
         yield peers, port
-    finally:
-        ctl.stop()
 
 
 def test_a_round_of_emails_shares_one_connection(auto: Context, sink: tuple[Peers, int]) -> None:

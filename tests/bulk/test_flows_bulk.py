@@ -22,7 +22,7 @@ import httpx
 import pytest
 import uvicorn
 import yaml
-from tests.automation.conftest import Inbox, free_port
+from tests.automation.conftest import Inbox, free_port, smtp_server
 from tests.bulk.helpers import parse_csv, to_csv, wait_job
 from tests.conftest import ADMIN, ADMIN_PASSWORD
 
@@ -65,15 +65,9 @@ def write_package(root: Path) -> Path:
 
 @pytest.fixture
 def smtp_sink() -> Iterator[tuple[Inbox, int]]:
-    from aiosmtpd.controller import Controller
-
-    inbox, port = Inbox(), free_port()
-    ctl = Controller(inbox, hostname="127.0.0.1", port=port)
-    ctl.start()
-    try:
+    inbox = Inbox()
+    with smtp_server(inbox) as port:
         yield inbox, port
-    finally:
-        ctl.stop()
 
 
 class DispatcherErrors(logging.Handler):
