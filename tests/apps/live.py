@@ -9,18 +9,13 @@ personas it logs in as.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import uvicorn
 
 from keel.cli.asgi import build_app
 from keel.context import Context
@@ -31,6 +26,7 @@ from keel.services.query import query
 from keel.services.security import assign_permission_set, system_context
 from keel.services.users import create_user
 from keel.settings import Settings
+from tests.livehttp import serving
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -38,12 +34,6 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 PASSWORD = "a long walkthrough passphrase"
 ADMIN = "admin@walkthrough.test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -95,19 +85,10 @@ def live_apps(tmp: Path, apps: Sequence[str], people: Sequence[Persona]) -> Iter
         users[p.username] = uid
     app = build_app(base)
     app.start_background()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started:
-        assert time.time() < deadline and thread.is_alive(), "the walkthrough server did not start"
-        time.sleep(0.02)
     try:
-        yield Live(f"http://127.0.0.1:{port}", sysctx, users)
+        with serving(app) as url:
+            yield Live(url, sysctx, users)
     finally:
-        server.should_exit = True
-        thread.join(10)
         app.stop_background()
         base.db.dispose()
 

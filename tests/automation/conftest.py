@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ import yaml
 from keel.context import Context
 from keel.services.automation import wire_automation
 from keel.services.metadata import apply_package
+from tests.livehttp import free_port
 
 OBJECTS: list[dict[str, Any]] = [
     {"object": "Position__c", "sharing": "public_read", "name_field": {"type": "text", "length": 80},
@@ -111,12 +111,6 @@ def write_package(root: Path, webhook_url: str) -> Path:
         for d in defs[folder]:
             (root / folder / f"{d[key]}.yaml").write_text(yaml.safe_dump(d))
     return root
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

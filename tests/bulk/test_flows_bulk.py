@@ -9,9 +9,7 @@ child and no email.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -20,11 +18,11 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import yaml
-from tests.automation.conftest import Inbox, free_port, smtp_server
+from tests.automation.conftest import Inbox, smtp_server
 from tests.bulk.helpers import parse_csv, to_csv, wait_job
 from tests.conftest import ADMIN, ADMIN_PASSWORD
+from tests.livehttp import serving
 
 from keel.cli.asgi import build_app
 from keel.context import Context
@@ -81,20 +79,6 @@ class DispatcherErrors(logging.Handler):
         self.messages.append(f"{record.getMessage()} {record.exc_text or ''}".strip())
 
 
-def serve(ctx: Context) -> tuple[uvicorn.Server, threading.Thread, str]:
-    """``build_app`` under uvicorn with the ASGI lifespan on: the lifespan starts and stops the workers."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(build_app(ctx), host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started:
-        assert time.time() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.02)
-    return server, thread, f"http://127.0.0.1:{port}"
-
-
 def token(ctx: Context, base: str) -> str:
     with ctx.db.transaction() as conn:
         admin = sessions._find_user(conn, ctx, ADMIN)
@@ -116,39 +100,36 @@ def test_bulk_ingest_runs_flows_and_the_server_delivers_their_email(org: Context
     errors = DispatcherErrors()
     log = logging.getLogger("keel.automation.dispatcher")
     log.addHandler(errors)
-    server, thread, base = serve(ctx)
     try:
-        rows = [{"Name": f"G{i}", "Amount__c": str(i * 100), "Donor_Email__c": f"d{i}@example.com"}
-                for i in range(12)]
-        rows[5]["Amount__c"] = "-1"  # fails the validation rule: no child, no email
-        with httpx.Client(base_url=f"{base}/services/data/{V}", timeout=60,
-                          headers={"Authorization": f"Bearer {token(ctx, base)}"}) as http:
-            r = http.post("/jobs/ingest", json={"object": "Gift__c", "operation": "insert", "contentType": "CSV"})
-            assert r.status_code == 200, r.text
-            job = r.json()["id"]
-            assert http.put(f"/jobs/ingest/{job}/batches", content=to_csv(rows),
-                            headers={"Content-Type": "text/csv"}).status_code == 201
-            assert http.patch(f"/jobs/ingest/{job}", json={"state": "UploadComplete"}).status_code == 200
-            info = wait_job(http, job, timeout=120)
-            assert (info["state"], info["numberRecordsProcessed"], info["numberRecordsFailed"]) == \
-                ("JobComplete", 12, 1), info
-            failed = parse_csv(http.get(f"/jobs/ingest/{job}/failedResults").text)
-            assert [f["Name"] for f in failed] == ["G5"]
-        gifts = {g["Name"]: g for g in query(ctx, "SELECT Id, Name, Tier__c FROM Gift__c")["records"]}
-        assert set(gifts) == {f"G{i}" for i in range(12) if i != 5}
-        assert {n: g["Tier__c"] for n, g in gifts.items()} == \
-            {f"G{i}": ("major" if i * 100 > 500 else "regular") for i in range(12) if i != 5}
-        tasks = query(ctx, "SELECT Name, Gift__c FROM Gift_Task__c")["records"]
-        assert sorted((t["Name"], t["Gift__c"]) for t in tasks) == sorted((f"Thank {n}", g["Id"])
-                                                                        for n, g in gifts.items())
-        deadline = time.time() + 60  # the server's own dispatcher delivers after commit
-        while len(inbox.messages) < 11 and time.time() < deadline:
-            time.sleep(0.1)
-        got = sorted((m["To"], m["Subject"]) for m in inbox.messages)
-        assert got == sorted((f"d{i}@example.com", f"Thank you, G{i}") for i in range(12) if i != 5)
+        with serving(build_app(ctx), lifespan="on") as base:
+            rows = [{"Name": f"G{i}", "Amount__c": str(i * 100), "Donor_Email__c": f"d{i}@example.com"}
+                    for i in range(12)]
+            rows[5]["Amount__c"] = "-1"  # fails the validation rule: no child, no email
+            with httpx.Client(base_url=f"{base}/services/data/{V}", timeout=60,
+                              headers={"Authorization": f"Bearer {token(ctx, base)}"}) as http:
+                r = http.post("/jobs/ingest", json={"object": "Gift__c", "operation": "insert", "contentType": "CSV"})
+                assert r.status_code == 200, r.text
+                job = r.json()["id"]
+                assert http.put(f"/jobs/ingest/{job}/batches", content=to_csv(rows),
+                                headers={"Content-Type": "text/csv"}).status_code == 201
+                assert http.patch(f"/jobs/ingest/{job}", json={"state": "UploadComplete"}).status_code == 200
+                info = wait_job(http, job, timeout=120)
+                assert (info["state"], info["numberRecordsProcessed"], info["numberRecordsFailed"]) == \
+                    ("JobComplete", 12, 1), info
+                failed = parse_csv(http.get(f"/jobs/ingest/{job}/failedResults").text)
+                assert [f["Name"] for f in failed] == ["G5"]
+            gifts = {g["Name"]: g for g in query(ctx, "SELECT Id, Name, Tier__c FROM Gift__c")["records"]}
+            assert set(gifts) == {f"G{i}" for i in range(12) if i != 5}
+            assert {n: g["Tier__c"] for n, g in gifts.items()} == \
+                {f"G{i}": ("major" if i * 100 > 500 else "regular") for i in range(12) if i != 5}
+            tasks = query(ctx, "SELECT Name, Gift__c FROM Gift_Task__c")["records"]
+            assert sorted((t["Name"], t["Gift__c"]) for t in tasks) == sorted((f"Thank {n}", g["Id"])
+                                                                            for n, g in gifts.items())
+            deadline = time.time() + 60  # the server's own dispatcher delivers after commit
+            while len(inbox.messages) < 11 and time.time() < deadline:
+                time.sleep(0.1)
+            got = sorted((m["To"], m["Subject"]) for m in inbox.messages)
+            assert got == sorted((f"d{i}@example.com", f"Thank you, G{i}") for i in range(12) if i != 5)
     finally:
-        server.should_exit = True
-        thread.join(30)
         log.removeHandler(errors)
-    assert not thread.is_alive()
     assert errors.messages == []

@@ -8,12 +8,8 @@ these tests fail, they never skip.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +18,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from starlette.testclient import TestClient
 
 from keel.cli.asgi import build_app
@@ -34,6 +29,7 @@ from keel.services.org import init_org, open_context
 from keel.services.security import assign_permission_set, deploy_permission_set, system_context
 from keel.services.users import create_user
 from keel.settings import Settings
+from tests.livehttp import serving
 
 PACKAGE = Path(__file__).parent / "fixtures" / "recruiting"
 PG_URL = os.environ.get("KEEL_TEST_PG")
@@ -167,12 +163,6 @@ def recruiter(web_org: Org) -> Iterator[TestClient]:
         yield login(c, RECRUITER, RECRUITER_PW)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class LiveServer:
     url: str
@@ -183,24 +173,11 @@ class LiveServer:
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     tmp = tmp_path_factory.mktemp("web-live")
     org = setup_org(f"sqlite:///{tmp / 'keel.db'}", tmp / ".keel", "sqlite")
-    port = free_port()
     app = build_app(org.ctx)
     app.start_background()  # the bulk worker runs import-wizard jobs, as under keel up
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-
-    def run() -> None:
-        asyncio.run(server.serve())
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started:
-        assert time.time() < deadline and thread.is_alive(), "the web test server did not start"
-        time.sleep(0.02)
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", org)
+        with serving(app) as url:
+            yield LiveServer(url, org)
     finally:
-        server.should_exit = True
-        thread.join(10)
         app.stop_background()
         org.ctx.db.dispose()
