@@ -95,7 +95,7 @@ def test_kanban_move_and_refused_move_snaps_back(page: object, live_server: Live
     interview = pg.locator('.lane[data-value="Interview"]')  # type: ignore[attr-defined]
     card.drag_to(interview.locator(".cards"))
     interview.locator(".kcard", has_text="Application 00").wait_for()
-    pg.wait_for_function("!document.querySelector('.kcard.pending')")  # type: ignore[attr-defined]
+    playwright_sync.expect(pg.locator(".kcard.pending")).to_have_count(0)  # type: ignore[attr-defined]
     org = live_server.org
     soql = f"SELECT Stage__c FROM Job_Application__c WHERE Id = '{org.applications[0]}'"
     deadline = time.time() + 10
@@ -108,7 +108,7 @@ def test_kanban_move_and_refused_move_snaps_back(page: object, live_server: Live
     msg = pg.locator("#kanban-msg")  # type: ignore[attr-defined]
     msg.wait_for(state="visible")
     assert "An offer needs an offer amount." in msg.inner_text()
-    pg.wait_for_function("!document.querySelector('.kcard.pending')")  # type: ignore[attr-defined]
+    playwright_sync.expect(pg.locator(".kcard.pending")).to_have_count(0)  # type: ignore[attr-defined]
     assert interview.locator(".kcard", has_text="Application 00").count() == 1
     shot(pg, "03-kanban-refused-move")
 
