@@ -8,7 +8,7 @@ layer be tested on its own, and keeps the wiring to the security layer in one fi
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -50,6 +50,15 @@ class AuthBackend(Protocol):
 
     def client_login(self, ctx: Context, client_id: str, client_secret: str, *, ip: str) -> Session:
         """The client_credentials grant: a session as the connected app's run-as user."""
+        ...
+
+    def jwt_login(self, ctx: Context, assertion: str, audiences: Sequence[str], *, ip: str) -> Session:
+        """The JWT bearer grant (no refresh token). Raises ``GrantError`` with OAuth2's error and description."""
+        ...
+
+    def code_login(self, ctx: Context, code: str, client_id: str, redirect_uri: str, verifier: str | None, *,
+                   ip: str) -> tuple[Session, str, bool]:
+        """The authorization_code grant: (session, scope, whether PKCE bound the code); ``GrantError`` on refusal."""
         ...
 
 
@@ -133,6 +142,31 @@ class SecurityAuth:
         with ctx.db.transaction() as conn:
             s = sessions.issue_token(ctx, conn, app.run_as_user_id, kind="api", client_id=client_id, ip=ip)
         return self._session(ctx, s.token, self._actor(ctx, s.token), client_id=client_id)
+
+
+    def jwt_login(self, ctx: Context, assertion: str, audiences: Sequence[str], *, ip: str) -> Session:
+        from keel.security import oauth_flows, sessions
+
+        app, user_pk = oauth_flows.verify_assertion(ctx, assertion, audiences)
+        with ctx.db.transaction() as conn:
+            s = sessions.issue_token(ctx, conn, user_pk, kind="api", client_id=app.client_id, ip=ip)
+        return self._session(ctx, s.token, self._actor(ctx, s.token), client_id=app.client_id)
+
+    def code_login(self, ctx: Context, code: str, client_id: str, redirect_uri: str, verifier: str | None, *,
+                   ip: str) -> tuple[Session, str, bool]:
+        from keel.security import oauth_flows, sessions
+
+        got = oauth_flows.redeem_code(ctx, code, client_id, redirect_uri, verifier)
+        refresh_token = None
+        with ctx.db.transaction() as conn:
+            s = sessions.issue_token(ctx, conn, got.user_id, kind="api", client_id=client_id, ip=ip)
+            if {"refresh_token", "offline_access", "full"} & set(got.scope.split()):
+                refresh_token = sessions.issue_token(ctx, conn, got.user_id, kind="refresh", client_id=client_id,
+                                                     ip=ip).token
+        actor = sessions.resolve_token(ctx, s.token)
+        if actor is None:  # deactivated between approving and exchanging
+            raise oauth_flows.invalid_grant("inactive user")
+        return self._session(ctx, s.token, actor, refresh_token, client_id), got.scope, got.pkce
 
 
 def default_auth(ctx: Context) -> AuthBackend:

@@ -46,6 +46,35 @@ connected_apps = sa.Table(
     sa.Column("run_as_user_id", sa.BigInteger),
     sa.Column("created_date", sa.DateTime, nullable=False),
     sa.Column("is_active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("certificate", sa.Text),  # PEM X.509: verifies the app's JWT bearer assertions
+    sa.Column("callback_urls", sa.Text),  # newline-separated: the only redirect_uri values the web-server flow takes
+)
+
+# Authorization codes of the web-server flow: single-use, short-lived, stored as SHA-256 digests and bound to the
+# client, the redirect_uri, the user and the PKCE challenge they were issued for.
+oauth_codes = sa.Table(
+    "keel_oauth_code", security,
+    sa.Column("code_hash", sa.String(64), primary_key=True),
+    sa.Column("client_id", sa.String(80), nullable=False),
+    sa.Column("user_id", sa.BigInteger, nullable=False),
+    sa.Column("redirect_uri", sa.Text, nullable=False),
+    sa.Column("challenge", sa.String(128)),
+    sa.Column("challenge_method", sa.String(8)),
+    sa.Column("scope", sa.String(200), nullable=False),
+    sa.Column("created_date", sa.DateTime, nullable=False),
+    sa.Column("expires_at", sa.DateTime, nullable=False),
+    sa.Column("used_at", sa.DateTime),
+)
+
+# Which users may use which app without a password: a user approves an app on the authorize screen, or an
+# administrator pre-authorizes them. The JWT bearer grant requires a row (Salesforce: "user hasn't approved this
+# consumer"). Keyed by client id, not the app's pk, which SQLite may reuse after a delete.
+oauth_approvals = sa.Table(
+    "keel_oauth_approval", security,
+    sa.Column("client_id", sa.String(80), primary_key=True),
+    sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("created_date", sa.DateTime, nullable=False),
+    sa.Column("approved_by_id", sa.BigInteger),
 )
 
 totp_state = sa.Table(

@@ -33,7 +33,7 @@ from keel.security.passwords import hash_password
 from keel.security.predicate import ALL, EDIT, READ
 from keel.security.principals import RecalcResult, principal_for_id, recalculate
 from keel.security.shareobj import custom_share_object, share_object_of
-from keel.security.tables import connected_apps, create_security_tables, shares
+from keel.security.tables import connected_apps, create_security_tables, oauth_approvals, oauth_codes, shares
 from keel.security.tables import sessions as session_rows
 from keel.storage import ids
 
@@ -518,6 +518,8 @@ def delete_connected_app(ctx: Context, client_id: str) -> int:
         pk = _app_pk(conn, client_id)
         n = _revoke_client_tokens(ctx, conn, client_id)
         conn.execute(sa.delete(connected_apps).where(connected_apps.c.id == pk))
+        conn.execute(sa.delete(oauth_approvals).where(oauth_approvals.c.client_id == client_id))
+        conn.execute(sa.delete(oauth_codes).where(oauth_codes.c.client_id == client_id))
         audit(conn, "connected_app_deleted", actor_id=ctx.actor.user_id,
               detail={"client_id": client_id, "tokens_revoked": n}, at=ctx.clock())
     return n

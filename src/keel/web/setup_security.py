@@ -22,7 +22,7 @@ from keel.errors import KeelError
 from keel.metadata.model import ObjectDef
 from keel.records import delete_many, save_many
 from keel.security.predicate import parse_value
-from keel.services import security
+from keel.services import oauth_apps, security
 from keel.services.query import query
 from keel.web.base import SYSTEM_OBJECTS, Web
 from keel.web.setup import _require_admin as require_admin
@@ -176,11 +176,16 @@ def connected_apps(web: Web) -> Response:
         elif action == "delete":
             n = security.delete_connected_app(web.ctx, client_id)
             return RedirectResponse(f"/setup/connected-apps?msg=deleted&revoked={n}", status_code=303)
+        elif action in OAUTH_ACTIONS:
+            _oauth_action(web, action, client_id)
+            return RedirectResponse(f"/setup/connected-apps?msg={OAUTH_ACTIONS[action]}", status_code=303)
         else:
             raise KeelError("Unknown action.", code="INVALID_OPERATION")
     else:
         msg = str(web.params.get("msg", ""))
         revoked = str(web.params.get("revoked", ""))
+        if msg in OAUTH_ACTIONS.values():
+            message = f"Connected app: {msg.replace('-', ' ')}."
         if msg in ("activated", "deactivated", "deleted"):
             message = f"Connected app {msg}."
             if revoked.isdigit() and msg != "activated":
@@ -190,4 +195,25 @@ def connected_apps(web: Web) -> Response:
     unames = {str(u["Id"]): u["Username"] for u in users}
     for a in apps:
         a["run_as"] = unames.get(str(a["run_as_user_id"]), "") if a["run_as_user_id"] else ""
+        a.update(oauth_apps.app_details(web.ctx, a["client_id"]))
+        a["approved"] = [unames.get(u, u) for u in a["approved_user_ids"]]
     return web.render("setup_connected_apps.html", apps=apps, users=users, revealed=revealed, msg=message)
+
+
+OAUTH_ACTIONS = {"certificate": "certificate-saved", "callbacks": "callback-urls-saved",
+                 "preauthorize": "user-pre-authorized", "unauthorize": "user-authorization-removed"}
+
+
+def _oauth_action(web: Web, action: str, client_id: str) -> None:
+    """The JWT bearer and web-server flow settings of one app (``services.oauth_apps`` checks permissions)."""
+    if action == "certificate":
+        upload = web.files.get("certificate_file")
+        pem = str(web.form.get("certificate", ""))
+        if upload is not None and upload.filename:
+            pem = upload.file.read(65536).decode("utf-8", "replace")
+        oauth_apps.set_certificate(web.ctx, client_id, pem)
+    elif action == "callbacks":
+        oauth_apps.set_callback_urls(web.ctx, client_id, str(web.form.get("callback_urls", "")).splitlines())
+    else:
+        oauth_apps.preauthorize_user(web.ctx, client_id, str(web.form.get("user_id", "")),
+                                     allowed=action == "preauthorize")
