@@ -27,6 +27,8 @@ from keel.web.app import create_web_app
 # races them (the client reuses a socket the server is closing), so keep idle connections longer.
 KEEP_ALIVE = 75
 API_PREFIXES = ("/services", "/id", "/healthz", "/readyz", "/metrics")
+# Under /services but served by the web app: the OAuth2 authorize page needs the web login and session.
+WEB_PATHS = ("/services/oauth2/authorize",)
 
 
 class KeelApp:
@@ -59,7 +61,8 @@ class KeelApp:
             await self._lifespan(receive, send)
             return
         path = str(scope.get("path", ""))
-        target = self.api if any(path == p or path.startswith(p + "/") for p in API_PREFIXES) else self.web
+        api = path not in WEB_PATHS and any(path == p or path.startswith(p + "/") for p in API_PREFIXES)
+        target = self.api if api else self.web
         await target(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
