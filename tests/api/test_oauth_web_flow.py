@@ -142,6 +142,34 @@ def test_the_whole_dance_with_pkce_s256(flow: Flow, live: Live) -> None:
     assert again.status_code == 200, again.text
 
 
+def test_no_challenge_method_means_s256_as_on_salesforce(flow: Flow) -> None:
+    verifier, challenge = pkce()
+    assert flow.exchange(flow.code(code_challenge=challenge), verifier=verifier).status_code == 200
+    refused(flow.exchange(flow.code(code_challenge=challenge), verifier=challenge), "invalid_grant",
+            "invalid code verifier")
+
+
+def test_django_salesforce_gets_a_refresh_token_through_the_web_server_flow(flow: Flow, live: Live) -> None:
+    """django-salesforce's own code builds the authorize URL (S256 challenge without a method, prompt=consent,
+    login_hint) and exchanges the code (secret, verifier, format=json), checking the signature."""
+    from salesforce.auth import RefreshTokenAuth
+
+    dj = RefreshTokenAuth("keel-web-flow", settings_dict={
+        "HOST": flow.base, "USER": USER, "CONSUMER_KEY": live.client_id, "CONSUMER_SECRET": live.client_secret,
+        "REFRESH_TOKEN": "?", "CALLBACK_URL": CALLBACK})
+    url = dj.get_auth_redirect_url()
+    query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    assert "code_challenge_method" not in query and query["code_challenge"]
+    back = flow.dance(**{k: query[k] for k in ("redirect_uri", "scope", "code_challenge")}, state="")
+    assert back.status_code == 302, back.text
+    auth = dj.authorization_code_processing(back.headers["location"])
+    assert auth["refresh_token"] and auth["instance_url"] == flow.base
+    refreshed = httpx.post(f"{flow.base}/services/oauth2/token", data={
+        "grant_type": "refresh_token", "refresh_token": auth["refresh_token"], "client_id": live.client_id,
+        "client_secret": live.client_secret})
+    assert refreshed.status_code == 200, refreshed.text
+
+
 def test_plain_pkce_lets_a_public_client_exchange_without_the_secret(flow: Flow) -> None:
     verifier = secrets.token_urlsafe(40)
     code = flow.code(code_challenge=verifier, code_challenge_method="plain", redirect_uri=LOCAL_CALLBACK,
@@ -162,8 +190,8 @@ def test_wrong_verifier_is_refused_and_burns_the_code(flow: Flow) -> None:
     code = flow.code(code_challenge=challenge, code_challenge_method="S256")
     refused(flow.exchange(code, verifier="x" * 43), "invalid_grant", "invalid code verifier")
     refused(flow.exchange(code, verifier=verifier), "invalid_grant", "invalid authorization code")
-    refused(flow.exchange(flow.code(code_challenge=challenge), verifier=verifier), "invalid_grant",
-            "invalid code verifier")  # no method means plain, and the verifier is not the challenge
+    refused(flow.exchange(flow.code(code_challenge=challenge, code_challenge_method="plain"), verifier=verifier),
+            "invalid_grant", "invalid code verifier")  # plain compares the verifier with the challenge itself
     refused(flow.exchange(flow.code(code_challenge=challenge, code_challenge_method="S256")), "invalid_grant",
             "invalid code verifier")  # the verifier left out
 

@@ -199,7 +199,7 @@ def issue_code(ctx: Context, conn: Connection, client_id: str, user_pk: int, red
     now = ctx.clock()
     conn.execute(sa.insert(oauth_codes).values(
         code_hash=digest(code), client_id=client_id, user_id=user_pk, redirect_uri=redirect_uri,
-        challenge=challenge, challenge_method=(method or "plain") if challenge else None, scope=scope,
+        challenge=challenge, challenge_method=(method or "S256") if challenge else None, scope=scope,
         created_date=now, expires_at=now + CODE_LIFETIME))
     audit(conn, "oauth_code_issued", actor_id=user_pk, detail={"client_id": client_id}, at=now)
     return code

@@ -66,7 +66,9 @@ def _parse(ctx: Context, p: dict[str, str]) -> AuthorizeRequest | Response:
         raise ClientError("The redirect_uri does not match a callback URL of this connected app "
                           "(error=redirect_uri_mismatch).")
     challenge = p.get("code_challenge") or None
-    method = p.get("code_challenge_method") or ("plain" if challenge else None)
+    # Salesforce takes no code_challenge_method and always means S256, and django-salesforce relies on that, so an
+    # absent method is S256 here (RFC 7636's default would be plain); plain must be asked for by name.
+    method = p.get("code_challenge_method") or ("S256" if challenge else None)
     req = AuthorizeRequest(app, uri, p.get("state", ""), p.get("scope", "").strip() or DEFAULT_SCOPE, challenge,
                            method)
     if p.get("response_type") != "code":
