@@ -1,9 +1,9 @@
 """``/search``: basic SOSL (``FIND {term} [IN ALL|NAME|EMAIL|PHONE FIELDS] [RETURNING Obj(fields [WHERE …]
-[ORDER BY …] [LIMIT n]), …] [LIMIT n]``), answered by a LIKE scan written as SOQL.
+[ORDER BY …] [LIMIT n]), …] [LIMIT n]``), answered from the full-text indexes by ``services.search``.
 
-Each RETURNING object becomes one SOQL query, so search results obey exactly the same record visibility and field
-masks as queries. Only fields the user can read are searched, so a search cannot reveal a hidden field's value.
-A full-text index (SQLite FTS5 / PostgreSQL tsvector) maintained by the lifecycle is the planned fast path.
+This module parses the SOSL statement; the search service matches the term through each object's index as the
+user (visible records, readable fields only) and reads each RETURNING object's records with SOQL, so results obey
+exactly the same record visibility and field masks as queries.
 """
 
 from __future__ import annotations
@@ -13,16 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from keel.api.errors import error
-from keel.api.reads import quote, select_all
 from keel.api.routing import ApiCall, Reply
-from keel.context import Actor
-from keel.metadata.model import ObjectDef
-from keel.metadata.types import effective_type
+from keel.services.search import MAX_ROWS, find, parse_terms, searchable_objects
 
-MAX_ROWS = 2000
-_SCOPES = {"ALL": ("text", "email", "phone", "url", "picklist", "multipicklist", "auto_number",
-                   "composite"),
-           "NAME": ("name",), "EMAIL": ("email",), "PHONE": ("phone",)}
 _HEAD = re.compile(r"^\s*FIND\s*\{((?:[^}\\]|\\.)*)\}\s*(.*)$", re.I | re.S)
 _HEAD_QUOTED = re.compile(r"^\s*FIND\s*'((?:[^'\\]|\\.)*)'\s*(.*)$", re.I | re.S)
 _IN = re.compile(r"^IN\s+(ALL|NAME|EMAIL|PHONE)\s+FIELDS\s*(.*)$", re.I | re.S)
@@ -151,59 +144,26 @@ def parse_sosl(text: str) -> tuple[str, str, list[Returning] | None, int | None]
     return term, scope, specs, limit
 
 
-def _words(term: str) -> list[str]:
-    words = [w for w in re.findall(r'"[^"]*"|\S+', term.replace("\\", "")) if w.upper() not in ("AND", "OR")]
-    return [w.strip('"') for w in words if w.strip('"')]
-
-
-def _like(word: str) -> str:
-    esc = word.replace("%", "\\%").replace("_", "\\_").replace("*", "%").replace("?", "_")
-    return quote(f"%{esc}%").replace("\\\\%", "\\%").replace("\\\\_", "\\_")
-
-
-def _search_fields(actor: Actor, obj: ObjectDef, scope: str) -> list[str]:
-    kinds = _SCOPES[scope]
-    out = []
-    for f in obj.fields:
-        if not (f.column or f.type == "formula"):
-            continue
-        ok = f.api_name == "Name" if scope == "NAME" else effective_type(f) in kinds
-        if ok and (actor.is_system or actor.access.field_readable(obj.api_name, f.api_name)):
-            out.append(f.api_name)
-    return out
-
-
 def search(call: ApiCall) -> Reply:
     text = call.params.get("q", "")
     if not text.strip():
         raise _bad("The q parameter is required.")
     term, scope, specs, limit = parse_sosl(text)
-    words = _words(term)
-    if not words or all(len(w.replace("*", "")) < 2 for w in words):
-        raise error("INVALID_SEARCH", "search term must be longer than one character")
-    schema = call.ctx.schema()
+    expr = parse_terms(term)
     actor = call.ctx.actor
-    if specs is None:
-        specs = [Returning(o.api_name) for o in schema if o.queryable and o.find_field("Name") is not None
-                 and (actor.is_system or actor.access.can(o.api_name, "read"))]
     total_limit = min(limit or MAX_ROWS, MAX_ROWS)
     records: list[dict[str, Any]] = []
-    for spec in specs:
-        if len(records) >= total_limit:
-            break
-        obj = schema.find_object(spec.obj)
-        if obj is None or not (actor.is_system or actor.access.can(obj.api_name, "read")):
-            raise error("INVALID_TYPE", f"sObject type '{spec.obj}' is not supported.")
-        fields = _search_fields(actor, obj, scope)
-        if not fields:
-            continue
-        match = " AND ".join("(" + " OR ".join(f"{f} LIKE {_like(w)}" for f in fields) + ")" for w in words)
-        soql = f"SELECT {spec.fields} FROM {obj.api_name} WHERE ({match})"
-        if spec.where:
-            soql += f" AND ({spec.where})"
-        if spec.order:
-            soql += f" ORDER BY {spec.order}"
-        n = min(spec.limit or total_limit, total_limit - len(records))
-        soql += f" LIMIT {n}"
-        records.extend(select_all(call, soql))
+    with call.reading() as conn:
+        if specs is None:
+            specs = [Returning(o.api_name) for o in searchable_objects(call.ctx, conn)]
+        schema = call.ctx.schema(conn)
+        for spec in specs:
+            if len(records) >= total_limit:
+                break
+            obj = schema.find_object(spec.obj)
+            if obj is None or not (actor.is_system or actor.access.can(obj.api_name, "read")):
+                raise error("INVALID_TYPE", f"sObject type '{spec.obj}' is not supported.")
+            n = min(spec.limit or total_limit, total_limit - len(records))
+            records.extend(find(call.ctx, conn, obj, expr, scope=scope, fields=spec.fields, where=spec.where,
+                                order=spec.order, limit=n, api_version=call.version))
     return Reply(200, {"searchRecords": records[:total_limit]})

@@ -16,6 +16,7 @@ from keel.cli.jobs import jobs_app
 from keel.cli.ops import ops_commands
 from keel.cli.users import user_app
 from keel.cli.worker import worker
+from keel.metadata.search_index import require_built as require_search_indexes
 from keel.storage.migrate import require_current
 
 app = typer.Typer(help="Keel: a metadata-driven CRM that speaks Salesforce's APIs.", no_args_is_help=True,
@@ -180,6 +181,7 @@ def up(
 
                 print_demo_logins(first_run_demo(ctx))
         require_current(ctx.db)
+        require_search_indexes(ctx.db)
         serve(ctx, host=host, port=port, https_port=https_port)
 
 
@@ -199,6 +201,7 @@ def serve_cmd(
     with friendly_errors():
         ctx = context(db)
         require_current(ctx.db)
+        require_search_indexes(ctx.db)
         from keel.api.observability import configure_json_logging
 
         configure_json_logging()  # production serving: one JSON line per request on stderr

@@ -60,19 +60,31 @@ def ops_commands(app: typer.Typer) -> None:
                 check: Annotated[bool, typer.Option(help="Only report; exit 1 if migrations are pending.")] = False,
                 ) -> None:
         """Upgrade Keel's system tables to this version's schema (one transaction)."""
+        from keel.metadata import search_index
         from keel.storage import migrate as m
 
         with friendly_errors():
             ctx = context(db)
             before = m.status(ctx.db)
-            if before.up_to_date:
+            with ctx.db.read() as conn:
+                unindexed = [o.api_name for o in search_index.missing(conn)]
+            if before.up_to_date and not unindexed:
                 console.print(f"System tables are current (revision {before.head}).")
                 return
             if check:
-                console.print(f"Pending: revision {before.current} -> {before.head}.")
+                if not before.up_to_date:
+                    console.print(f"Pending: revision {before.current} -> {before.head}.")
+                if unindexed:
+                    console.print(f"Pending: search indexes for {len(unindexed)} object(s).")
                 raise typer.Exit(1)
-            after = m.upgrade(ctx.db)
-            console.print(f"Migrated system tables from revision {before.current} to {after.current}.")
+            if before.up_to_date:
+                console.print(f"System tables are current (revision {before.head}).")
+            else:
+                after = m.upgrade(ctx.db)
+                console.print(f"Migrated system tables from revision {before.current} to {after.current}.")
+            built = search_index.build_missing(ctx.db)
+            if built:
+                console.print(f"Built search indexes for {len(built)} object(s).")
 
 
 def asgi_app() -> Any:
@@ -85,9 +97,11 @@ def asgi_app() -> Any:
     database with pending migrations, and logs JSON lines (one per request) to stderr."""
     from keel.api.observability import configure_json_logging
     from keel.cli.asgi import build_app
+    from keel.metadata.search_index import require_built as require_search_indexes
     from keel.storage.migrate import require_current
 
     configure_json_logging()
     ctx = context(None)
     require_current(ctx.db)
+    require_search_indexes(ctx.db)
     return build_app(ctx)

@@ -10,7 +10,12 @@ import sqlalchemy as sa
 from keel.metadata.indexes import composite_specs
 from keel.metadata.model import FieldDef, ObjectDef, SchemaSnapshot
 from keel.metadata.types import TYPES
+from keel.storage import search
 from keel.storage.ddl import IndexSpec
+
+# Field types whose text a search matches (``FIND … IN ALL FIELDS``); the Name field is searched whatever its type.
+SEARCHABLE_TYPES = frozenset({"text", "textarea", "longtext", "email", "phone", "url", "picklist", "multipicklist",
+                              "auto_number", "composite"})
 
 _IDS = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # INTEGER PRIMARY KEY is SQLite's rowid
 
@@ -107,4 +112,17 @@ def index_specs(obj: ObjectDef) -> list[IndexSpec]:
             include = ("owner_id",) if f.api_name == "Name" else ()
             specs.append(IndexSpec(f"ix_{obj.table}_{f.column}", (f.column,), lower=text, include=include,
                                    nulls_first=True))
-    return specs + composite_specs(obj, specs)
+    specs += composite_specs(obj, specs)
+    found = search_fields(obj)
+    if found:
+        specs.append(IndexSpec(search.index_name(obj.table), tuple(f.column or "" for f in found), search=True))
+    return specs
+
+
+def search_fields(obj: ObjectDef) -> list[FieldDef]:
+    """The stored fields of ``obj`` its full-text index covers, in field order. Only queryable objects with a Name
+    are searchable, as in SOSL; deriving the list from the definition lets the metadata plan drop and rebuild the
+    index whenever a text field is added or removed."""
+    if not obj.queryable or obj.find_field("Name") is None:
+        return []
+    return [f for f in obj.fields if f.column and (f.type in SEARCHABLE_TYPES or f.api_name == "Name")]

@@ -60,6 +60,10 @@ def compare(em: Emitter, scope: Scope, v: Val, c: A.Comparison) -> sa.ColumnElem
         return _includes(em, v, value, negate=op == "EXCLUDES")
     if op in ("IN", "NOT IN"):
         assert isinstance(value, A.ListValue)
+        listed = _id_list(em, v, value)
+        if listed is not None:
+            pred0 = v.expr.in_([em.param(n) for n in listed]) if listed else sa.false()
+            return _null_safe_neg(em, v, sa.not_(sa.func.coalesce(pred0, sa.false()))) if op == "NOT IN" else pred0
         preds = [_single(em, v, "=", item, c) for item in value.items]
         if v.type in TEXT_TYPES and all(isinstance(i, A.StringLit) for i in value.items):
             vals = [em.lower_text(_str(i)) for i in value.items if isinstance(i, A.StringLit)]
@@ -166,6 +170,24 @@ def _date_compare(em: Emitter, v: Val, op: str, lit: A.Literal) -> sa.ColumnElem
         p = em.param(value, sa.Date())
     pred: sa.ColumnElement[bool] = em.opts.frags.op(col, _SIMPLE[op], p)
     return _null_safe_neg(em, v, pred) if op == "!=" else pred
+
+
+def _id_list(em: Emitter, v: Val, value: A.ListValue) -> list[int] | None:
+    """The keys of ``Id IN ('…', …)`` on a plain (not polymorphic, not owner) id or lookup, so the list becomes one
+    SQL ``IN``: an OR per id would be slow on PostgreSQL and exceed SQLite's expression depth (1,000) for long
+    lists. Ids of other objects match nothing, as with ``=``. None when the general path must decide."""
+    if not v.targets or v.type_expr is not None or (v.field is not None and v.field.column == "owner_id"):
+        return None
+    if not all(isinstance(i, A.StringLit) for i in value.items):
+        return None
+    prefixes = {t.key_prefix for t in v.targets}
+    out: list[int] = []
+    for item in value.items:
+        assert isinstance(item, A.StringLit)
+        prefix, n = decode_id(_str(item), item.pos)
+        if prefix in prefixes:
+            out.append(n)
+    return out
 
 
 def _id_compare(em: Emitter, v: Val, op: str, lit: A.Literal, c: A.Comparison) -> sa.ColumnElement[bool]:

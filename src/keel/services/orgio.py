@@ -45,7 +45,7 @@ from keel.records.restore import advance_ids, id_high_water, restore_rows
 from keel.security.tables import create_security_tables
 from keel.services.backup import keel_version
 from keel.services.bulk_tables import create_bulk_tables
-from keel.storage import ddl, ids, migrate
+from keel.storage import ddl, ids, migrate, search
 from keel.storage import system as S
 from keel.yamlio import load_yaml
 
@@ -132,8 +132,8 @@ def export_org(ctx: Context, out: str | Path) -> dict[str, Any]:
             sequences[obj.api_name] = id_high_water(conn, obj.table)
         data_tables = {o.table for o in schema.objects}
         for name in sorted(sa.inspect(conn).get_table_names()):
-            if name in data_tables or name in _SKIP_TABLES:
-                continue
+            if name in data_tables or name in _SKIP_TABLES or search.is_search_index(name):
+                continue  # search indexes (and FTS5's shadow tables) are rebuilt from the rows on import
             n = _export_system(conn, name, root / "system" / f"{name}.jsonl")
             if n:
                 counts[f"system/{name}.jsonl"] = n
@@ -251,6 +251,10 @@ def import_org(ctx: Context, src: str | Path) -> dict[str, Any]:
 
 def _drop_everything(db: Any) -> None:
     with db.transaction() as conn:
+        if conn.dialect.name == "sqlite":  # FTS5 tables first: reflection cannot read them
+            for (name,) in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table' AND "
+                                                "sql LIKE 'CREATE VIRTUAL TABLE%'").all():
+                search.drop(conn, str(name))
         md = sa.MetaData()
         md.reflect(conn)
         md.drop_all(conn)

@@ -12,6 +12,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from keel.storage import search
+
 
 @dataclass(frozen=True, slots=True)
 class IndexSpec:
@@ -28,9 +30,12 @@ class IndexSpec:
     # NULLS clause (plain ASC/DESC), so it keeps PostgreSQL's default.
     nulls_first: bool = False
     dialects: tuple[str, ...] = ()  # built only on these databases (empty: all)
+    search: bool = False  # a full-text index over ``columns`` (``storage.search``), not a B-tree
 
     def keys(self) -> tuple[str, ...]:
         """The key expressions in order, as SQL, to compare two specs whatever their names."""
+        if self.search:
+            return tuple(f'fulltext("{c}")' for c in self.columns)
         return tuple(f'lower("{c}")' if self.lower or c in self.lower_columns else f'"{c}"' for c in self.columns) \
             + tuple(f'"{c}"' for c in self.include)
 
@@ -42,6 +47,7 @@ def create_table(conn: Connection, table: sa.Table) -> None:
 
 
 def drop_table(conn: Connection, name: str) -> None:
+    search.drop(conn, search.index_name(name))  # an FTS5 table is a table of its own on SQLite
     conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}"')
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f'DROP SEQUENCE IF EXISTS "{name}_id_seq"')
@@ -59,6 +65,9 @@ def drop_column(conn: Connection, table: str, column: str) -> None:
 def create_index(conn: Connection, table: str, spec: IndexSpec) -> None:
     if spec.dialects and conn.dialect.name not in spec.dialects:
         return
+    if spec.search:
+        search.create(conn, table, spec.columns)
+        return
     nulls = " NULLS FIRST" if spec.nulls_first and conn.dialect.name == "postgresql" else ""
     keys = spec.keys()
     cols = ", ".join([k + (nulls if c != "id" else "") for c, k in zip(spec.columns, keys, strict=False)]
@@ -69,6 +78,9 @@ def create_index(conn: Connection, table: str, spec: IndexSpec) -> None:
 
 
 def drop_index(conn: Connection, name: str) -> None:
+    if search.is_search_index(name):
+        search.drop(conn, name)
+        return
     conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{name}"')
 
 
