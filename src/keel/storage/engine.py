@@ -23,6 +23,7 @@ from sqlalchemy.pool import NullPool
 
 Dialect = Literal["sqlite", "postgresql"]
 DEFAULT_URL = "sqlite:///keel.db"
+_AFTER_READ = "keel_after_read"  # ``Connection.info`` key: writes to run when a ``read()`` ends
 
 # SQLite has no decimal type; numbers are stored as REAL, so bind Decimals as floats.
 sqlite3.register_adapter(Decimal, float)
@@ -52,6 +53,7 @@ class Database:
         driver_url, self.schema = normalise_url(url)
         self.dialect: Dialect = "postgresql" if driver_url.startswith("postgresql") else "sqlite"
         self._write_lock = threading.RLock()
+        self._local = threading.local()  # per thread: the write transactions open (innermost last)
         self.engine: Engine = self._make_engine(driver_url, echo)
 
     def _make_engine(self, url: str, echo: bool) -> Engine:
@@ -95,23 +97,76 @@ class Database:
 
         return engine
 
+    def _writers(self) -> list[Connection]:
+        w: list[Connection] | None = getattr(self._local, "writers", None)
+        if w is None:
+            w = self._local.writers = []
+        return w
+
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A write transaction. On SQLite it holds the single-writer lock from BEGIN IMMEDIATE to COMMIT."""
+        writers = self._writers()
         if self.dialect == "sqlite":
             with self._write_lock, self.engine.connect() as conn:
                 conn = conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
                 with conn.begin():
-                    yield conn
+                    writers.append(conn)
+                    try:
+                        yield conn
+                    finally:
+                        writers.pop()
         else:
             with self.engine.begin() as conn:
-                yield conn
+                writers.append(conn)
+                try:
+                    yield conn
+                finally:
+                    writers.pop()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A read-only unit of work; it sees one consistent snapshot."""
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        """A read-only unit of work; it sees one consistent snapshot. Writes a reader asked for with
+        ``write_after_read`` run when it ends without an error, before control returns to the caller."""
+        with self.engine.connect() as conn:
+            after: list[Callable[[Connection], None]] = []
+            conn.info[_AFTER_READ] = after
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                conn.info.pop(_AFTER_READ, None)
+        if after:
+            self._write(after)
+
+    def write_after_read(self, conn: Connection, write: Callable[[Connection], None]) -> None:
+        """Have ``write(conn)`` run in a write transaction without writing on a read connection.
+
+        - ``conn`` is (or this thread already holds) a write transaction: it runs there at once, so it commits or
+          rolls back with that work, and SQLite's single writer is never asked for twice by one thread.
+        - ``conn`` is a ``read()``: it runs in a short transaction of its own just after the read ends (and after
+          its connection is returned to the pool), so read snapshots and read-only transactions never write, and
+          a failure reaches the reader's caller before it sees the result.
+        - Any other connection (the caller's own unit of work): it runs there at once."""
+        writers = self._writers()
+        if writers:
+            write(conn if any(w is conn for w in writers) else writers[-1])
+            return
+        pending: list[Callable[[Connection], None]] | None = conn.info.get(_AFTER_READ)
+        if pending is not None:
+            pending.append(write)
+        else:
+            write(conn)
+
+    def _write(self, writes: Sequence[Callable[[Connection], None]]) -> None:
+        writers = self._writers()
+        if writers:  # a read nested in this thread's write transaction
+            for w in writes:
+                w(writers[-1])
+            return
+        with self.transaction() as conn:
+            for w in writes:
+                w(conn)
 
     def dispose(self) -> None:
         self.engine.dispose()
