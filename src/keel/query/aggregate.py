@@ -113,6 +113,7 @@ def _select(em: Emitter, scope: Scope, q: A.Query, where: list[sa.ColumnElement[
             cols.append(v.type_expr.label(f"c{type_idx}"))
         if shape is None:
             continue
+        _note_sensitive(em, scope, item.expr)
         if v.targets:
             get: S.Getter = S.id_getter(idx, v.targets[0].key_prefix if type_idx is None else None, type_idx)
         else:
@@ -137,6 +138,16 @@ def _select(em: Emitter, scope: Scope, q: A.Query, where: list[sa.ColumnElement[
     if q.having is not None:
         stmt = stmt.having(em.cond(scope, q.having, agg_ok=True, groups=groups))
     return stmt
+
+
+def _note_sensitive(em: Emitter, scope: Scope, e: A.Expr) -> None:
+    """A grouped sensitive field, or an aggregate over one (``MAX(Salary__c)``, ``COUNT(SSN__c)``), returns
+    something of its values: the plan records it as an aggregate read."""
+    if isinstance(e, A.FieldRef):
+        em.note_sensitive(scope.resolve(e), None, aggregate=True)
+    elif isinstance(e, A.Call):
+        for a in e.args:
+            _note_sensitive(em, scope, a)
 
 
 def _has_parameters(expr: sa.ColumnElement[Any]) -> bool:

@@ -11,7 +11,7 @@ Every user value is a bound parameter; identifiers only come from metadata.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,6 +33,7 @@ from keel.query.resolve import (
     malformed,
 )
 from keel.query.resolve import resolve_object as _resolve_object
+from keel.query.sensitive import SensitiveRead
 from keel.query.tokens import unescape
 
 AGGREGATES = frozenset({"COUNT", "COUNT_DISTINCT", "SUM", "AVG", "MIN", "MAX"})
@@ -78,6 +79,7 @@ class Plan:
     key_start: int = 0  # row index of the first keyset column
     for_update: bool = False
     params: dict[str, Any] = field(default_factory=dict)  # literal values of the valueless parameters p1, p2…
+    sensitive: tuple[SensitiveRead, ...] = ()  # sensitive fields the query returns (audited by the caller)
 
 
 def order_clause(k: OrderKey, dialect: str) -> sa.ColumnElement[Any]:
@@ -100,6 +102,7 @@ class Emitter:
         self.group_kind: str | None = None  # ROLLUP or CUBE while compiling such a query
         self.group_keys: set[str] = set()  # keys of the GROUP BY fields
         self.rolled: set[str] = set()  # GROUP BY fields rolled up in the grouping set being emitted
+        self.sensitive: list[SensitiveRead] = []  # sensitive fields returned, in the order they are selected
 
     # --- parameters -----------------------------------------------------------------------------------------
 
@@ -118,6 +121,7 @@ class Emitter:
     def compile(self, q: A.Query) -> Plan:
         plan = self._compile(q)
         plan.params = self.params
+        plan.sensitive = tuple(self.sensitive)
         return plan
 
     def _compile(self, q: A.Query) -> Plan:
@@ -222,7 +226,10 @@ class Emitter:
             elif isinstance(item, A.SubSelect):
                 if child:
                     raise malformed("nested subqueries are only allowed one level deep", item.pos)
+                start = len(self.sensitive)
                 cp = self.child_plan(scope, item)
+                self.sensitive[start:] = [replace(r, child=len(children), via=".".join(filter(None, (cp.key, r.via))))
+                                          for r in self.sensitive[start:]]
                 if shape.has(cp.key):
                     raise malformed(f"duplicate field selected: {cp.key}", item.pos)
                 shape.entry("c", cp.key, None)
@@ -284,6 +291,29 @@ class Emitter:
             target.entry("i", v.label, None)  # the record's own id: already encoded for its attributes
             return
         target.entry("v", v.label, self.getter(v, add))
+        self.note_sensitive(v, target.id_get)
+
+    def note_sensitive(self, v: Val, id_get: Any, *, aggregate: bool = False,
+                       owners: tuple[ObjectDef, ...] | None = None) -> None:
+        """Record ``v`` in the plan when it returns a sensitive field. ``id_get`` reads the owning record's id
+        from a row (an ``IdGet``); ``owners`` are the candidate owners of a field read through a polymorphic
+        parent, where only the rows pointing at an owner that marks it sensitive count."""
+        f = v.field
+        if f is None or (v.obj is not None and owners is None and not f.sensitive):
+            return  # the common case, decided without a loop
+        if owners is None:
+            owners = (v.obj,) if v.obj is not None else tuple(t for t, _ in v.hop_objs[-1].targets) \
+                if v.hop_objs else ()
+        via = ".".join(v.hops)
+        for o in owners:
+            of = o.find_field(f.api_name)
+            if of is None or not of.sensitive or not self.opts.readable(o, of):
+                continue
+            if aggregate:
+                self.sensitive.append(SensitiveRead(o.api_name, of.api_name, via, aggregate=True))
+            else:
+                self.sensitive.append(SensitiveRead(o.api_name, of.api_name, via, None, id_get.idx, o.key_prefix,
+                                                    id_get.type_idx))
 
     def getter(self, v: Val, add: Any) -> S.Getter:
         idx = add(v.expr)
@@ -327,6 +357,7 @@ class Emitter:
                 tf = scope.check_field(t_obj, fr.path[0], fr.pos)
                 v = scope.val_for(t_obj, tf, t_alias)
                 entries.append(("v", v.label, self.getter(v, add)))
+                self.note_sensitive(v, sub.id_get, owners=(t_obj,))
             sub.typeof[t_obj.api_name] = entries
         if item.else_fields:
             entries = []
@@ -335,6 +366,7 @@ class Emitter:
                     scope.val_for(j.targets[0][0], scope.check_field(j.targets[0][0], fr.path[-1], fr.pos),
                                   j.targets[0][1])
                 entries.append(("v", v.label, self.getter(v, add)))
+                self.note_sensitive(v, sub.id_get, owners=tuple(t for t, _ in j.targets))
             sub.typeof[""] = entries
         shape.entry("t", f.relationship_name or path[0], sub)
 

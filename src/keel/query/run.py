@@ -28,9 +28,11 @@ from keel.query import cursors
 from keel.query import shape as S
 from keel.query.compiler import CompiledQuery, PlanCache
 from keel.query.emit import ChildPlan, OrderKey, order_clause
+from keel.query.sensitive import SensitiveAccess, summarise
 
 MIN_BATCH, MAX_BATCH = 200, 2000
 CHILD_BATCH = 200  # child records per parent in one response; more continue at the child's nextRecordsUrl
+OnSensitive = Callable[[list[SensitiveAccess]], None]  # told what a page returned of fields marked sensitive
 
 
 def plan_cache(schema: SchemaSnapshot) -> PlanCache:
@@ -135,7 +137,9 @@ class ChildPaging:
 
 
 def _children(conn: Connection, cq: CompiledQuery, rows: Sequence[Any], rv: dict[str, Any],
-              base_url: str, paging: ChildPaging) -> list[dict[str, Any]] | None:
+              base_url: str, paging: ChildPaging,
+              sink: dict[int, list[Any]] | None = None) -> list[dict[str, Any]] | None:
+    """Each child subquery's first records per parent row; ``sink`` (when given) collects the child rows returned."""
     if not cq.plan.children or not rows:
         return None
     out: list[dict[str, Any]] = [{} for _ in rows]
@@ -152,6 +156,8 @@ def _children(conn: Connection, cq: CompiledQuery, rows: Sequence[Any], rv: dict
                          values):
             found.setdefault(row[p_idx], []).append(row)
         for pid, kid_rows in found.items():
+            if sink is not None:
+                sink.setdefault(ci, []).extend(kid_rows[: paging.batch])
             recs = [build(r, None) for r in kid_rows[: paging.batch]]
             res: dict[str, Any] = {"totalSize": len(kid_rows), "done": True, "records": recs}
             if len(kid_rows) > paging.batch:
@@ -173,7 +179,8 @@ def _child_key(child: ChildPlan, row: Sequence[Any]) -> list[Any]:
 
 
 def _child_page(conn: Connection, cq: CompiledQuery, cid: str, offset: int, state: dict[str, Any],
-                rv: dict[str, Any], base_url: str, idle: dt.timedelta) -> dict[str, Any]:
+                rv: dict[str, Any], base_url: str, idle: dt.timedelta,
+                on_sensitive: OnSensitive | None = None) -> dict[str, Any]:
     """``/query/{locator}`` for a child cursor: the next children of one parent."""
     ci = int(state["child"])
     if ci >= len(cq.plan.children):
@@ -192,6 +199,8 @@ def _child_page(conn: Connection, cq: CompiledQuery, cid: str, offset: int, stat
     end = offset + len(rows)
     done = end >= total or len(rows) < want
     result: dict[str, Any] = {"totalSize": total, "done": done, "records": [build(r, None) for r in rows]}
+    if on_sensitive is not None and cq.plan.sensitive:
+        _tell(on_sensitive, cq, [], {ci: rows})
     if not done:
         state["pos"][str(end)] = _child_key(child, rows[-1])
         cursors.save(conn, cid, state, idle)
@@ -211,6 +220,13 @@ def _child_stmt(child: ChildPlan, n: int, cq: CompiledQuery) -> sa.Select[Any]:
     return sa.select(*sub.c).where(*conds).order_by(sub.c._p, sub.c._rn)
 
 
+def _tell(on_sensitive: OnSensitive, cq: CompiledQuery, rows: Sequence[Any],
+          kids: dict[int, list[Any]] | None) -> None:
+    found = summarise(cq.plan.sensitive, rows, kids)
+    if found:
+        on_sensitive(found)
+
+
 def _records(cq: CompiledQuery, rows: Sequence[Any], kids: list[dict[str, Any]] | None,
              base_url: str) -> list[Any]:
     build = cq.builder()(base_url)
@@ -221,8 +237,10 @@ def _records(cq: CompiledQuery, rows: Sequence[Any], kids: list[dict[str, Any]] 
 
 def execute(conn: Connection, cq: CompiledQuery, *, api_version: str = "59.0", batch_size: int = MAX_BATCH,
             now: dt.datetime | None = None, time_zone: str | None = None, owner: str | None = None,
-            cursor_idle: dt.timedelta = cursors.DEFAULT_IDLE, child_batch_size: int = CHILD_BATCH) -> dict[str, Any]:
-    """Run a compiled query and return the first page in Salesforce's response shape."""
+            cursor_idle: dt.timedelta = cursors.DEFAULT_IDLE, child_batch_size: int = CHILD_BATCH,
+            on_sensitive: OnSensitive | None = None) -> dict[str, Any]:
+    """Run a compiled query and return the first page in Salesforce's response shape. ``on_sensitive`` is told,
+    before the page is returned, which sensitive fields of which records it holds (only when the plan selects any)."""
     batch = max(MIN_BATCH, min(MAX_BATCH, batch_size))
     now = now or cq.now or dt.datetime.now(dt.UTC)
     rv = cq.runtime_values(now, time_zone)
@@ -240,6 +258,8 @@ def execute(conn: Connection, cq: CompiledQuery, *, api_version: str = "59.0", b
             return stmt
 
         rows = _exec(conn, cq, ("agg",), build_agg, rv)
+        if on_sensitive is not None and p.sensitive:
+            _tell(on_sensitive, cq, rows, None)
         assert isinstance(p.shape, S.AggShape)
         recs = [p.shape.build(r) for r in rows]
         return {"totalSize": len(recs), "done": True, "records": recs}
@@ -253,14 +273,19 @@ def execute(conn: Connection, cq: CompiledQuery, *, api_version: str = "59.0", b
     fetch_n = min(p.limit, batch + 1) if p.limit is not None else batch + 1
     values = {**rv, "_lim": fetch_n, "_off": p.offset or 0}
     rows = _exec(conn, cq, ("first", None), lambda: first_page_statement(cq), values)
+    sink: dict[int, list[Any]] | None = {} if on_sensitive is not None and p.sensitive else None
     if len(rows) <= batch:
-        kids = _children(conn, cq, rows, rv, base_url, paging)
+        kids = _children(conn, cq, rows, rv, base_url, paging, sink)
+        if on_sensitive is not None and sink is not None:
+            _tell(on_sensitive, cq, rows, sink)
         return {"totalSize": len(rows), "done": True, "records": _records(cq, rows, kids, base_url)}
     rows = rows[:batch]
     total = _count(conn, cq, rv)
     if total <= batch:  # rows were deleted between the two statements
         total = batch
-    kids = _children(conn, cq, rows, rv, base_url, paging)
+    kids = _children(conn, cq, rows, rv, base_url, paging, sink)
+    if on_sensitive is not None and sink is not None:
+        _tell(on_sensitive, cq, rows, sink)
     result: dict[str, Any] = {"totalSize": total, "done": total <= batch,
                               "records": _records(cq, rows, kids, base_url)}
     if total > batch:
@@ -277,20 +302,22 @@ def run_soql(conn: Connection, schema: SchemaSnapshot, text: str, *, dialect: st
              now: dt.datetime | None = None, batch_size: int = MAX_BATCH, security_key: Hashable = None,
              cache: PlanCache | None = None, owner: str | None = None, formula_sql: Any = None,
              user_id: int | None = None, fiscal_start_month: int = 1,
-             cursor_idle: dt.timedelta = cursors.DEFAULT_IDLE, child_batch_size: int = CHILD_BATCH) -> dict[str, Any]:
+             cursor_idle: dt.timedelta = cursors.DEFAULT_IDLE, child_batch_size: int = CHILD_BATCH,
+             on_sensitive: OnSensitive | None = None) -> dict[str, Any]:
     """Compile (through the plan cache) and run SOQL; return the first page response dict."""
     cache = cache if cache is not None else plan_cache(schema)
     cq = cache.get(text, schema, dialect=dialect, security_key=security_key, query_all=query_all,
                    row_filter=row_filter, field_mask=field_mask, time_zone=time_zone, formula_sql=formula_sql,
                    user_id=user_id, fiscal_start_month=fiscal_start_month)
     return execute(conn, cq, api_version=api_version, batch_size=batch_size, now=now, time_zone=time_zone,
-                   owner=owner, cursor_idle=cursor_idle, child_batch_size=child_batch_size)
+                   owner=owner, cursor_idle=cursor_idle, child_batch_size=child_batch_size, on_sensitive=on_sensitive)
 
 
 def fetch_more(conn: Connection, schema: SchemaSnapshot, locator: str, *, dialect: str, api_version: str = "59.0",
                row_filter: Any = None, field_mask: Any = None, security_key: Hashable = None,
                cache: PlanCache | None = None, owner: str | None = None, formula_sql: Any = None,
-               cursor_idle: dt.timedelta = cursors.DEFAULT_IDLE) -> dict[str, Any]:
+               cursor_idle: dt.timedelta = cursors.DEFAULT_IDLE,
+               on_sensitive: OnSensitive | None = None) -> dict[str, Any]:
     """The next page of a cursor (``/query/{cursorId}-{offset}``)."""
     cid, offset, state = cursors.load(conn, locator)
     if state.get("owner") != owner:
@@ -309,7 +336,7 @@ def fetch_more(conn: Connection, schema: SchemaSnapshot, locator: str, *, dialec
     rv = cq.runtime_values(now, state["tz"], state["fy"])
     base_url = f"/services/data/v{api_version}"
     if "child" in state:
-        return _child_page(conn, cq, cid, offset, state, rv, base_url, cursor_idle)
+        return _child_page(conn, cq, cid, offset, state, rv, base_url, cursor_idle, on_sensitive)
     paging = ChildPaging(int(state.get("cb") or CHILD_BATCH),
                          lambda: {k: state.get(k) for k in ("q", "all", "now", "tz", "fy", "uid", "owner", "cb")},
                          cursor_idle)
@@ -320,7 +347,10 @@ def fetch_more(conn: Connection, schema: SchemaSnapshot, locator: str, *, dialec
     values = {**rv, "_lim": want}
     values.update({f"_k{i}": v for i, v in enumerate(key_vals) if v is not None})
     rows = _exec(conn, cq, ("next", nulls), lambda: next_page_statement(cq, nulls), values) if want else []
-    kids = _children(conn, cq, rows, rv, base_url, paging)
+    sink: dict[int, list[Any]] | None = {} if on_sensitive is not None and cq.plan.sensitive else None
+    kids = _children(conn, cq, rows, rv, base_url, paging, sink)
+    if on_sensitive is not None and sink is not None:
+        _tell(on_sensitive, cq, rows, sink)
     end = offset + len(rows)
     done = end >= total or len(rows) < want
     result: dict[str, Any] = {"totalSize": total, "done": done, "records": _records(cq, rows, kids, base_url)}
