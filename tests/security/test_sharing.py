@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import sqlalchemy as sa
 
@@ -263,7 +264,9 @@ def test_audit_log(world: Org) -> None:
         sys_uses = audit_rows(conn, action="system_context")
         perms = audit_rows(conn, action="permission_change")
     a1 = ids.decode(world.users["a1"], "005")
-    assert [(r["actor_id"], r["object"], r["detail"]) for r in reads] == [(a1, "Case_File__c", "Secret__c")]
+    assert [(r["actor_id"], r["object"], r["record_id"], orjson.loads(r["detail"])) for r in reads] == [
+        (a1, "Case_File__c", ids.split(case)[1],
+         {"fields": ["Secret__c"], "count": 1, "ids": [case], "surface": "record"})]
     assert sys_uses and sys_uses[-1]["on_behalf_of_id"] == a1 and "nightly rollup" in str(sys_uses[-1]["detail"])
     assert any(r["object"] == "UserRole" for r in perms)
     for stmt in (sa.update(S.audit).values(result="tampered"), sa.delete(S.audit)):

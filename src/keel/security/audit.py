@@ -4,8 +4,9 @@ an administrator's SQL mistake rewrites history."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -30,15 +31,22 @@ def audit(conn: Connection, action: str, *, actor_id: int | None, object: str | 
 
 
 def audit_sensitive_read(conn: Connection, *, actor_id: int, object: str, fields: Iterable[str],
-                         record_ids: Iterable[int], at: datetime | None = None) -> None:
-    """One row per read of fields marked ``sensitive`` (SSN, medical, polygraph): who read what, when (S28)."""
+                         count: int, ids: Sequence[str] = (), record_id: int | None = None, surface: str = "record",
+                         via: Sequence[str] = (), aggregate: bool = False, at: datetime | None = None) -> None:
+    """One row per read of fields marked ``sensitive`` (SSN, medical, polygraph): who read which fields of how
+    many records of one object, and when (S28). A read is a request, a page or a job page, never a record, so a
+    2,000-row page costs one insert: ``detail`` names the fields, the count, the first ids (the caller bounds them),
+    the surface and the relationship paths they were reached through; ``record_id`` is set for a one-record read.
+    An aggregate over a sensitive field (``MAX(Salary__c)``, a GROUP BY) is a read of it with ``aggregate`` set."""
     names = sorted(fields)
     if not names:
         return
-    pks = list(record_ids)
-    conn.execute(sa.insert(S.audit), [
-        {"created_date": at or _now(), "actor_id": actor_id, "on_behalf_of_id": None, "action": "sensitive_read",
-         "object": object, "record_id": pk, "result": "success", "detail": ",".join(names)} for pk in pks])
+    detail: dict[str, Any] = {"fields": names, "count": count, "ids": list(ids), "surface": surface}
+    if via:
+        detail["via"] = list(via)
+    if aggregate:
+        detail["aggregate"] = True
+    audit(conn, "sensitive_read", actor_id=actor_id, object=object, record_id=record_id, detail=detail, at=at)
 
 
 def audit_rows(conn: Connection, *, action: str | None = None, actor_id: int | None = None) -> list[dict[str, object]]:

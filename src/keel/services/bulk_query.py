@@ -83,14 +83,14 @@ def _pages(ctx: Context, soql: str, query_all: bool) -> Iterator[list[dict[str, 
     from keel.services.query import query, query_more
 
     with ctx.db.transaction() as conn:
-        page = query(ctx, soql, query_all=query_all, batch_size=2000, conn=conn)
+        page = query(ctx, soql, query_all=query_all, batch_size=2000, conn=conn, surface="bulk_query")
     while True:
         yield page["records"]
         nxt = page.get("nextRecordsUrl")
         if page.get("done", True) or not nxt:
             return
         with ctx.db.transaction() as conn:
-            page = query_more(ctx, str(nxt).rsplit("/", 1)[-1], conn=conn)
+            page = query_more(ctx, str(nxt).rsplit("/", 1)[-1], conn=conn, surface="bulk_query")
 
 
 class CsvResultWriter:

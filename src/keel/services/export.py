@@ -46,7 +46,7 @@ def export_csv(ctx: Context, obj_name: str, path: str | Path, *, fields: list[st
     with open(path, "w", encoding="utf-8", newline="") as out:
         w = csv.writer(out)
         w.writerow(columns)
-        for rec in query_all_records(ctx, soql):
+        for rec in query_all_records(ctx, soql, surface="export"):
             w.writerow([cell(rec.get(c)) for c in columns])
             n += 1
     audit = ctx.extras.get("audit")

@@ -1,5 +1,6 @@
 """Running SOQL as the acting user. Every read surface (CLI, REST, Bulk, export, UI) comes through here, so the
-row filter, the field mask and the formula hook from the actor's context are always compiled in, the same way."""
+row filter, the field mask and the formula hook from the actor's context are always compiled in, the same way, and
+every page that returns a field marked sensitive is written to the audit log (one entry per object and page)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from keel.context import Context
 from keel.formula import field_sql
 from keel.metadata.model import FieldDef, ObjectDef
 from keel.query import fetch_more, run_soql
+from keel.query.sensitive import SensitiveAccess
+from keel.security.audit import audit_sensitive_read
 
 API_VERSION = "59.0"
 
@@ -51,31 +54,61 @@ def soql_options(ctx: Context) -> dict[str, Any]:
     return opts
 
 
+def sensitive_auditor(ctx: Context, conn: Connection, surface: str) -> Any:
+    """The ``on_sensitive`` hook for one page read on ``conn``: it writes one ``sensitive_read`` entry per object.
+
+    The entry is written after a read transaction ends (in its own short write transaction), or at once inside a
+    write transaction (``Database.write_after_read``), so read connections never write and a failed audit fails the
+    request before the caller sees the records. System-context reads return None: the system context itself is
+    audited when it is opened, with the reason and the real actor."""
+    actor = ctx.actor
+    if actor.is_system:
+        return None
+
+    def on_sensitive(found: list[SensitiveAccess]) -> None:
+        at = ctx.clock()
+
+        def write(w: Connection) -> None:
+            for a in found:
+                audit_sensitive_read(w, actor_id=actor.user_id, object=a.obj, fields=a.fields, count=a.count,
+                                     ids=a.ids, record_id=a.record_pk, surface=surface, via=a.via,
+                                     aggregate=a.aggregate, at=at)
+
+        ctx.db.write_after_read(conn, write)
+
+    return on_sensitive
+
+
 def query(ctx: Context, soql: str, *, query_all: bool = False, api_version: str = API_VERSION,
-          batch_size: int | None = None, conn: Connection | None = None) -> dict[str, Any]:
-    """The first page of a query (``totalSize``, ``done``, ``records``, ``nextRecordsUrl``)."""
+          batch_size: int | None = None, conn: Connection | None = None, surface: str = "soql") -> dict[str, Any]:
+    """The first page of a query (``totalSize``, ``done``, ``records``, ``nextRecordsUrl``). ``surface`` names the
+    caller in the audit entry of a page that returns sensitive fields (``soql``, ``export``, ``bulk_query``, …)."""
     if conn is None:
         with ctx.db.read() as c:
-            return query(ctx, soql, query_all=query_all, api_version=api_version, batch_size=batch_size, conn=c)
+            return query(ctx, soql, query_all=query_all, api_version=api_version, batch_size=batch_size, conn=c,
+                         surface=surface)
     return run_soql(conn, ctx.schema(conn), soql, query_all=query_all, api_version=api_version,
                     time_zone=ctx.actor.time_zone, now=ctx.clock(), user_id=ctx.actor.user_id,
-                    batch_size=batch_size or ctx.settings.query_batch_size, **soql_options(ctx))
+                    batch_size=batch_size or ctx.settings.query_batch_size,
+                    on_sensitive=sensitive_auditor(ctx, conn, surface), **soql_options(ctx))
 
 
 def query_more(ctx: Context, locator: str, *, api_version: str = API_VERSION,
-               conn: Connection | None = None) -> dict[str, Any]:
+               conn: Connection | None = None, surface: str = "soql") -> dict[str, Any]:
     """The next page of a cursor started by ``query`` (the locator is ``{cursorId}-{offset}``)."""
     if conn is None:
         with ctx.db.read() as c:
-            return query_more(ctx, locator, api_version=api_version, conn=c)
-    return fetch_more(conn, ctx.schema(conn), locator, api_version=api_version, **soql_options(ctx))
+            return query_more(ctx, locator, api_version=api_version, conn=c, surface=surface)
+    return fetch_more(conn, ctx.schema(conn), locator, api_version=api_version,
+                      on_sensitive=sensitive_auditor(ctx, conn, surface), **soql_options(ctx))
 
 
-def query_all_records(ctx: Context, soql: str, *, query_all: bool = False) -> Iterator[dict[str, Any]]:
+def query_all_records(ctx: Context, soql: str, *, query_all: bool = False,
+                      surface: str = "soql") -> Iterator[dict[str, Any]]:
     """Every record of a query, page by page (keyset cursors), as shaped JSON-ready dicts."""
-    page = query(ctx, soql, query_all=query_all)
+    page = query(ctx, soql, query_all=query_all, surface=surface)
     while True:
         yield from page["records"]
         if page.get("done", True) or not page.get("nextRecordsUrl"):
             return
-        page = query_more(ctx, page["nextRecordsUrl"].rsplit("/", 1)[-1])
+        page = query_more(ctx, page["nextRecordsUrl"].rsplit("/", 1)[-1], surface=surface)

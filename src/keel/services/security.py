@@ -370,8 +370,8 @@ def read_record(ctx: Context, obj_name: str, record_id: str, fields: Iterable[st
         out = {k: values.get(k) for k in wanted if ctx.actor.is_system or access.field_readable(obj.api_name, k)}
         sensitive = [f.api_name for f in obj.fields if f.sensitive and f.api_name in out]
         if sensitive:
-            audit_sensitive_read(conn, actor_id=ctx.actor.user_id, object=obj.api_name, fields=sensitive,
-                                 record_ids=[pk], at=ctx.clock())
+            audit_sensitive_read(conn, actor_id=ctx.actor.user_id, object=obj.api_name, fields=sensitive, count=1,
+                                 ids=[ids.encode(obj.key_prefix, pk)], record_id=pk, at=ctx.clock())
         return out
 
 
@@ -406,7 +406,8 @@ def enroll_totp(ctx: Context, user_id: str) -> str:
 
 def read_history(ctx: Context, obj_name: str, record_id: str) -> list[dict[str, Any]]:
     """Field history of one record, through the same gates as a read: object Read, record visibility, and only
-    rows for fields the actor can read (frappe/crm#805 leaked hidden fields through activity logs)."""
+    rows for fields the actor can read (frappe/crm#805 leaked hidden fields through activity logs). Old and new
+    values of a sensitive field are a read of it: one audit entry names the fields, written after the read."""
     from keel.storage import system as S
 
     with ctx.db.read() as conn:
@@ -424,10 +425,18 @@ def read_history(ctx: Context, obj_name: str, record_id: str) -> list[dict[str, 
         h = S.history
         rows = conn.execute(sa.select(h).where(h.c.object_id == obj.id, h.c.record_id == pk)
                             .order_by(h.c.created_date, h.c.id)).mappings().all()
-        return [{"Field": r["field"], "OldValue": r["old_value"], "NewValue": r["new_value"],
-                 "CreatedDate": r["created_date"], "CreatedById": ids.encode("005", r["created_by_id"])
-                 if r["created_by_id"] is not None else None}
-                for r in rows if ctx.actor.is_system or access.field_readable(obj.api_name, str(r["field"]))]
+        out = [{"Field": r["field"], "OldValue": r["old_value"], "NewValue": r["new_value"],
+                "CreatedDate": r["created_date"], "CreatedById": ids.encode("005", r["created_by_id"])
+                if r["created_by_id"] is not None else None}
+               for r in rows if ctx.actor.is_system or access.field_readable(obj.api_name, str(r["field"]))]
+        sensitive = {f.api_name.lower(): f.api_name for f in obj.fields if f.sensitive}
+        read = sorted({sensitive[k] for h in out if (k := str(h["Field"]).lower()) in sensitive})
+        if read and not ctx.actor.is_system:
+            actor, at, rid = ctx.actor.user_id, ctx.clock(), ids.encode(obj.key_prefix, pk)
+            ctx.db.write_after_read(conn, lambda w: audit_sensitive_read(
+                w, actor_id=actor, object=obj.api_name, fields=read, count=1, ids=[rid], record_id=pk,
+                surface="history", at=at))
+        return out
 
 
 # -- connected apps ------------------------------------------------------------------------------------------
