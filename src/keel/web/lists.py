@@ -44,7 +44,7 @@ def list_view(web: Web) -> Response:
     obj = get_object(web)
     mine = user_views(web.ctx, obj)
     lq = build_query(web.ctx, obj, web.params, mine)
-    result = query(web.ctx, lq.page_soql(web.params.get("after")))
+    result = query(web.ctx, lq.page_soql(web.params.get("after")), surface="list_view")
     records = result["records"]
     more = len(records) > PAGE
     records = records[:PAGE]
@@ -165,7 +165,7 @@ def export_list(web: Web) -> Response:
         w = csv.writer(buf)
         w.writerow(names)
         n = 0
-        for rec in query_all_records(ctx, soql):
+        for rec in query_all_records(ctx, soql, surface="export"):
             w.writerow([csv_cell(rec.get(c)) for c in names])
             n += 1
             if buf.tell() > 64_000:

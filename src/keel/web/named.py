@@ -77,7 +77,7 @@ def run_soql_report(web: Web, rdef: ReportDef) -> dict[str, Any]:
     """A package's SOQL report, run as the viewer. Leading text columns are groupings, the first numeric column
     after them is the measure; two groupings chart as a stacked bar."""
     started = time.perf_counter()
-    recs = query(web.ctx, str(rdef.soql))["records"]
+    recs = query(web.ctx, str(rdef.soql), surface="report")["records"]
     keys = [k for k in (recs[0] if recs else {}) if k != "attributes"]
     rows = [[_flat(r.get(k)) for k in keys] for r in recs]
     labels = 0

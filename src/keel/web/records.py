@@ -98,7 +98,7 @@ def record_page(web: Web) -> Response:
             names.append(extra)
     subs = [r[3] for r in related]
     soql = f"SELECT {', '.join(dict.fromkeys(names + subs))} FROM {obj.api_name} WHERE Id = {soql_literal(None, rid)}"
-    recs = query(web.ctx, soql)["records"]
+    recs = query(web.ctx, soql, surface="record_page")["records"]
     if not recs:
         raise KeelError(f"The {obj.label} does not exist or is not visible to you.", code="NOT_FOUND")
     rec = recs[0]

@@ -50,7 +50,7 @@ def run_tabular(web: Web, obj: ObjectDef, params: Mapping[str, str]) -> dict[str
     soql = (f"SELECT {', '.join(dict.fromkeys(select))} FROM {obj.api_name}{where} "
             f"ORDER BY {cols[0].api_name if cols[0].type not in UNSORTABLE else 'Id'} LIMIT {TABULAR_LIMIT}")
     started = time.perf_counter()
-    recs = query(web.ctx, soql)["records"]
+    recs = query(web.ctx, soql, surface="report")["records"]
     return {"obj": obj, "tabular": True, "columns": cols, "records": [(r, [cell_value(r, c) for c in cols])
                                                                         for r in recs],
             "title": f"{obj.plural_label}", "label": "Rows", "total": float(len(recs)), "svg": None, "groups": [],
@@ -93,7 +93,7 @@ def run_report(web: Web, obj: ObjectDef, params: Mapping[str, str]) -> dict[str,
     if groups:
         soql += f" GROUP BY {gsql} ORDER BY {gsql}"
     started = time.perf_counter()
-    recs = query(web.ctx, soql)["records"]
+    recs = query(web.ctx, soql, surface="report")["records"]
     elapsed = time.perf_counter() - started
     leaves = [(tuple(display(r.get(g.api_name), g) or "(blank)" for g in groups), _acc(agg, r)) for r in recs]
     levels = _roll_up(agg, leaves, len(groups))
