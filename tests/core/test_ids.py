@@ -16,6 +16,14 @@ VECTORS = [
 PREFIXES = st.sampled_from(["001", "003", "005", "a00", "a0Z", "00D", "0PS"])
 
 
+def split_of(prefix: str, n: int) -> tuple[str, int]:
+    """What ``split`` reads back from ``encode(prefix, n)``. Owner columns keep a queue as QUEUE_OWNER + its Group
+    pk, which encodes as the queue's 00G id (``test_a_queue_owner_reads_back_as_the_queues_group_id``)."""
+    if prefix == "005" and ids.QUEUE_OWNER <= n < 2 * ids.QUEUE_OWNER:
+        return "00G", n - ids.QUEUE_OWNER
+    return prefix, n
+
+
 @pytest.mark.parametrize(("id15", "id18"), VECTORS)
 def test_checksum_vectors(id15: str, id18: str) -> None:
     assert ids.to18(id15) == id18
@@ -25,6 +33,7 @@ def test_checksum_vectors(id15: str, id18: str) -> None:
 @given(PREFIXES, st.integers(min_value=0, max_value=ids.MAX_INT))
 def test_round_trip(prefix: str, n: int) -> None:
     public = ids.encode(prefix, n)
+    prefix, n = split_of(prefix, n)
     assert len(public) == 18
     assert public[:3] == prefix
     assert ids.decode(public, prefix) == n
@@ -34,8 +43,8 @@ def test_round_trip(prefix: str, n: int) -> None:
 @given(PREFIXES, st.integers(min_value=0, max_value=ids.MAX_INT))
 def test_checksum_survives_case_changes(prefix: str, n: int) -> None:
     public = ids.encode(prefix, n)
-    assert ids.split(public.upper()) == (prefix, n)
-    assert ids.split(public.lower()) == (prefix, n)
+    assert ids.split(public.upper()) == split_of(prefix, n)
+    assert ids.split(public.lower()) == split_of(prefix, n)
 
 
 @pytest.mark.parametrize("bad", ["", "001", "001000000000001AA", "0010000000000001AAAA", "001000000000!01AAA"])
@@ -55,4 +64,14 @@ def test_wrong_prefix_and_checksum() -> None:
 
 @given(PREFIXES, st.integers(min_value=0, max_value=ids.MAX_INT))
 def test_fast_encoder_matches_the_plain_algorithm(prefix: str, n: int) -> None:
-    assert ids.encode(prefix, n) == ids._encode_full(prefix, n)
+    assert ids.encode(prefix, n) == ids._encode_full(*split_of(prefix, n))
+
+
+@pytest.mark.parametrize("n", [0, 1, 3843, 3844**2 + 5, 10**9])
+def test_a_queue_owner_reads_back_as_the_queues_group_id(n: int) -> None:
+    """Owner columns hold a queue as QUEUE_OWNER + its Group pk; read as a user id it is the queue's 00G id."""
+    group = ids.encode("00G", n)
+    assert ids.split_owner(group) == ("00G", ids.QUEUE_OWNER + n)
+    assert ids.encode("005", ids.QUEUE_OWNER + n) == group
+    assert ids.split_owner(ids.encode("005", n)) == ("005", n)
+    assert ids.encode("005", 2 * ids.QUEUE_OWNER + n).startswith("005")

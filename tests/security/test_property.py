@@ -45,9 +45,11 @@ def orgs(draw: Any) -> dict[str, Any]:
         *([st.tuples(st.just("group"), st.integers(0, n_groups - 1))] if n_groups else []),
     )
     groups = [draw(st.lists(principal, max_size=3)) for _ in range(n_groups)]
+    queues = [g for g in range(n_groups) if draw(st.booleans())]
+    # An owner is a user index, or -1 - g for queue g (a Group of type Queue owns the record).
+    owner = st.one_of(st.integers(0, n_users - 1), *([st.sampled_from([-1 - g for g in queues])] if queues else []))
     n_records = draw(st.integers(1, 8))
-    records = [(draw(st.integers(0, n_users - 1)), draw(st.sampled_from(REGIONS)), draw(st.integers(0, 10)))
-               for _ in range(n_records)]
+    records = [(draw(owner), draw(st.sampled_from(REGIONS)), draw(st.integers(0, 10))) for _ in range(n_records)]
     rules = draw(st.lists(st.one_of(
         st.tuples(st.just("owner"), principal.filter(lambda p: p[0] != "user"), principal, st.integers(1, 2)),
         st.tuples(st.just("criteria"), st.sampled_from([("Region__c", "equals"), ("Region__c", "in"),
@@ -56,7 +58,8 @@ def orgs(draw: Any) -> dict[str, Any]:
     ), max_size=3))
     grants = draw(st.lists(st.tuples(st.integers(0, n_records - 1), principal, st.integers(1, 3),
                                      st.sampled_from(["Manual", "Team"])), max_size=6))
-    return {"parents": parents, "roles": roles, "view_all": view_all, "groups": groups, "records": records,
+    return {"parents": parents, "roles": roles, "view_all": view_all, "groups": groups, "queues": queues,
+            "records": records,
             "rules": rules, "shares": _unique_shares(grants), "owd": draw(st.sampled_from(["private", "public_read",
                                                                               "public_read_write"])),
             "hierarchy": draw(st.booleans()), "region_values": draw(st.lists(st.sampled_from(REGIONS), min_size=1,
@@ -103,21 +106,28 @@ def reference(m: dict[str, Any]) -> dict[tuple[int, int, str], bool]:
             return region != vals[0]
         return amount > m["threshold"]
 
+    def above(u: int, v: int) -> bool:
+        """``u``'s role is strictly above ``v``'s."""
+        return roles[u] is not None and roles[v] is not None and roles[u] in ancestors(roles[v])
+
     out: dict[tuple[int, int, str], bool] = {}
     for u in range(len(roles)):
         for i, rec in enumerate(m["records"]):
             owner = rec[0]
+            # A queue's records are owned by each of its members (and so seen by the members' managers).
+            owners = members(("group", -1 - owner)) if owner < 0 else {owner}
             for mode, lvl in (("read", 1), ("edit", 2), ("delete", 3)):
-                ok = (m["view_all"][u] and mode == "read") or owner == u
+                ok = (m["view_all"][u] and mode == "read") or u in owners
                 ok = ok or (m["owd"] == "public_read_write" and lvl <= 2) or (m["owd"] == "public_read" and lvl == 1)
-                if m["hierarchy"] and roles[u] is not None and roles[owner] is not None:
-                    ok = ok or roles[u] in ancestors(roles[owner])
+                if m["hierarchy"]:
+                    ok = ok or any(above(u, v) for v in owners)
                 ok = ok or any(r == i and u in members(p) and level >= lvl for r, p, level, _ in m["shares"])
                 if lvl <= 2:
                     for kind, a, target, level in m["rules"]:
                         if level < lvl or u not in members(target):
                             continue
-                        if (kind == "owner" and owner in members(a)) or (kind == "criteria" and matches(rec, a)):
+                        if (kind == "owner" and owner >= 0 and owner in members(a)) or (
+                                kind == "criteria" and matches(rec, a)):
                             ok = True
                 out[(u, i, mode)] = ok
     return out
@@ -172,7 +182,8 @@ def write(conn: sa.Connection, schema: SchemaSnapshot, m: dict[str, Any]) -> Non
                                                                        "PermissionSetId": 501})
     gm = 0
     for g, mems in enumerate(m["groups"]):
-        _insert(conn, schema, "Group", GROUP0 + g, {"Name": f"g{g}", "DeveloperName": f"g{g}"})
+        _insert(conn, schema, "Group", GROUP0 + g, {"Name": f"g{g}", "DeveloperName": f"g{g}",
+                                                    "Type": "Queue" if g in m["queues"] else "Regular"})
         for p in mems:
             gm += 1
             _insert(conn, schema, "GroupMember", 800 + gm, {"GroupId": GROUP0 + g, "UserOrGroupId": _public_id(p),
@@ -180,7 +191,8 @@ def write(conn: sa.Connection, schema: SchemaSnapshot, m: dict[str, Any]) -> Non
     for i, (owner, region, amount) in enumerate(m["records"]):
         _insert(conn, schema, "Prop__c", 1 + i, {"Name": f"rec{i}", "Region__c": region, "Amount__c": amount})
         conn.execute(sa.update(table_for(schema, schema.get_object("Prop__c")))
-                     .where(sa.column("id") == 1 + i).values(owner_id=USER0 + owner))
+                     .where(sa.column("id") == 1 + i)
+                     .values(owner_id=USER0 + owner if owner >= 0 else ids.QUEUE_OWNER + GROUP0 - 1 - owner))
     for n, (kind, a, target, level) in enumerate(m["rules"]):
         v: dict[str, Any] = {"Name": f"rule{n}", "SobjectType": "Prop__c", "TargetId": _public_id(target),
                              "TargetIncludeSubordinates": target[0] == "rolesub", "IsActive": True,

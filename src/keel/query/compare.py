@@ -198,8 +198,12 @@ def _id_compare(em: Emitter, v: Val, op: str, lit: A.Literal, c: A.Comparison) -
         raise malformed(f"invalid operator on id field '{v.label}': {op}", c.pos,
                         code="INVALID_QUERY_FILTER_OPERATOR")
     prefix, n = decode_id(raw, lit.pos)
-    if prefix not in {t.key_prefix for t in v.targets}:
-        pred: sa.ColumnElement[bool] = sa.false()
+    pred: sa.ColumnElement[bool]
+    if prefix == "00G" and v.field is not None and v.field.column == "owner_id":
+        n = ids.split_owner(raw)[1]  # a queue owner: stored as ids.QUEUE_OWNER + the Group pk
+        pred = em.opts.frags.op(v.expr, "__eq__", em.param(n))
+    elif prefix not in {t.key_prefix for t in v.targets}:
+        pred = sa.false()
     else:
         pred = em.opts.frags.op(v.expr, "__eq__", em.param(n))
         if v.type_expr is not None:

@@ -119,15 +119,26 @@ def _build(schema: SchemaSnapshot, obj: ObjectDef, dialect: str) -> WritePlan:
         composite=name if name is not None and name.type == "composite" else None,
         copy_types=tuple(copy_types),
         build_row=fastpath.row_builder([
-            (f.api_name, layout_kind(f, dialect), (2 if is_polymorphic(f) else 1) if f.is_relationship else 0,
-             encoders[f.api_name]) for f in writable]),
+            (f.api_name, layout_kind(f, dialect), _reference_kind(f), encoders[f.api_name]) for f in writable]),
     )
 
 
+def _reference_kind(f: FieldDef) -> int:
+    """For ``fastpath.row_builder``: 0 a value, 1 a lookup, 2 a polymorphic lookup, 3 the owner (user or queue)."""
+    if not f.is_relationship:
+        return 0
+    if f.column == "owner_id":
+        return 3
+    return 2 if is_polymorphic(f) else 1
+
+
 def reference_coercer(schema: SchemaSnapshot, f: FieldDef) -> Callable[[Any], Any]:
-    """Accept a 15- or 18-character id of one of the field's target objects; return the 18-character form."""
+    """Accept a 15- or 18-character id of one of the field's target objects; return the 18-character form.
+
+    OwnerId also takes a queue's Group id (Salesforce's queues own records); whether that queue may own this
+    object's records is checked with the other references (``validate``)."""
     prefixes = {}
-    for target in f.reference_to:
+    for target in (*f.reference_to, *(("Group",) if f.column == "owner_id" else ())):
         t = schema.find_object(target)
         if t is not None:
             prefixes[t.key_prefix] = t

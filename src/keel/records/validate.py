@@ -14,6 +14,7 @@ from keel.metadata.tables import is_polymorphic, table_for, type_column
 from keel.metadata.types import TYPES, FieldValueError
 from keel.records.hooks import RowState
 from keel.records.prepare import WritePlan
+from keel.security.queues import supporting_queues
 from keel.storage import ids
 
 if TYPE_CHECKING:
@@ -135,6 +136,7 @@ def _references(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: Wr
                 q = q.where(pred)
             got.update(conn.execute(q).scalars())
         live.setdefault(prefix, set()).update(got)
+    _queue_owners(conn, schema, plan, batch, given, live)
     for f in plan.references:
         missing = {v for v in given[f.api_name] if (p := ids.split(v))[1] not in live.get(p[0], ())}
         if not missing:
@@ -145,6 +147,27 @@ def _references(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: Wr
                 batch.fail(r.index, "INVALID_CROSS_REFERENCE_KEY",
                            f"invalid cross reference id: {f.label} {v} does not exist or is not visible",
                            [f.api_name])
+
+
+def _queue_owners(conn: Connection, schema: SchemaSnapshot, plan: WritePlan, batch: Batch,
+                  given: dict[str, set[Any]], live: dict[str, set[int]]) -> None:
+    """An OwnerId naming a Group must name a queue that supports this object (a ``QueueSobject`` row). Salesforce
+    refuses any other group with ``INVALID_CROSS_REFERENCE_KEY``; the message says what to fix."""
+    groups = live.get("00G")
+    if not groups or "OwnerId" not in given or not any(f.column == "owner_id" for f in plan.references):
+        return
+    wanted = {n for v in given["OwnerId"] if (p := ids.split(v))[0] == "00G" and (n := p[1]) in groups}
+    bad = wanted - supporting_queues(conn, schema, plan.obj.api_name, wanted)
+    if not bad:
+        return
+    for r in batch.rows:
+        v = r.values.get("OwnerId")
+        if v is None or (r.prior is not None and "OwnerId" not in r.changed):
+            continue
+        if ids.split(v) in {("00G", n) for n in bad}:
+            batch.fail(r.index, "INVALID_CROSS_REFERENCE_KEY",
+                       f"invalid cross reference id: Owner ID {v} is not a queue that can own {plan.obj.label} "
+                       f"records (add {plan.obj.api_name} to the queue's QueueSobject rows)", ["OwnerId"])
 
 
 def unique(conn: Connection, schema: SchemaSnapshot, plan: WritePlan, batch: Batch, *,

@@ -113,7 +113,8 @@ def _update(conn: Connection, schema: SchemaSnapshot, plan: WritePlan, rows: Seq
                 raw = r.values.get(f.api_name)
                 assert f.column
                 if f.is_relationship:
-                    prefix, n = ids.split(raw) if raw is not None else (None, None)
+                    split = ids.split_owner if f.column == "owner_id" else ids.split
+                    prefix, n = split(raw) if raw is not None else (None, None)
                     p[f"v_{f.column}"] = n
                     if is_polymorphic(f):
                         p[f"t_{f.column}"] = prefix

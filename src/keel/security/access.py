@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from keel.metadata.model import ObjectDef, SchemaSnapshot
 from keel.security.predicate import SharingRule, load_rules, visibility
 from keel.security.principals import col, live, subordinate_role_keys, user_principals
+from keel.security.queues import owning_queues
 from keel.security.shareobj import share_shape
 from keel.security.tables import principal_members
 from keel.storage import system as S
@@ -30,7 +31,8 @@ OBJECT_ACTIONS = {"read": "PermissionsRead", "create": "PermissionsCreate", "edi
                   "modify_all": "PermissionsModifyAllRecords"}
 # Setup objects readable by every user, as in Salesforce (names and roles of colleagues).
 PUBLIC_SETUP = frozenset({"user", "profile", "userrole", "group"})
-USER_ADMIN_OBJECTS = frozenset({"user", "permissionsetassignment", "userrole", "group", "groupmember"})
+USER_ADMIN_OBJECTS = frozenset({"user", "permissionsetassignment", "userrole", "group", "groupmember",
+                                "queuesobject"})
 CUSTOMIZE_OBJECTS = frozenset({"profile", "permissionset", "permissionsetgroup", "permissionsetgroupcomponent",
                                "objectpermissions", "fieldpermissions", "sharingrule"})
 SETUP_OBJECTS = PUBLIC_SETUP | USER_ADMIN_OBJECTS | CUSTOMIZE_OBJECTS
@@ -73,6 +75,11 @@ class UserAccess:
     # The database the access was read from: the owner list pays off on SQLite, whose IN list is a probe of an
     # in-memory b-tree; PostgreSQL's hashed subplan over the closure measured faster than a literal list there.
     dialect: str = "sqlite"
+    # Owner keys (``ids.QUEUE_OWNER`` + Group pk) of the queues this user is a member of: their records are owned
+    # by the user for visibility. ``queues_below``: queues with a member below this user in the role hierarchy,
+    # whose records the hierarchy shows on objects that grant access using hierarchies.
+    queues: frozenset[int] = frozenset()
+    queues_below: frozenset[int] = frozenset()
 
     version: int = 0
     _memo: dict[tuple[str, str, str], bool] = field(default_factory=dict)
@@ -218,9 +225,11 @@ def load_access(conn: Connection, schema: SchemaSnapshot, user_pk: int, *,
     rules = load_rules(conn, schema, principals)
     subs = subordinate_role_keys(conn, role_pk)
     below = owners_below(conn, subs, owner_list_max)
+    queues, queues_below = owning_queues(conn, schema, principals, subs)
     return UserAccess(schema, user_pk, role_pk, profile_pk, frozenset(system),
                       {k: frozenset(v) for k, v in objects.items()}, fields, principals, subs, rules,
-                      dense=_dense(conn, schema, subs, below), owners_below=below, dialect=conn.dialect.name)
+                      dense=_dense(conn, schema, subs, below), owners_below=below, dialect=conn.dialect.name,
+                      queues=queues, queues_below=queues_below)
 
 
 def owners_below(conn: Connection, subordinate_keys: tuple[int, ...],

@@ -178,13 +178,15 @@ def visibility(access: UserAccess, obj: ObjectDef, table: FromClause, mode: str)
     below = access.owners_below if obj.role_hierarchy and access.subordinate_keys else ()
     if below and access.dialect != "sqlite":
         below = None
+    # Records owned by my queues, and (through the hierarchy) by queues with a member below me, are owned by me.
+    mine = {access.user_pk, *access.queues, *(access.queues_below if obj.role_hierarchy else ())}
     if below is None:  # too many to list (or not SQLite): read them from the closure in the statement
-        grants.append(owner == _int(access.user_pk))
+        grants.append(owner.in_(_ints(sorted(mine))) if len(mine) > 1 else owner == _int(access.user_pk))
         grants.append(owner.in_(sa.select(principal_members.c.user_id)
                                 .where(principal_members.c.principal.in_(_ints(access.subordinate_keys)))))
-    elif below:
+    elif below or len(mine) > 1:
         # Mine and my subordinates' records: one probe of one list per row a sorted list walks past.
-        grants.append(owner.in_(_ints(sorted({access.user_pk, *below}))))
+        grants.append(owner.in_(_ints(sorted({*mine, *below}))))
     else:
         grants.append(owner == _int(access.user_pk))
     # Records shared with any of my principals: an uncorrelated list built once per statement from the

@@ -48,6 +48,11 @@ def _encode_full(prefix: str, n: int) -> str:
 _PAIRS = [a + b for a in ALPHABET for b in ALPHABET]
 _PAIR_BITS = [(1 if "A" <= p[0] <= "Z" else 0) | (2 if "A" <= p[1] <= "Z" else 0) for p in _PAIRS]
 _LOW = 3844 * 3844
+# A record's owner column holds a User pk or, for a record owned by a queue, the queue's Group pk plus
+# ``QUEUE_OWNER`` (the group principal of ``security/principals.py``). Every owner id is read back through
+# ``encode("005", n)``, which turns those into the queue's ``00G`` id, so read paths need no owner special case;
+# ``split_owner`` is the write side.
+QUEUE_OWNER = 1 << 40
 
 
 @lru_cache(maxsize=4096)
@@ -63,6 +68,8 @@ def encode(prefix: str, n: int) -> str:
 
     Ids written or read together share their high digits, so only the last four digits and the last checksum
     character are computed per id (the property tests check it against the plain algorithm)."""
+    if n >= QUEUE_OWNER and prefix == "005" and n < 2 * QUEUE_OWNER:
+        prefix, n = "00G", n - QUEUE_OWNER
     if not 0 <= n <= MAX_INT:
         raise ValueError(f"id {n} is out of range")
     head, c01, hb = _head(prefix, n // _LOW)
@@ -90,6 +97,12 @@ def split(public_id: str) -> tuple[str, int]:
             raise MalformedIdError(f"Invalid id: {public_id!r} contains {c!r}.")
         value = value * 62 + i
     return id15[:3], value
+
+
+def split_owner(public_id: str) -> tuple[str, int]:
+    """``split`` for an OwnerId: a queue's ``00G`` id gives its owner-column integer (``QUEUE_OWNER`` + pk)."""
+    prefix, n = split(public_id)
+    return (prefix, QUEUE_OWNER + n) if prefix == "00G" else (prefix, n)
 
 
 def decode(public_id: str, prefix: str) -> int:
