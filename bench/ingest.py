@@ -37,9 +37,11 @@ from keel.metadata.apply import apply_plan
 from keel.metadata.package import parse_object
 from keel.metadata.plan import plan
 from keel.metadata.store import load_snapshot
+from keel.metadata.tables import search_fields
 from keel.records import save_many
 from keel.services.org import init_org, open_context
 from keel.settings import Settings
+from keel.storage import search
 
 BATCH = 10_000
 RULES = [
@@ -99,11 +101,14 @@ def clone_table(ctx: Context) -> tuple[str, list[str]]:
         if ctx.db.dialect == "postgresql":
             conn.exec_driver_sql(f'CREATE TABLE raw_copy (LIKE "{obj.table}" INCLUDING ALL)')
         else:
-            rows = conn.exec_driver_sql("SELECT type, sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL",
-                                        (obj.table,)).all()
+            rows = conn.exec_driver_sql("SELECT type, sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL "
+                                        "AND type <> 'trigger'", (obj.table,)).all()
             for _kind, sql in sorted(rows, key=lambda r: r[0] != "table"):
                 sql = sql.replace(f'"{obj.table}"', "raw_copy").replace(obj.table, "raw_copy")
                 conn.exec_driver_sql(sql)
+            # The full-text index and the triggers that keep it (PostgreSQL's LIKE … INCLUDING ALL copies its
+            # expression index).
+            search.create(conn, "raw_copy", [str(f.column) for f in search_fields(obj)])
     cols = ["id", "created_date", "created_by_id", "last_modified_date", "last_modified_by_id", "system_modstamp",
             "is_deleted", "version", "name", "owner_id"] + [str(f.column) for f in obj.fields
                                                             if f.column and not f.standard]

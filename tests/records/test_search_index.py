@@ -86,9 +86,24 @@ def test_create_update_delete_undelete_and_hard_delete(gadgets: Context) -> None
     assert names(ctx, "migratory") == ["Red heron"]
     hard_delete_many(ctx, "Gadget__c", [heron])
     assert names(ctx, "heron") == [] and names(ctx, "migratory") == []
+    upsert_many(ctx, "Gadget__c", [{"Code__c": "NEW-3", "Name": "Upserted owl"}], "Code__c")  # an insert
+    assert names(ctx, "owl") == ["Upserted owl"]
     with ctx.db.read() as conn:  # the index itself holds no entry for the row that is gone
         o = ctx.schema(conn).get_object("Gadget__c")
         assert matching_ids(ctx, conn, o, parse_terms("heron")) == []
+    assert_consistent(ctx)
+
+
+def assert_consistent(ctx: Context) -> None:
+    """SQLite: FTS5 compares its index with the record table's text (an error if any row is missing, stale or
+    indexed twice)."""
+    if ctx.db.dialect != "sqlite":
+        return
+    with ctx.db.transaction() as conn:
+        for obj in ctx.schema(conn):
+            if search.exists(conn, obj.table):
+                name = search.index_name(obj.table)
+                conn.exec_driver_sql(f'INSERT INTO "{name}"("{name}", rank) VALUES (\'integrity-check\', 1)')
 
 
 def test_bulk_batches_are_indexed(gadgets: Context) -> None:
@@ -101,6 +116,7 @@ def test_bulk_batches_are_indexed(gadgets: Context) -> None:
         assert len(matching_ids(gadgets, conn, o, parse_terms("bulk"), limit=5000)) == 1200
         assert len(find(gadgets, conn, o, parse_terms("bulk"), limit=10)) == 10
     assert names(gadgets, "0007 OR 1199") == ["Bulk item 0007", "Bulk item 1199"]
+    assert_consistent(gadgets)
 
 
 def test_scopes_phrases_prefixes_and_operators(gadgets: Context) -> None:
@@ -123,6 +139,22 @@ def test_scopes_phrases_prefixes_and_operators(gadgets: Context) -> None:
     assert names(gadgets, "(alpha OR ray) AND NOT example") == ["Beta alpha", "Gamma ray"]
     assert names(gadgets, "gamma@example.com") == ["Alpha beta"]  # an email is its words, in order
     assert names(gadgets, "alpha-beta") == ["Alpha beta", "Beta alpha"]
+
+
+def test_a_limit_keeps_the_best_matches(gadgets: Context) -> None:
+    """Results come best match first, and a LIMIT keeps the best ones (not any ``limit`` of the matches)."""
+    light = [{"Name": f"Light {i:02d}", "Notes__c": "one kiwi among many other words " * 3} for i in range(20)]
+    heavy = [{"Name": f"Kiwi kiwi {i}", "Notes__c": "kiwi kiwi kiwi"} for i in range(3)]
+    save_many(gadgets, "Gadget__c", light + heavy)  # the best matches have the highest ids
+    with gadgets.db.read() as conn:
+        o = gadgets.schema(conn).get_object("Gadget__c")
+        every = [r["Name"] for r in find(gadgets, conn, o, parse_terms("kiwi"), fields="Name")]
+        top = [r["Name"] for r in find(gadgets, conn, o, parse_terms("kiwi"), fields="Name", limit=3)]
+        filtered = [r["Name"] for r in find(gadgets, conn, o, parse_terms("kiwi"), fields="Name",
+                                            where="Name LIKE 'Light%'", limit=2)]
+    assert len(every) == 23 and sorted(every[:3]) == ["Kiwi kiwi 0", "Kiwi kiwi 1", "Kiwi kiwi 2"]
+    assert top == every[:3]
+    assert filtered == [n for n in every if n.startswith("Light")][:2]
 
 
 @pytest.mark.parametrize("term", [
@@ -212,6 +244,7 @@ def test_import_builds_the_index(gadgets: Context, make_db: Callable[[str], Cont
     assert names(moved, "across") == ["Travelling gadget"]
     save_many(moved, "Gadget__c", [{"Name": "Born after the move"}])
     assert names(moved, "move*") == ["Born after the move", "Travelling gadget"]
+    assert_consistent(moved)
 
 
 def test_searches_read_the_index(gadgets: Context) -> None:

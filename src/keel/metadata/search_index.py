@@ -9,6 +9,9 @@ so ``/search`` never runs against a missing index. New objects and field changes
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -45,6 +48,24 @@ def build_missing(db: Database) -> list[str]:
         for obj in objs:
             search.create(conn, obj.table, [f.column or "" for f in search_fields(obj)])
     return [o.api_name for o in objs]
+
+
+def index_new_rows(conn: Connection, obj: ObjectDef, pks: Sequence[int], cache: dict[str, Any] | None = None) -> None:
+    """Add rows just inserted into ``obj``'s table to its search index (SQLite; see ``storage.search``). Objects
+    without an index yet (an organisation ``keel migrate`` has not upgraded) are skipped: building the index later
+    reads every row. ``cache`` (a schema snapshot's) remembers which indexes exist, so a one-record save costs one
+    extra statement, not two."""
+    if conn.dialect.name != "sqlite" or not pks:
+        return
+    cols = [f.column or "" for f in search_fields(obj)]
+    if not cols:
+        return
+    built: set[str] = (cache if cache is not None else {}).setdefault("search_built", set())
+    if obj.table not in built:
+        if not search.exists(conn, obj.table):
+            return
+        built.add(obj.table)  # only presence is remembered: an index is dropped only with a new snapshot
+    search.index_rows(conn, obj.table, cols, pks)
 
 
 def require_built(db: Database) -> None:

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 from keel.context import Context
 from keel.errors import KeelError
 from keel.metadata.model import ObjectDef
+from keel.metadata.search_index import index_new_rows
 from keel.metadata.tables import build_table
 from keel.storage import system as S
 
@@ -37,6 +38,7 @@ def restore_rows(ctx: Context, conn: Connection, obj: ObjectDef, rows: Sequence[
         return 0
     table = build_table(obj)
     conn.execute(sa.insert(table), list(rows))
+    index_new_rows(conn, obj, [int(r["id"]) for r in rows])
     advance_ids(conn, obj.table, max(int(r["id"]) for r in rows))
     if audit:
         conn.execute(sa.insert(S.audit).values(

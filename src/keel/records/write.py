@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from keel.metadata.model import SchemaSnapshot
+from keel.metadata.search_index import index_new_rows
 from keel.metadata.tables import is_polymorphic, table_for, type_column
 from keel.records.codec import encode_datetime, history_text
 from keel.records.hooks import RowState
@@ -37,6 +38,7 @@ def write_rows(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: Wri
     updates = [r for r in rows if r.prior is not None and r.changed]
     if inserts:
         _insert(conn, plan, inserts, now, actor)
+        index_new_rows(conn, plan.obj, [r.pk for r in inserts if r.pk is not None], schema.cache)
     if updates:
         _update(conn, schema, plan, updates, now, actor)
     _history(conn, plan, updates, now, actor)

@@ -182,6 +182,24 @@ def parse_terms(text: str) -> Expr:
     return expr
 
 
+def as_prefixes(e: Expr) -> Expr:
+    """Every word (and each phrase's last word) as a prefix: the web's search box matches as the user types."""
+    if isinstance(e, Term):
+        return Term(e.tokens, True)
+    return Op(e.kind, as_prefixes(e.left), as_prefixes(e.right))
+
+
+def loose_terms(text: str) -> Expr | None:
+    """A search box's text as search terms: SOSL syntax when it parses, else just its words (a stray quote or
+    parenthesis should not turn a person's search into an error); None when no word is long enough."""
+    for attempt in (text, " ".join(_TOKEN.findall(text))):
+        try:
+            return as_prefixes(parse_terms(attempt))
+        except KeelError:
+            continue
+    return None
+
+
 def _terms(e: Expr) -> list[Term]:
     return [e] if isinstance(e, Term) else _terms(e.left) + _terms(e.right)
 
@@ -263,7 +281,10 @@ def find(ctx: Context, conn: Connection, obj: ObjectDef, expr: Expr, *, scope: s
     first unless ``order`` is given. Raises the SOQL errors of a bad field list or WHERE."""
     if limit <= 0:
         return []
-    found = matching_ids(ctx, conn, obj, expr, scope)
+    limit = min(limit, MAX_ROWS)
+    # Without WHERE or ORDER BY the best ``limit`` matches are the answer; otherwise every candidate goes to SOQL,
+    # which filters (and sorts), and the best ones that pass are kept.
+    found = matching_ids(ctx, conn, obj, expr, scope, limit=MAX_ROWS if where or order else limit)
     if not found:
         return []
     public = [ids.encode(obj.key_prefix, n) for n in found]
@@ -271,14 +292,13 @@ def find(ctx: Context, conn: Connection, obj: ObjectDef, expr: Expr, *, scope: s
     if where:
         soql += f" AND ({where})"
     if order:
-        soql += f" ORDER BY {order}"
-    soql += f" LIMIT {min(limit, MAX_ROWS)}"
-    page = query(ctx, soql, api_version=api_version, batch_size=MAX_ROWS, conn=conn)
+        soql += f" ORDER BY {order} LIMIT {limit}"
+    page = query(ctx, soql, api_version=api_version, batch_size=MAX_ROWS, conn=conn, surface="search")
     records: list[dict[str, Any]] = list(page["records"])
     if order:
         return records
     rank = {p[:15]: i for i, p in enumerate(public)}
-    return sorted(records, key=lambda r: rank.get(_record_id(r)[:15], len(rank)))
+    return sorted(records, key=lambda r: rank.get(_record_id(r)[:15], len(rank)))[:limit]
 
 
 def _record_id(record: dict[str, Any]) -> str:

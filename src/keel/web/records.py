@@ -19,6 +19,7 @@ from keel.metadata.model import FieldDef, ObjectDef
 from keel.metadata.tables import table_for
 from keel.records import save_many
 from keel.services.query import query
+from keel.services.search import find, loose_terms, searched_fields
 from keel.services.security import read_history, system_context
 from keel.storage import ids
 from keel.web.approvals import approval_for
@@ -241,25 +242,25 @@ def lookup(web: Web) -> Response:
 
 
 def search(web: Web) -> Response:
-    """Global search: each object's search fields, matched only on fields the user can read (otherwise a search
-    would reveal hidden values by whether it matched), results through SOQL as the user."""
-    q = str(web.params.get("q", "")).strip().replace("%", "").replace("_", "")
+    """Global search through the same service as the API's ``/search``: each object's full-text index, matched
+    only on fields the user can read (otherwise a search would reveal hidden values by whether it matched) and
+    only on visible records, each word a prefix; results through SOQL as the user, best match first."""
+    q = str(web.params.get("q", "")).strip()
     groups = []
-    if len(q) >= 2:
+    expr = loose_terms(q) if len(q) >= 2 else None
+    if expr is not None:
         from keel.web.base import nav_objects
 
-        for obj in nav_objects(web.ctx):
-            fields = [obj.get_field(n) for n in (obj.extra.get("search_fields") or ["Name"])
-                      if obj.find_field(n) and readable(web.ctx, obj, n)
-                      and obj.get_field(n).type in ("text", "email", "phone", "url", "textarea", "picklist")]
-            if not fields:
-                continue
-            like = soql_literal(None, f"%{q}%")
-            where = " OR ".join(f"{f.api_name} LIKE {like}" for f in fields)
-            names = ", ".join(dict.fromkeys(["Id", "Name", *[f.api_name for f in fields]]))
-            recs = query(web.ctx, f"SELECT {names} FROM {obj.api_name} WHERE {where} ORDER BY Name LIMIT 10")[
-                "records"]
-            if recs:
-                shown = [f for f in fields if f.api_name != "Name" and f.type not in UNSORTABLE]
-                groups.append((obj, shown, [(r, [display(r.get(f.api_name), f) for f in shown]) for r in recs]))
+        with web.ctx.db.read() as conn:
+            for obj in nav_objects(web.ctx):
+                if not searched_fields(web.ctx, obj):
+                    continue
+                shown = [obj.get_field(n) for n in (obj.extra.get("search_fields") or ["Name"])
+                         if n != "Name" and obj.find_field(n) and readable(web.ctx, obj, n)
+                         and obj.get_field(n).type in ("text", "email", "phone", "url", "textarea", "picklist")
+                         and obj.get_field(n).type not in UNSORTABLE]
+                names = ", ".join(dict.fromkeys(["Id", "Name", *[f.api_name for f in shown]]))
+                recs = find(web.ctx, conn, obj, expr, fields=names, limit=10)
+                if recs:
+                    groups.append((obj, shown, [(r, [display(r.get(f.api_name), f) for f in shown]) for r in recs]))
     return web.render("search.html", q=q, groups=groups)
