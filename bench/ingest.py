@@ -140,8 +140,13 @@ def raw_batch(ctx: Context, sql: str, start: int, n: int) -> None:
         raw = conn.connection.driver_connection
         assert raw is not None
         cur = raw.cursor()
-        cur.executemany(sql, raw_rows(start, n, ctx.db.dialect == "sqlite"))
+        rows = raw_rows(start, n, ctx.db.dialect == "sqlite")
+        cur.executemany(sql, rows)
         cur.close()
+        # What a hand-written loader must do to keep the FTS5 index (SQLite; PostgreSQL's index is maintained by
+        # the server): one INSERT … SELECT per batch, as Keel does.
+        obj = ctx.schema().get_object("Applicant__c")
+        search.index_rows(conn, "raw_copy", [str(f.column) for f in search_fields(obj)], [r[0] for r in rows])
 
 
 def keel_batch(ctx: Context, start: int, n: int) -> None:

@@ -184,6 +184,11 @@ def test_query_syntax_is_quoted() -> None:
     with pytest.raises(KeelError) as exc:
         parse_terms("(alpha")
     assert exc.value.code == "MALFORMED_SEARCH"
+    for hostile in ("(" * 5000 + "alpha" + ")" * 5000, " OR ".join(["alpha"] * 5000)):
+        with pytest.raises(KeelError) as exc:
+            parse_terms(hostile)
+        assert exc.value.code == "MALFORMED_SEARCH"
+    assert to_fts5(parse_terms("((((alpha))))")) == '"alpha"'
 
 
 def test_metadata_changes_rebuild_the_index(org: Context, tmp_path: Path) -> None:

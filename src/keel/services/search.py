@@ -34,6 +34,8 @@ from keel.services.query import query
 from keel.storage import ids, search
 
 MAX_ROWS = 2000
+MAX_TERMS = 100
+MAX_DEPTH = 20
 SCOPES = ("ALL", "NAME", "EMAIL", "PHONE")
 _TOKEN = re.compile(r"[^\W_]+")
 
@@ -173,7 +175,15 @@ class _Parser:
 
 def parse_terms(text: str) -> Expr:
     """The search expression of ``FIND {text}``. Raises INVALID_SEARCH for terms of fewer than two characters."""
-    p = _Parser(_lex(text))
+    items = _lex(text)
+    depth = deepest = 0
+    for kind, _ in items:
+        depth += 1 if kind == "(" else -1 if kind == ")" else 0
+        deepest = max(deepest, depth)
+    if deepest > MAX_DEPTH or sum(kind in ("word", "phrase") for kind, _ in items) > MAX_TERMS:
+        # The expression is a tree walked recursively; bounding it keeps a hostile term from exhausting the stack.
+        raise _bad(f"A search has at most {MAX_TERMS} words and {MAX_DEPTH} levels of parentheses.")
+    p = _Parser(items)
     expr = p.expr()
     if p.peek() is not None:
         raise _bad("Unbalanced parentheses in the search.")
@@ -251,26 +261,29 @@ def matching_ids(ctx: Context, conn: Connection, obj: ObjectDef, expr: Expr, sco
     cols = [f.column or "" for f in fields]
     every = [f.column or "" for f in search_fields(obj)]
     stmt = sa.select(t.c.id).where(t.c.is_deleted == sa.false())
+    visible = None if ctx.actor.is_system else ctx.actor.access.record_filter(obj, t, "read")
+    if visible is not None:
+        stmt = stmt.where(visible)
     if conn.dialect.name == "postgresql":
         q = "to_tsquery('simple'::regconfig, :q)"
         stmt = stmt.where(sa.text(f"{search.vector_sql(every, 't')} @@ {q}"))  # the indexed expression
         mine = search.vector_sql(cols, "t")
         if cols != every:
             stmt = stmt.where(sa.text(f"{mine} @@ {q}"))
-        stmt = stmt.order_by(sa.text(f"ts_rank({mine}, {q}) DESC"), t.c.id)
-        params = {"q": to_tsquery(expr)}
-    else:
-        fts = sa.table(search.index_name(obj.table), sa.column("rowid"))
-        name = '"' + search.index_name(obj.table) + '"'
-        stmt = stmt.select_from(t.join(fts, fts.c.rowid == t.c.id)).where(sa.text(f"{name} MATCH :q"))
-        stmt = stmt.order_by(sa.text(f"{name}.rank"), t.c.id)
-        spec = "{" + " ".join(cols) + "}"
-        params = {"q": f"{spec} : ({to_fts5(expr)})"}
-    if not ctx.actor.is_system:
-        visible = ctx.actor.access.record_filter(obj, t, "read")
-        if visible is not None:
-            stmt = stmt.where(visible)
-    rows = conn.execute(stmt.limit(limit), params)
+        # ts_rank rebuilds each row's tsvector, so rank only the first MAX_ROWS candidates (Salesforce also takes a
+        # bounded set of matches before ranking and filtering): ranking every match of a common word costs seconds.
+        query_arg = sa.func.to_tsquery(sa.literal_column("'simple'::regconfig"), sa.bindparam("q"))
+        rank = sa.func.ts_rank(sa.literal_column(mine), query_arg).label("r")
+        ranked = stmt.add_columns(rank).limit(MAX_ROWS).subquery("c")
+        rows = conn.execute(sa.select(ranked.c.id).order_by(ranked.c.r.desc(), ranked.c.id).limit(limit),
+                            {"q": to_tsquery(expr)})
+        return [int(r[0]) for r in rows]
+    fts = sa.table(search.index_name(obj.table), sa.column("rowid"))
+    name = '"' + search.index_name(obj.table) + '"'
+    stmt = stmt.select_from(t.join(fts, fts.c.rowid == t.c.id)).where(sa.text(f"{name} MATCH :q"))
+    stmt = stmt.order_by(sa.text(f"{name}.rank"), t.c.id)
+    spec = "{" + " ".join(cols) + "}"
+    rows = conn.execute(stmt.limit(limit), {"q": f"{spec} : ({to_fts5(expr)})"})
     return [int(r[0]) for r in rows]
 
 
