@@ -26,11 +26,13 @@ VISIBLE: dict[tuple[str, str], str] = {
     ("Position__c", "pos1"): ALL,  # Public Read Only
     ("Position__c", "pos2"): ALL,
     ("Candidate__c", "cand1"): "recruiter hm1 hm2 vp",  # employees have no Candidate permission
-    ("Job_Application__c", "app1"): "recruiter hm1 interviewer vp",  # the interviewer has a manual share
+    # The interviewer has a manual share; hm2, above the interviewer's role, inherits it (grant access using
+    # hierarchies), as in Salesforce.
+    ("Job_Application__c", "app1"): "recruiter hm1 hm2 interviewer vp",
     ("Job_Application__c", "app2"): "recruiter vp",
     ("Review__c", "rev_iv"): "recruiter hm1 hm2 interviewer vp",  # Interviewer role is below Hiring Manager
     ("Review__c", "rev_hm"): "recruiter hm1 vp",
-    ("Offer__c", "offer1"): "recruiter hm1 vp",  # controlled by parent: follows app1
+    ("Offer__c", "offer1"): "recruiter hm1 hm2 vp",  # controlled by parent: follows app1
     ("Offer__c", "offer2"): "recruiter vp",
 }
 
@@ -61,7 +63,7 @@ READABLE: dict[tuple[str, str], str] = {
 CHILDREN: dict[str, dict[str, set[str]]] = {
     "recruiter": {"app1": {"rev_iv", "rev_hm"}, "app2": set()},
     "hm1": {"app1": {"rev_iv", "rev_hm"}},
-    "hm2": {},
+    "hm2": {"app1": {"rev_iv"}},  # the inherited application; hm1's own review belongs to a peer
     "interviewer": {"app1": {"rev_iv"}},  # not the hiring manager's own review
     "employee": {},
     "vp": {"app1": {"rev_iv", "rev_hm"}, "app2": set()},
@@ -71,7 +73,7 @@ CHILDREN: dict[str, dict[str, set[str]]] = {
 PARENT_PATH: dict[tuple[str, str], bool] = {
     ("recruiter", "rev_iv"): True, ("recruiter", "rev_hm"): True,
     ("hm1", "rev_iv"): True, ("hm1", "rev_hm"): True,
-    ("hm2", "rev_iv"): False,  # sees the review via the hierarchy, not hm1's application
+    ("hm2", "rev_iv"): True,  # the application through the interviewer's inherited share
     ("interviewer", "rev_iv"): True,  # the application is shared with the interviewer
     ("vp", "rev_iv"): True, ("vp", "rev_hm"): True,
 }

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from keel.context import Context
@@ -33,9 +33,11 @@ REGIONS = ("A", "B", "C")
 @st.composite
 def orgs(draw: Any) -> dict[str, Any]:
     n_roles = draw(st.integers(1, 6))
-    parents = [None] + [draw(st.one_of(st.none(), st.integers(0, i - 1))) for i in range(1, n_roles)]
+    # Mostly deep trees (the simplest draw is a chain) and mostly users with roles, so the hierarchy and what
+    # managers inherit through it are exercised often.
+    parents = [None] + [_or_none(i - 1 - draw(st.integers(0, i))) for i in range(1, n_roles)]
     n_users = draw(st.integers(2, 6))
-    roles = [draw(st.one_of(st.none(), st.integers(0, n_roles - 1))) for _ in range(n_users)]
+    roles = [_or_none(draw(st.integers(-1, n_roles - 1))) for _ in range(n_users)]
     view_all = [draw(st.booleans()) and draw(st.booleans()) for _ in range(n_users)]
     n_groups = draw(st.integers(0, 3))
     principal = st.one_of(
@@ -59,12 +61,15 @@ def orgs(draw: Any) -> dict[str, Any]:
     grants = draw(st.lists(st.tuples(st.integers(0, n_records - 1), principal, st.integers(1, 3),
                                      st.sampled_from(["Manual", "Team"])), max_size=6))
     return {"parents": parents, "roles": roles, "view_all": view_all, "groups": groups, "queues": queues,
-            "records": records,
-            "rules": rules, "shares": _unique_shares(grants), "owd": draw(st.sampled_from(["private", "public_read",
-                                                                              "public_read_write"])),
-            "hierarchy": draw(st.booleans()), "region_values": draw(st.lists(st.sampled_from(REGIONS), min_size=1,
-                                                                              max_size=2, unique=True)),
+            "records": records, "rules": rules, "shares": _unique_shares(grants),
+            "owd": draw(st.sampled_from(["private", "private", "public_read", "public_read_write"])),
+            "hierarchy": draw(st.sampled_from([True, True, False])),
+            "region_values": draw(st.lists(st.sampled_from(REGIONS), min_size=1, max_size=2, unique=True)),
             "threshold": draw(st.integers(0, 10))}
+
+
+def _or_none(n: int) -> int | None:
+    return None if n < 0 else n
 
 
 # -- the slow reference ------------------------------------------------------------------------------------
@@ -110,6 +115,12 @@ def reference(m: dict[str, Any]) -> dict[tuple[int, int, str], bool]:
         """``u``'s role is strictly above ``v``'s."""
         return roles[u] is not None and roles[v] is not None and roles[u] in ancestors(roles[v])
 
+    def reaches(u: int, p: tuple[str, int]) -> bool:
+        """A grant to ``p`` reaches ``u`` directly or, granting access using hierarchies, through anyone in a role
+        below ``u``'s (Salesforce's managers inherit their subordinates' shares and rule grants)."""
+        got = members(p)
+        return u in got or (m["hierarchy"] and any(above(u, v) for v in got))
+
     out: dict[tuple[int, int, str], bool] = {}
     for u in range(len(roles)):
         for i, rec in enumerate(m["records"]):
@@ -121,10 +132,10 @@ def reference(m: dict[str, Any]) -> dict[tuple[int, int, str], bool]:
                 ok = ok or (m["owd"] == "public_read_write" and lvl <= 2) or (m["owd"] == "public_read" and lvl == 1)
                 if m["hierarchy"]:
                     ok = ok or any(above(u, v) for v in owners)
-                ok = ok or any(r == i and u in members(p) and level >= lvl for r, p, level, _ in m["shares"])
+                ok = ok or any(r == i and reaches(u, p) and level >= lvl for r, p, level, _ in m["shares"])
                 if lvl <= 2:
                     for kind, a, target, level in m["rules"]:
-                        if level < lvl or u not in members(target):
+                        if level < lvl or not reaches(u, target):
                             continue
                         if (kind == "owner" and owner >= 0 and owner in members(a)) or (
                                 kind == "criteria" and matches(rec, a)):
@@ -229,6 +240,17 @@ def _unique_shares(grants: list[Any]) -> list[Any]:
     return out
 
 
+# Always checked: a manager (u0, role r1) above a grantee (u1, r2) of a user share, a group share and a rule, on
+# records whose owners are not below the manager, so only inheriting through the hierarchy shows them; with the
+# hierarchy off, nothing is inherited.
+INHERITS: dict[str, Any] = {
+    "parents": [None, 0, 1], "roles": [1, 2, 0, None], "view_all": [False] * 4, "groups": [[("user", 1)]],
+    "queues": [], "records": [(3, "A", 1), (2, "B", 2), (3, "B", 9)],
+    "rules": [("criteria", ("Amount__c", "greater_than"), ("rolesub", 2), 1)],
+    "shares": [(0, ("user", 1), 1, "Manual"), (1, ("group", 0), 2, "Team")], "owd": "private", "hierarchy": True,
+    "region_values": ["A"], "threshold": 5}
+
+
 def test_predicate_matches_reference(org: Context, tmp_path: Path) -> None:
     deploy_objects(org, [{"object": "Prop__c", "sharing": "private", "name_field": {"type": "text"}, "fields": [
         {"name": "Region__c", "type": "text", "length": 5}, {"name": "Amount__c", "type": "number"}]}], tmp_path)
@@ -238,6 +260,8 @@ def test_predicate_matches_reference(org: Context, tmp_path: Path) -> None:
     @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                      HealthCheck.too_slow])
     @given(orgs())
+    @example(INHERITS)
+    @example({**INHERITS, "hierarchy": False})
     def check(m: dict[str, Any]) -> None:
         expected = reference(m)
         obj = replace(schema.get_object("Prop__c"), sharing=m["owd"], role_hierarchy=m["hierarchy"])

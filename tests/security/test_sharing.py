@@ -191,7 +191,14 @@ def test_role_and_subordinates_target(world: Org) -> None:
         "SourceId": role_id(world, "Auditor"), "TargetId": role_id(world, "Manager"),
         "TargetIncludeSubordinates": True}])
     assert "case-aud" in world.visible("a1") and "case-aud" in world.visible("mgr")
-    assert "case-aud" not in world.visible("dir")  # Director is above, not below, Manager
+    # Director is above, not below, Manager: not a target, but it inherits what Manager is granted.
+    assert "case-aud" in world.visible("dir")
+    save_many(world.admin, "SharingRule", [{
+        "Name": "Auditor memos to managers", "SobjectType": "Memo__c", "RuleType": "Owner",
+        "SourceId": role_id(world, "Auditor"), "TargetId": role_id(world, "Manager"),
+        "TargetIncludeSubordinates": True}])
+    assert "memo-aud" in world.visible("mgr", "Memo__c")
+    assert "memo-aud" not in world.visible("dir", "Memo__c")  # no access through hierarchies on Memo__c
 
 
 def test_shares_on_two_objects_are_kept_apart(world: Org) -> None:
@@ -203,6 +210,30 @@ def test_shares_on_two_objects_are_kept_apart(world: Org) -> None:
     assert unshare_record(world.ctx("aud"), "Memo__c", rid(world, "Memo__c", "memo-aud"), world.users["a2"]) == 1
     assert "memo-aud" not in world.visible("a2", "Memo__c")
     assert "case-aud" in world.visible("a2")
+
+
+def test_managers_inherit_subordinates_shares_and_rule_grants(world: Org) -> None:
+    """With "grant access using hierarchies" (on unless an object turns it off), whatever a user is granted by a
+    share or a sharing rule reaches the users above them in the role hierarchy, as in Salesforce; peers and
+    objects without hierarchy access get nothing."""
+    share_record(world.ctx("aud"), "Case_File__c", rid(world, "Case_File__c", "case-aud"), world.users["a1"], "Read")
+    share_record(world.ctx("aud"), "Memo__c", rid(world, "Memo__c", "memo-aud"), world.users["a1"], "Read")
+    assert "case-aud" in world.visible("a1") and "memo-aud" in world.visible("a1", "Memo__c")
+    assert "case-aud" in world.visible("mgr") and "case-aud" in world.visible("dir")
+    assert "case-aud" not in world.visible("a2")  # a peer of the grantee
+    assert "memo-aud" not in world.visible("mgr", "Memo__c")
+    with pytest.raises(BatchError):  # a Read share is inherited as Read
+        save_many(world.ctx("mgr"), "Case_File__c", [{"Id": rid(world, "Case_File__c", "case-aud"), "Amount__c": 2}])
+    # A rule to a group holding only a2 reaches a2's managers, not a1.
+    desk = save_many(world.admin, "Group", [{"Name": "South desk", "DeveloperName": "South_desk"}])[0].id
+    assert desk
+    save_many(world.admin, "GroupMember", [{"GroupId": desk, "UserOrGroupId": world.users["a2"]}])
+    save_many(world.admin, "SharingRule", [{
+        "Name": "East cases", "SobjectType": "Case_File__c", "RuleType": "Criteria", "CriteriaField": "Region__c",
+        "CriteriaOperator": "equals", "CriteriaValue": "East", "TargetId": desk, "AccessLevel": "Edit"}])
+    save_many(world.ctx("dir"), "Case_File__c", [{"Id": rid(world, "Case_File__c", "case-aud"), "Amount__c": 3}])
+    assert "case-aud" in world.visible("a2")
+    assert world.visible("a1") == {"case-a1", "case-aud"}  # still only through the manual share
 
 
 def test_manual_and_programmatic_shares(world: Org) -> None:
@@ -279,7 +310,7 @@ def test_audit_log(world: Org) -> None:
 def test_recalculation_reports_progress(world: Org) -> None:
     seen: list[tuple[str, int, int]] = []
     result = recalculate_sharing(world.admin, lambda step, done, total: seen.append((step, done, total)))
-    assert result.roles == 4 and {s for s, _, _ in seen} == {"roles", "groups", "members"}
+    assert result.roles == 4 and {s for s, _, _ in seen} == {"roles", "groups", "members", "shares"}
     with pytest.raises(KeelError):
         recalculate_sharing(world.ctx("a1"))
 

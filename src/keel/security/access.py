@@ -18,8 +18,9 @@ from sqlalchemy.engine import Connection
 
 from keel.metadata.model import ObjectDef, SchemaSnapshot
 from keel.security.predicate import SharingRule, load_rules, visibility
-from keel.security.principals import col, live, subordinate_role_keys, user_principals
+from keel.security.principals import col, inherited_principals, live, subordinate_role_keys, user_principals
 from keel.security.queues import owning_queues
+from keel.security.reach import role_span
 from keel.security.shareobj import share_shape
 from keel.security.tables import principal_members
 from keel.storage import system as S
@@ -67,7 +68,7 @@ class UserAccess:
     fields: dict[tuple[str, str], tuple[bool, bool]]  # (object key, field key) -> (read, edit)
     principals: frozenset[int]
     subordinate_keys: tuple[int, ...]
-    rules: dict[str, tuple[SharingRule, ...]]  # object key -> rules whose target includes this user
+    rules: dict[str, tuple[SharingRule, ...]]  # object key -> rules whose target includes this user or one below
     dense: bool = False  # sees the records of >= 2% of users: lists should scan in order, not union indexes
     # Active users below this user in the role hierarchy, or None when more than OWNER_LIST_MAX. Read with the
     # principals, so the security version that invalidates them also invalidates this list.
@@ -80,6 +81,12 @@ class UserAccess:
     # whose records the hierarchy shows on objects that grant access using hierarchies.
     queues: frozenset[int] = frozenset()
     queues_below: frozenset[int] = frozenset()
+    # Groups and roles holding a user below this one: sharing rules to them reach this user on objects that grant
+    # access using hierarchies (``principals.inherited_principals``).
+    inherited: frozenset[int] = frozenset()
+    # The role-tree positions strictly below this user's role, (lo, hi]: shares reaching a position in it reach
+    # this user on those objects (``security/reach.py``). None when no role is below.
+    span: tuple[int, int] | None = None
 
     version: int = 0
     _memo: dict[tuple[str, str, str], bool] = field(default_factory=dict)
@@ -222,14 +229,16 @@ def load_access(conn: Connection, schema: SchemaSnapshot, user_pk: int, *,
             old = fields.get((o, f), (False, False))
             fields[(o, f)] = (old[0] or bool(read) or bool(edit), old[1] or bool(edit))
     principals = user_principals(conn, user_pk)
-    rules = load_rules(conn, schema, principals)
     subs = subordinate_role_keys(conn, role_pk)
+    inherited = inherited_principals(conn, subs) - principals
+    rules = load_rules(conn, schema, principals | inherited)
     below = owners_below(conn, subs, owner_list_max)
     queues, queues_below = owning_queues(conn, schema, principals, subs)
     return UserAccess(schema, user_pk, role_pk, profile_pk, frozenset(system),
                       {k: frozenset(v) for k, v in objects.items()}, fields, principals, subs, rules,
                       dense=_dense(conn, schema, subs, below), owners_below=below, dialect=conn.dialect.name,
-                      queues=queues, queues_below=queues_below)
+                      queues=queues, queues_below=queues_below, inherited=inherited,
+                      span=role_span(conn, role_pk) if subs else None)
 
 
 def owners_below(conn: Connection, subordinate_keys: tuple[int, ...],

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 from keel.errors import KeelError
 from keel.metadata.model import ObjectDef
 from keel.metadata.tables import table_for
+from keel.security import reach
 from keel.security.access import SETUP_OBJECTS, bump_security_version
 from keel.security.audit import audit
 from keel.security.predicate import ALL
@@ -64,6 +65,7 @@ class SecurityHooks:
         if moved:
             conn.execute(sa.delete(shares).where(shares.c.object_id == obj.id, shares.c.record_id.in_(moved),
                                                  shares.c.row_cause == MANUAL))
+            reach.refresh(conn, schema, obj.id, moved)
             own = share_object_of(schema, obj)
             if own is not None:  # the manual share records go too (hard delete: they are derived, not data)
                 st = table_for(schema, own.share)
@@ -82,10 +84,13 @@ class SecurityHooks:
         pks = _pks(rows)
         if pks:
             conn.execute(sa.delete(shares).where(shares.c.object_id == obj.id, shares.c.record_id.in_(pks)))
+            reach.forget(conn, obj.id, pks)
             shape = share_shape(ctx.schema(conn), obj)
             if shape is not None:  # share sObject pks are per table: the parent object tells the mirrors apart
-                conn.execute(sa.delete(shares).where(shares.c.object_id == shape.parent.id,
-                                                     shares.c.share_id.in_(pks)))
+                mirrored = shares.c.object_id == shape.parent.id, shares.c.share_id.in_(pks)
+                records = conn.execute(sa.select(shares.c.record_id).where(*mirrored)).scalars().all()
+                conn.execute(sa.delete(shares).where(*mirrored))
+                reach.refresh(conn, ctx.schema(conn), shape.parent.id, (int(r) for r in records))
         if self.inner is not None:
             self.inner.after_delete(ctx, conn, obj, rows)
 
@@ -160,7 +165,9 @@ def mirror_shares(ctx: Context, conn: Connection, shape: ShareShape, rows: Seque
     if not pks:
         return
     # Share sObject pks are per table (AccountShare 1 and Memo__Share 1 both exist): match the parent object too.
-    conn.execute(sa.delete(shares).where(shares.c.object_id == shape.parent.id, shares.c.share_id.in_(pks)))
+    mirrored = shares.c.object_id == shape.parent.id, shares.c.share_id.in_(pks)
+    touched = {int(r) for r in conn.execute(sa.select(shares.c.record_id).where(*mirrored)).scalars()}
+    conn.execute(sa.delete(shares).where(*mirrored))
     now = ctx.clock()
     out: list[dict[str, Any]] = []
     for r in rows:
@@ -187,3 +194,5 @@ def mirror_shares(ctx: Context, conn: Connection, shape: ShareShape, rows: Seque
                                                  shares.c.principal == row["principal"],
                                                  shares.c.row_cause == row["row_cause"]))
             conn.execute(sa.insert(shares).values(**row))
+            touched.add(int(row["record_id"]))
+    reach.refresh(conn, ctx.schema(conn), shape.parent.id, touched)

@@ -3,7 +3,8 @@
 The predicate is a disjunction of grants, each an indexed probe:
   owner_id = :me
   ∪ owner_id IN (members of the roles directly below mine, and their subordinates)  -- role hierarchy
-  ∪ EXISTS (share row for this record whose principal is one of mine)                 -- manual/programmatic
+  ∪ EXISTS (share row for this record whose principal is one of mine,                -- manual/programmatic
+            or reaching a role below mine: one range of keel_share_reach)
   ∪ owner_id IN (members of the rule's source)                                        -- owner-based rules
   ∪ <field op value>                                                                  -- criteria-based rules
 Controlled-by-parent objects get ``EXISTS (master row visible by the master's predicate)``. Bypass permissions
@@ -30,7 +31,7 @@ from keel.metadata.model import FieldDef, ObjectDef, SchemaSnapshot
 from keel.metadata.tables import table_for
 from keel.metadata.types import TYPES
 from keel.security.principals import col, live, principal_for_id
-from keel.security.tables import principal_members, shares
+from keel.security.tables import principal_members, share_reach, shares
 
 if TYPE_CHECKING:
     from keel.security.access import UserAccess
@@ -47,6 +48,7 @@ class SharingRule:
     kind: str  # owner | criteria
     access: int  # READ or EDIT
     source: int | None = None
+    target: int = 0  # the grantee: a group, role or role-and-subordinates principal
     field: str | None = None
     op: str | None = None
     values: tuple[str, ...] = ()
@@ -78,13 +80,13 @@ def load_rules(conn: Connection, schema: SchemaSnapshot,
                 source = principal_for_id(str(d["SourceId"]), subordinates=bool(d["SourceIncludeSubordinates"]))
             except KeelError:
                 continue
-            rule = SharingRule(okey, "owner", access, source=source)
+            rule = SharingRule(okey, "owner", access, source=source, target=target)
         else:
             if not d["CriteriaField"] or d["CriteriaOperator"] not in OPERATORS:
                 continue
             values = tuple(v.strip() for v in str(d["CriteriaValue"] or "").split(";"))
-            rule = SharingRule(okey, "criteria", access, field=str(d["CriteriaField"]), op=str(d["CriteriaOperator"]),
-                               values=values)
+            rule = SharingRule(okey, "criteria", access, target=target, field=str(d["CriteriaField"]),
+                               op=str(d["CriteriaOperator"]), values=values)
         out.setdefault(okey, []).append(rule)
     return {k: tuple(v) for k, v in out.items()}
 
@@ -191,14 +193,25 @@ def visibility(access: UserAccess, obj: ObjectDef, table: FromClause, mode: str)
         grants.append(owner == _int(access.user_pk))
     # Records shared with any of my principals: an uncorrelated list built once per statement from the
     # (principal, object_id) index. ``id + 0`` keeps dense users' lists an in-order scan (see UserAccess.dense).
-    shared = sa.select(shares.c.record_id).where(shares.c.object_id == _int(obj.id),
+    direct = sa.select(shares.c.record_id).where(shares.c.object_id == _int(obj.id),
                                                  shares.c.principal.in_(_ints(sorted(access.principals))))
     if level > READ:
-        shared = shared.where(shares.c.access_level >= _int(level))
+        direct = direct.where(shares.c.access_level >= _int(level))
+    shared: sa.Select[Any] | sa.CompoundSelect[Any] = direct
+    if obj.role_hierarchy and access.span is not None:
+        # Granting access using hierarchies: shares reaching any role below mine, one range of one index
+        # (``security/reach.py``), added to the same list so each row still costs one probe.
+        lo, hi = access.span
+        inherited = sa.select(share_reach.c.record_id).where(
+            share_reach.c.object_id == _int(obj.id), share_reach.c.pos > _int(lo), share_reach.c.pos <= _int(hi))
+        if level > READ:
+            inherited = inherited.where(share_reach.c.access_level >= _int(level))
+        shared = sa.union_all(direct, inherited)
     grants.append((table.c.id + _int(0) if access.dense else table.c.id).in_(shared))
+    hierarchy = obj.role_hierarchy and bool(access.subordinate_keys)
     if level <= EDIT:
         for rule in access.rules.get(obj.key, ()):
-            if rule.access < level:
+            if rule.access < level or (rule.target not in access.principals and not hierarchy):
                 continue
             if rule.kind == "owner" and rule.source is not None:
                 grants.append(owner.in_(sa.select(principal_members.c.user_id)

@@ -28,7 +28,7 @@ from keel.storage import ids
 GROUP = 1 << 40
 ROLE = 2 << 40
 ROLE_SUB = 3 << 40
-_KIND_MASK = ~((1 << 40) - 1)
+KIND_MASK = _KIND_MASK = ~((1 << 40) - 1)  # principal & KIND_MASK: 0 for a user, else GROUP / ROLE / ROLE_SUB
 
 Progress = Callable[[str, int, int], None]
 
@@ -164,6 +164,12 @@ def recalculate(conn: Connection, schema: SchemaSnapshot, progress: Progress | N
     conn.execute(sa.delete(principal_members))
     _insert(conn, principal_members, rows)
     report("members", len(rows), len(rows))
+    # Where shares reach in the (possibly renumbered) role tree, for managers' inherited access.
+    from keel.security import reach  # reach reads the closures this module writes
+    reach.write_spans(conn, reach.spans(parents))
+    report("shares", 0, 1)
+    reached = reach.rebuild(conn, schema)
+    report("shares", reached, reached)
     return RecalcResult(len(parents), len(users), len(groups), len(rows))
 
 
@@ -206,6 +212,20 @@ def subordinate_role_keys(conn: Connection, role_pk: int | None) -> tuple[int, .
         return ()
     q = sa.select(role_closure.c.role_id).where(role_closure.c.ancestor_id == role_pk, role_closure.c.depth == 1)
     return tuple(sorted(role_key(int(r), subordinates=True) for r in conn.execute(q).scalars()))
+
+
+def inherited_principals(conn: Connection, subordinate_keys: tuple[int, ...]) -> frozenset[int]:
+    """Groups and roles (not users) that contain a user below in the role hierarchy.
+
+    With "grant access using hierarchies", a manager gets whatever a subordinate is granted by a sharing rule, as
+    in Salesforce, so a rule to a group or role that holds someone below me reaches me. Rules are few and
+    evaluated in the predicate, so this costs one query per access, nothing per row."""
+    if not subordinate_keys:
+        return frozenset()
+    below = sa.select(principal_members.c.user_id).where(principal_members.c.principal.in_(subordinate_keys))
+    pm = principal_members.alias()
+    q = sa.select(pm.c.principal).where(pm.c.user_id.in_(below)).distinct()
+    return frozenset(int(p) for p in conn.execute(q).scalars() if int(p) & _KIND_MASK)
 
 
 def iter_ids(rows: Iterable[object]) -> list[int]:

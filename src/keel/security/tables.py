@@ -112,6 +112,28 @@ principal_members = sa.Table(
     sa.Index("ix_keel_principal_member_user", "user_id"),
 )
 
+# Each role's place in a pre-order walk of the role tree: the roles strictly below a role are exactly those with
+# ``lo < position <= hi`` of it, so "anything below me" is one range (``security/reach.py``).
+role_spans = sa.Table(
+    "keel_role_span", security,
+    sa.Column("role_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("lo", sa.Integer, nullable=False),
+    sa.Column("hi", sa.Integer, nullable=False),
+)
+
+# Where each share reaches in the role tree: one row per (shared record, position of the role of a user the
+# share's grantee covers), with the highest level granted there. The managers above that role inherit the share
+# (Salesforce's "grant access using hierarchies"), which the predicate tests as one range probe of this index.
+# Derived from keel_share and the closures; ``reach.refresh`` and ``reach.rebuild`` keep it.
+share_reach = sa.Table(
+    "keel_share_reach", security,
+    sa.Column("object_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("pos", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("record_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("access_level", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sqlite_with_rowid=False,
+)
+
 
 def create_security_tables(conn: sa.Connection) -> None:
     """Idempotent: ``keel init`` calls it, and so does every upgrade path."""

@@ -24,7 +24,7 @@ from keel.metadata.tables import table_for
 from keel.records import delete_many, save_many
 from keel.records.hooks import find_hook
 from keel.records.validate import row_to_values
-from keel.security import sessions
+from keel.security import reach, sessions
 from keel.security.access import bump_security_version
 from keel.security.audit import audit, audit_sensitive_read
 from keel.security.hooks import MANUAL, SecurityHooks
@@ -311,6 +311,7 @@ def share_record(ctx: Context, obj_name: str, record_id: str, user_or_group_id: 
             conn.execute(sa.insert(shares).values(object_id=obj.id, record_id=pk, principal=principal,
                                                   access_level=level, row_cause=reason, created_date=now,
                                                   created_by_id=ctx.actor.user_id))
+        reach.refresh(conn, schema, obj.id, (pk,))
     audit(conn, "share", actor_id=ctx.actor.user_id, object=obj.api_name, record_id=pk,
           detail={"to": grantee, "level": access_level, "cause": reason}, at=now)
     return None
@@ -342,6 +343,7 @@ def unshare_record(ctx: Context, obj_name: str, record_id: str, user_or_group_id
         n += int(conn.execute(sa.delete(shares).where(
             shares.c.object_id == obj.id, shares.c.record_id == pk, shares.c.principal == principal,
             shares.c.row_cause == reason, shares.c.share_id.is_(None))).rowcount or 0)
+        reach.refresh(conn, schema, obj.id, (pk,))
         audit(conn, "unshare", actor_id=ctx.actor.user_id, object=obj.api_name, record_id=pk,
               detail={"from": user_or_group_id, "cause": reason}, at=ctx.clock())
         return n

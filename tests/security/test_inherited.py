@@ -1,0 +1,86 @@
+"""Managers inherit their subordinates' shares through ``keel_share_reach``, kept in step by every share write and
+by the recalculation after role and membership changes: the incremental rows always equal a full rebuild."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from keel.records import delete_many, save_many
+from keel.security import reach
+from keel.security.tables import share_reach
+from keel.services.query import query
+from keel.services.security import share_record, unshare_record
+from tests.security.test_sharing import Org, rid, role_id, world  # noqa: F401  (``world`` is the fixture)
+
+
+def reach_rows(w: Org) -> set[tuple[int, ...]]:
+    with w.admin.db.read() as conn:
+        return {tuple(r) for r in conn.execute(sa.select(share_reach))}
+
+
+def assert_matches_rebuild(w: Org) -> None:
+    """What the writes left equals what a full rebuild computes (the rebuild is rolled back)."""
+    before = reach_rows(w)
+    with w.admin.db.engine.connect() as conn:
+        tx = conn.begin()
+        reach.rebuild(conn, w.admin.schema(conn))
+        rebuilt = {tuple(r) for r in conn.execute(sa.select(share_reach))}
+        tx.rollback()
+    assert before == rebuilt
+
+
+def test_inherited_shares_follow_role_changes(world: Org) -> None:  # noqa: F811
+    case = rid(world, "Case_File__c", "case-aud")
+    share_record(world.ctx("aud"), "Case_File__c", case, world.users["a1"], "Edit")
+    assert {"case-aud"} <= world.visible("mgr") & world.visible("dir")
+    save_many(world.ctx("mgr"), "Case_File__c", [{"Id": case, "Amount__c": 4}])  # Edit is inherited as Edit
+    assert_matches_rebuild(world)
+    # The grantee changes role: the old managers lose what they inherited.
+    save_many(world.admin, "User", [{"Id": world.users["a1"], "UserRoleId": role_id(world, "Auditor")}])
+    assert "case-aud" not in world.visible("mgr") and "case-aud" not in world.visible("dir")
+    assert "case-aud" in world.visible("a1")
+    save_many(world.admin, "User", [{"Id": world.users["a1"], "UserRoleId": role_id(world, "Field Agent")}])
+    assert "case-aud" in world.visible("mgr")
+    # A role moves under another branch: the tree is renumbered and the reach follows.
+    save_many(world.admin, "UserRole", [{"Id": role_id(world, "Field Agent"),
+                                         "ParentRoleId": role_id(world, "Auditor")}])
+    assert "case-aud" not in world.visible("mgr") and "case-aud" not in world.visible("dir")
+    assert_matches_rebuild(world)
+    save_many(world.admin, "UserRole", [{"Id": role_id(world, "Field Agent"),
+                                         "ParentRoleId": role_id(world, "Manager")}])
+    assert "case-aud" in world.visible("dir")
+    # Unsharing takes the inherited access away too.
+    assert unshare_record(world.ctx("aud"), "Case_File__c", case, world.users["a1"]) == 1
+    assert "case-aud" not in world.visible("dir") and "case-aud" not in world.visible("a1")
+    assert reach_rows(world) == set()
+
+
+def test_group_shares_owner_changes_and_deletes(world: Org) -> None:  # noqa: F811
+    desk = save_many(world.admin, "Group", [{"Name": "Desk", "DeveloperName": "Desk"}])[0].id
+    assert desk
+    save_many(world.admin, "GroupMember", [{"GroupId": desk, "UserOrGroupId": world.users["aud"]}])
+    case = rid(world, "Case_File__c", "case-mgr")
+    share_record(world.ctx("mgr"), "Case_File__c", case, desk, "Read")
+    assert "case-mgr" in world.visible("aud") and "case-mgr" not in world.visible("a1")
+    # A user below the director joins the group: the director inherits nothing new (the record is the
+    # manager's, below the director anyway), but a record of the auditor's shared with the group does reach him.
+    aud_case = rid(world, "Case_File__c", "case-aud")
+    share_record(world.ctx("aud"), "Case_File__c", aud_case, desk, "Read")
+    assert "case-aud" not in world.visible("dir")
+    save_many(world.admin, "GroupMember", [{"GroupId": desk, "UserOrGroupId": world.users["a2"]}])
+    assert "case-aud" in world.visible("dir") and "case-aud" in world.visible("mgr")
+    assert "case-aud" not in world.visible("a1")  # a peer of the member
+    assert_matches_rebuild(world)
+    # An owner change drops manual shares, and what managers inherited from them.
+    save_many(world.admin, "Case_File__c", [{"Id": aud_case, "OwnerId": world.users["a1"]}])
+    save_many(world.admin, "Case_File__c", [{"Id": aud_case, "OwnerId": world.users["aud"]}])
+    assert "case-aud" not in world.visible("dir") and "case-aud" not in world.visible("a2")
+    assert_matches_rebuild(world)
+    # Share records written through the API are mirrored with their reach; deleting the record cleans up.
+    save_many(world.ctx("aud"), "Case_File__Share", [{"ParentId": aud_case, "UserOrGroupId": world.users["a2"],
+                                                      "AccessLevel": "Read"}])
+    assert "case-aud" in world.visible("mgr")
+    assert_matches_rebuild(world)
+    delete_many(world.ctx("aud"), "Case_File__c", [aud_case])
+    assert_matches_rebuild(world)
+    assert query(world.ctx("mgr"), "SELECT Name FROM Case_File__c WHERE Name = 'case-aud'")["records"] == []
