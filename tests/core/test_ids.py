@@ -75,3 +75,27 @@ def test_a_queue_owner_reads_back_as_the_queues_group_id(n: int) -> None:
     assert ids.encode("005", ids.QUEUE_OWNER + n) == group
     assert ids.split_owner(ids.encode("005", n)) == ("005", n)
     assert ids.encode("005", 2 * ids.QUEUE_OWNER + n).startswith("005")
+
+
+@given(PREFIXES, st.integers(min_value=0, max_value=ids.MAX_INT))
+def test_canonical_reads_keels_own_ids(prefix: str, n: int) -> None:
+    public = ids.encode(prefix, n)
+    assert ids.canonical(public) == split_of(prefix, n) == ids._decode(public)
+    assert ids.canonical(public[:15]) is None  # 15-character ids take the full decode
+    if public.upper() != public:
+        assert ids.canonical(public.upper()) is None  # case-folded: repaired by split, not accepted here
+        assert ids.split(public.upper()) == split_of(prefix, n) == ids._decode(public.upper())
+
+
+@given(st.text(alphabet=ids.ALPHABET + "!-_ ", min_size=18, max_size=18))
+def test_canonical_accepts_only_what_split_accepts_unchanged(text: str) -> None:
+    got = ids.canonical(text)
+    if got is not None:
+        assert ids._decode(text) == got
+        assert ids.encode(*got) == text
+
+
+def test_canonical_rejects_a_bad_checksum() -> None:
+    good = ids.encode("001", 42)
+    assert ids.canonical(good[:15] + "ZZZ") is None
+    assert ids.canonical(good[:-1] + ("A" if good[-1] != "A" else "B")) is None

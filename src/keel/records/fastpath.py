@@ -98,7 +98,7 @@ def row_builder(layout: Sequence[tuple[str, str, int, Callable[[Any], Any]]]) ->
     for the encoder; the reference kind is 0 for a value, 1 for a lookup (stored as its
     integer), 2 for a polymorphic lookup (integer plus key prefix), 3 for OwnerId (a user, or a queue as
     ``ids.split_owner`` stores it)."""
-    ns: dict[str, Any] = {"split": ids.split, "split_owner": ids.split_owner, "Decimal": Decimal, "date": date,
+    ns: dict[str, Any] = {"split": ids.parse, "split_owner": ids.split_owner, "Decimal": Decimal, "date": date,
                           "datetime": datetime, "time": time, "int": int, "str": str, "bool": bool,
                           "sqlite_date": sqlite_date, "sqlite_datetime": sqlite_datetime}
     body = ["def build_row(v, pk, stamp, actor, deleted):", "    g = v.get"]

@@ -16,6 +16,7 @@ from keel.metadata.types import Coercer, FieldValueError, plain_text_limit, valu
 from keel.records import fastpath
 from keel.records.codec import Encoder, encoder, layout_kind, pg_copy_type
 from keel.storage import ids
+from keel.storage.ids import parse
 
 AUDIT_COLUMNS = ("created_date", "created_by_id", "last_modified_date", "last_modified_by_id", "system_modstamp")
 
@@ -149,9 +150,14 @@ def reference_coercer(schema: SchemaSnapshot, f: FieldDef) -> Callable[[Any], An
         if not isinstance(v, str):
             raise FieldValueError("MALFORMED_ID", f"{f.label}: id value of incorrect type: {v}")
         try:
-            prefix, n = ids.split(v.strip())
+            prefix, n, exact = parse(v)
         except Exception:
-            raise FieldValueError("MALFORMED_ID", f"{f.label}: id value of incorrect type: {v}") from None
+            try:
+                prefix, n, exact = parse(v.strip())
+            except Exception:
+                raise FieldValueError("MALFORMED_ID", f"{f.label}: id value of incorrect type: {v}") from None
+        if exact and prefix in prefixes:
+            return v  # already the 18-character form, and now in parse's cache for the row builder
         if prefix not in prefixes:
             raise FieldValueError(
                 "INVALID_CROSS_REFERENCE_KEY",
