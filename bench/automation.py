@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from keel.automation.outbox import EMAIL_BATCH_SIZE
 from keel.context import Context
 from keel.records import save_many
 from keel.services.automation import deliver_pending, wire_automation
@@ -126,15 +127,18 @@ def main() -> int:
         ctl.start()
         try:
             ctx = replace(on_ctx, settings=replace(on_ctx.settings, smtp_port=port))
-            with ctx.db.transaction() as conn:  # deliver a fixed sample, leave the rest queued
+            # deliver a fixed sample, leave the rest queued: a bulk load's receipts are rows of up to
+            # EMAIL_BATCH_SIZE messages, so the sample is the first rows holding --emails messages
+            keep = -(-args.emails // EMAIL_BATCH_SIZE)
+            with ctx.db.transaction() as conn:
                 conn.exec_driver_sql("UPDATE keel_outbox SET state = 'parked' WHERE topic = 'email' AND id > "
-                                     f"(SELECT MIN(id) + {args.emails - 1} FROM keel_outbox WHERE topic = 'email')")
+                                     f"(SELECT MIN(id) + {keep - 1} FROM keel_outbox WHERE topic = 'email')")
             start = time.perf_counter()
             stats = deliver_pending(ctx)
             took = time.perf_counter() - start
         finally:
             ctl.stop()
-        print(f"dispatcher: {stats.delivered} emails to a local SMTP sink in {took:.2f}s "
+        print(f"dispatcher: {stats.delivered} emails ({Sink.count} received) to a local SMTP sink in {took:.2f}s "
               f"({stats.delivered / took:,.0f} msg/s, one SMTP connection per claimed batch)")
         return 0 if ratio <= BUDGET else 1
 

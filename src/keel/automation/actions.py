@@ -9,6 +9,7 @@ outbox rows included: nothing is sent.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -68,11 +69,9 @@ class ActionRunner:
                 records: Records) -> list[dict[str, Any]]:
         fns = action_values(schema, obj, a)
         of, context = records.of, records.context
-        out = []
-        for r in rows:
-            rec, c = of(r), context(r)
-            out.append({k: _plain(fn(rec, c)) for k, fn in fns})
-        return out
+        # formula results to values save_many coerces: Decimal stays, blank text is a null (inlined: per row)
+        return [{k: None if (v := fn(rec, c)) == "" else v for k, fn in fns}
+                for rec, c in ((of(r), context(r)) for r in rows)]
 
     def _record_action(self, ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: ObjectDef, source: str,
                        a: Action, rows: Sequence[RowState], records: Records) -> None:
@@ -81,7 +80,8 @@ class ActionRunner:
         values = self._values(schema, obj, a, rows, records)
         if a.kind == "create":
             target = str(a.spec["object"])
-            _save(ctx, conn, target, values, rows, source)
+            # the triggering rows were written moments ago in this transaction: children may point at them
+            _save(ctx, conn, target, values, rows, source, live={records.of(r)["Id"] for r in rows})
             return
         field = str(a.spec.get("target", "self"))
         by_obj: dict[str, list[tuple[dict[str, Any], RowState]]] = {}
@@ -117,12 +117,9 @@ class ActionRunner:
         to_r, cc_r = [renderer(t) for t in to], [renderer(t) for t in cc]
         subject_r, body_r = renderer(subject), renderer(body)
         sender = a.spec.get("from")
-        stamp = outbox.bind_datetime(conn, ctx.clock())
-        keys = outbox.new_keys(len(rows))
-        dumps = orjson.dumps
         split = outbox.split_addresses
-        msgs = []
-        for r, key in zip(rows, keys, strict=True):
+        msgs: list[tuple[int | None, dict[str, Any]]] = []
+        for r in rows:
             rec = found.get(r.pk or 0, {})
             rcpt = split([t(rec) for t in to_r])
             if not rcpt:
@@ -133,9 +130,8 @@ class ActionRunner:
                 payload["cc"] = split([t(rec) for t in cc_r])
             if sender:
                 payload["from"] = sender
-            msgs.append((outbox.EMAIL, obj.id, r.pk, dumps(payload, default=str).decode(), key, "pending", 0,
-                         stamp, stamp))
-        outbox.enqueue_tuples(conn, msgs)
+            msgs.append((r.pk, payload))
+        outbox.enqueue_tuples(conn, outbox.batch_rows(obj.id, msgs, outbox.bind_datetime(conn, ctx.clock())))
 
     def _webhook(self, ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: ObjectDef, source: str,
                  a: Action, rows: Sequence[RowState], records: Records) -> None:
@@ -174,17 +170,12 @@ class ActionRunner:
         _save(sys_ctx, conn, "Note", drafts, rows, source)
 
 
-def _plain(v: Any) -> Any:
-    """Formula results to values ``save_many`` coerces (Decimal stays; blank text is a null)."""
-    return None if v == "" else v
-
-
 def _save(ctx: Context, conn: Connection, obj_name: str, drafts: list[dict[str, Any]], rows: Sequence[RowState],
-          source: str) -> list[RowResult]:
+          source: str, live: AbstractSet[str] = frozenset()) -> list[RowResult]:
     if not drafts:
         return []
     try:
-        return save_many(ctx, obj_name, drafts, conn=conn)
+        return save_many(ctx, obj_name, drafts, conn=conn, live=live)
     except BatchError as e:
         bad = next(((i, d) for i, res in enumerate(e.results) for d in res.errors if d.code != ROLLED_BACK), None)
         i, d = bad if bad is not None else (0, e.results[0].errors[0])

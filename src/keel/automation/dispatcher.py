@@ -131,6 +131,9 @@ class Dispatcher:
         if sender is None:
             self._finish(row, DEAD, f"no sender for topic {row['topic']}")
             return
+        if "batch" in payload:
+            self._deliver_batch(row, payload["batch"], sender)
+            return
         endpoint = sender.endpoint(payload)
         mono = time.monotonic()
         if self.breaker.is_open(endpoint, mono):
@@ -158,6 +161,60 @@ class Dispatcher:
         self.breaker.record(endpoint, True, time.monotonic())
         self.stats.delivered += 1
         self._finish(row, DELIVERED, None)
+
+    def _deliver_batch(self, row: dict[str, Any], messages: list[dict[str, Any]], sender: Sender) -> None:
+        """Send a batch row's messages one by one (each with its own key). What was sent leaves the row; what
+        failed for good moves to a dead row of its own; what failed for now stays, retried with backoff like a
+        single message. A crash mid-row resends the row, with the same keys."""
+        mono = time.monotonic()
+        endpoint = sender.endpoint(messages[0])
+        if self.breaker.is_open(endpoint, mono):
+            self.stats.deferred += 1
+            self._finish(row, PENDING, "circuit open", delay=self.breaker.open_until[endpoint] - mono, count=False)
+            return
+        retry: list[dict[str, Any]] = []
+        dead: list[dict[str, Any]] = []
+        errors: list[str] = []
+        for i, m in enumerate(messages):
+            if self.breaker.is_open(endpoint, time.monotonic()):
+                retry.extend(messages[i:])  # the endpoint went down mid-row: keep the rest for later
+                break
+            try:
+                sender.send(m, str(m["key"]))
+            except DeliveryError as e:
+                self.breaker.record(endpoint, False, time.monotonic())
+                errors.append(str(e))
+                (dead if e.permanent else retry).append({**m, "error": str(e)})
+                continue
+            except Exception as e:  # a bug in a sender must not kill the worker; retry like a transient failure
+                log.exception("sender failed")
+                errors.append(f"{type(e).__name__}: {e}")
+                retry.append(m)
+                continue
+            self.breaker.record(endpoint, True, time.monotonic())
+            self.stats.delivered += 1
+        attempts = row["attempts"] + 1
+        if retry and attempts >= self.ctx.settings.outbox_max_attempts:
+            dead, retry = dead + retry, []
+        self.stats.dead += len(dead)
+        self.stats.failed += len(retry)
+        error = errors[-1] if errors else None
+        with self.ctx.db.transaction() as conn:
+            if dead and retry:  # the dead part becomes a row of its own, listed and retried by administrators
+                new = {k: v for k, v in row.items() if k != "id"}
+                new.update(payload=orjson.dumps({"batch": dead}).decode(), state=DEAD, attempts=attempts,
+                           last_error=error, idempotency_key=f"{row['idempotency_key']}-dead-{attempts}")
+                conn.execute(sa.insert(S.outbox).values(new))
+            left = retry or dead
+            state = PENDING if retry else DEAD if dead else DELIVERED
+            values: dict[str, Any] = {"state": state, "last_error": error, "attempts": attempts}
+            if left:
+                values["payload"] = orjson.dumps({"batch": left}).decode()
+            if state == PENDING:
+                delay = self.ctx.settings.retry_base_seconds * (2 ** (attempts - 1))
+                values["next_attempt_at"] = self.ctx.clock() + dt.timedelta(seconds=delay)
+            conn.execute(sa.update(S.outbox).where(S.outbox.c.id == row["id"], S.outbox.c.state == SENDING)
+                         .values(values))
 
     def _finish(self, row: dict[str, Any], state: str, error: str | None, *, delay: float = 0.0,
                 count: bool = True) -> None:

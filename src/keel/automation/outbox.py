@@ -2,6 +2,12 @@
 
 Every row gets its idempotency key here, once; retries and redeliveries after a crash reuse it, so receivers can
 drop duplicates (email ``Message-ID``, webhook ``Idempotency-Key`` header).
+
+An email alert that fires for many records of one save (a bulk load, a mass update) is written as rows of up to
+``EMAIL_BATCH_SIZE`` messages (``{"batch": [message, ...]}``), each message carrying its own key (the row's key
+and its position) and record id. One row instead of thousands keeps the outbox insert, its three indexes and the
+dispatcher's claims off the save's critical path; the dispatcher delivers a batch message by message and keeps
+in the row only what is left to send (see ``dispatcher``).
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from keel.storage import system as S
 EMAIL = "email"
 WEBHOOK = "webhook"
 DELIVERABLE = (EMAIL, WEBHOOK)
+EMAIL_BATCH_MIN = 20  # fewer messages than this are written one row each
+EMAIL_BATCH_SIZE = 500  # messages per batch row: bounds what a crash mid-row sends twice
 
 
 COLUMNS = ("topic", "object_id", "record_id", "payload", "idempotency_key", "state", "attempts", "next_attempt_at",
@@ -80,3 +88,25 @@ def split_addresses(values: Sequence[str]) -> list[str]:
             if part and "@" in part and part not in out:
                 out.append(part)
     return out
+
+
+def batch_rows(object_id: int, messages: Sequence[tuple[int | None, dict[str, Any]]], stamp: Any, *,
+               min_batch: int = EMAIL_BATCH_MIN, size: int = EMAIL_BATCH_SIZE) -> list[tuple[Any, ...]]:
+    """``(record id, payload)`` email messages as rows in ``COLUMNS`` order (``stamp`` in ``bind_datetime``
+    form): one row each below ``min_batch`` messages, else rows of up to ``size`` messages."""
+    dumps = orjson.dumps
+    if len(messages) < min_batch:
+        keys = new_keys(len(messages))
+        return [(EMAIL, object_id, rid, dumps(m, default=str).decode(), k, "pending", 0, stamp, stamp)
+                for (rid, m), k in zip(messages, keys, strict=True)]
+    rows = []
+    chunks = [messages[i:i + size] for i in range(0, len(messages), size)]
+    for chunk, key in zip(chunks, new_keys(len(chunks)), strict=True):
+        batch = []
+        for i, (rid, m) in enumerate(chunk):
+            m["key"] = f"{key}-{i:03d}"
+            m["record_id"] = rid
+            batch.append(m)
+        rows.append((EMAIL, object_id, None, dumps({"batch": batch}, default=str).decode(), key, "pending", 0,
+                     stamp, stamp))
+    return rows

@@ -4,6 +4,7 @@ validation rules. Each check runs once per batch (one query per target object or
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -86,12 +87,13 @@ def load_prior(ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: Obje
             r.prior["__version__"] = row["version"]
 
 
-def validate(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: WritePlan, batch: Batch) -> None:
+def validate(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: WritePlan, batch: Batch,
+             known: AbstractSet[str] = frozenset()) -> None:
     """Required, lookups and in-batch uniqueness (validation rules follow in ``rules``). Uniqueness of new rows
     against the table is left to the unique index (see ``save``), which is far cheaper than a lookup per batch."""
     _required(plan, batch)
     batch.prune()
-    _references(ctx, conn, schema, plan, batch)
+    _references(ctx, conn, schema, plan, batch, known)
     unique(conn, schema, plan, batch, against_table="updates")
 
 
@@ -103,8 +105,10 @@ def _required(plan: WritePlan, batch: Batch) -> None:
                        missing)
 
 
-def _references(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: WritePlan, batch: Batch) -> None:
-    """Every lookup value must name a live record of a target object that the actor can see."""
+def _references(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: WritePlan, batch: Batch,
+                known: AbstractSet[str] = frozenset()) -> None:
+    """Every lookup value must name a live record of a target object that the actor can see. ``known`` ids
+    (see ``save_many``'s ``live``) are taken as such without a query."""
     # The acting user of a request resolved from a session token: its User row was read live (not deleted) by
     # this request's token check, and User records are not shared, so a lookup to it (the defaulted OwnerId of
     # every create) needs no query.
@@ -118,6 +122,8 @@ def _references(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: Wr
         values = {v for r in batch.rows if (v := r.values.get(name)) is not None
                   and (r.prior is None or name in r.changed)}
         values.discard(own)
+        if known:
+            values -= known
         given[name] = values
         for v in values:
             prefix, n = ids.split(v)
