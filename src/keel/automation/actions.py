@@ -8,7 +8,7 @@ outbox rows included: nothing is sent.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
@@ -97,13 +97,13 @@ class ActionRunner:
             _save(ctx, conn, name, [p[0] for p in pairs], [p[1] for p in pairs], source)
 
     def _rendered(self, ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: ObjectDef,
-                  texts: Sequence[str], rows: Sequence[RowState], records: Records) -> dict[int, dict[str, Any]]:
+                  texts: Sequence[str], rows: Sequence[RowState], records: Records) -> Mapping[int, Mapping[str, Any]]:
         paths = self.templates.paths(texts)
         pks = [r.pk for r in rows if r.pk is not None]
         # rows all created by this save: what the user just wrote is in memory (their pks are new, so distinct)
         mem = {r.pk: records.of(r) for r in rows if r.pk is not None} \
             if all(r.prior is None for r in rows) else None
-        return read_for_templates(ctx, conn, schema, obj, pks, paths, mem)
+        return read_for_templates(ctx, conn, schema, obj, pks, paths, mem, plain=self.templates.all_plain(texts))
 
     def _email(self, ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: ObjectDef, source: str,
                a: Action, rows: Sequence[RowState], records: Records) -> None:

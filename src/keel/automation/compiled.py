@@ -84,26 +84,23 @@ def action_values(schema: SchemaSnapshot, obj: ObjectDef, a: Action) -> tuple[tu
 
 
 class Records:
-    """The record mapping of each row of one hook call, built on first use and shared by every flow and action.
+    """The record mapping of each row of one hook call, shared by every flow and action: the row's own
+    ``values``, with ``Id`` once the row has a primary key.
 
-    Before-save field updates write into the same mapping, so a later flow's condition sees an earlier flow's
-    changes, as it sees them in ``row.values``."""
+    Before-save field updates write into it, so a later flow's condition sees an earlier flow's changes. It is not
+    a copy: a 10,000-row save with flows used to copy every row's values once per hook call."""
 
-    __slots__ = ("_by_row", "_new_ctx", "fctx", "obj")
+    __slots__ = ("_new_ctx", "fctx", "obj")
 
     def __init__(self, obj: ObjectDef, fctx: FormulaContext) -> None:
         self.obj = obj
         self.fctx = fctx
-        self._by_row: dict[int, dict[str, Any]] = {}
         self._new_ctx: FormulaContext | None = None
 
     def of(self, r: RowState) -> dict[str, Any]:
-        rec = self._by_row.get(id(r))
-        if rec is None:
-            rec = dict(r.values)
-            if r.pk is not None:
-                rec["Id"] = ids.encode(self.obj.key_prefix, r.pk)
-            self._by_row[id(r)] = rec
+        rec = r.values
+        if r.pk is not None and "Id" not in rec:
+            rec["Id"] = r.public_id = r.public_id or ids.CanonicalId(ids.encode(self.obj.key_prefix, r.pk))
         return rec
 
     def context(self, r: RowState) -> FormulaContext:

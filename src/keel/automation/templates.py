@@ -35,6 +35,7 @@ class Templates:
         self.env = SandboxedEnvironment(autoescape=False, finalize=lambda v: "" if v is None else v)
         self._cache: dict[str, tuple[Template, frozenset[tuple[str, ...]]]] = {}
         self._renderers: dict[str, Renderer] = {}
+        self._plain: set[str] = set()  # texts rendered by a plain renderer: they read their merge fields only
 
     def compile(self, text: str) -> tuple[Template, frozenset[tuple[str, ...]]]:
         hit = self._cache.get(text)
@@ -65,8 +66,15 @@ class Templates:
                 fn = lambda record: template.render(record=record)  # noqa: E731
             else:
                 fn = _plain_renderer(parts)
+                self._plain.add(text)
             self._renderers[text] = fn
         return fn
+
+    def all_plain(self, texts: Iterable[str]) -> bool:
+        """Whether every text renders without Jinja, so reads nothing of a record but its merge fields."""
+        for t in texts:
+            self.renderer(t)
+        return all(t in self._plain for t in texts)
 
 
 def _plain_renderer(parts: list[str | tuple[str, ...]]) -> Renderer:
@@ -78,6 +86,9 @@ def _plain_renderer(parts: list[str | tuple[str, ...]]) -> Renderer:
     if len(parts) == 1 and len(paths[0]) == 1:  # "{{ record.Email__c }}": the usual recipient template
         only = paths[0][0]
         return lambda record: "" if (v := record.get(only)) is None else str(v)
+    if len(paths) == 1 and len(paths[0]) == 1:  # "Thank you, {{ record.Name }}": one field in text
+        one = paths[0][0]
+        return lambda record: fmt.format("" if (v := record.get(one)) is None else str(v))
     if all(len(p) == 1 for p in paths):
         names = [p[0] for p in paths]
 
@@ -161,16 +172,22 @@ def _soql_fields(ctx: Context, schema: SchemaSnapshot, obj: ObjectDef, paths: It
 
 def read_for_templates(ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: ObjectDef, pks: Sequence[int],
                        paths: Iterable[tuple[str, ...]],
-                       in_memory: Mapping[int, Mapping[str, Any]] | None = None) -> dict[int, dict[str, Any]]:
+                       in_memory: Mapping[int, Mapping[str, Any]] | None = None, *,
+                       plain: bool = False) -> Mapping[int, Mapping[str, Any]]:
     """Records by primary key with the merge fields the running user can read; invisible records are absent.
 
     When every merge field is a field of the record itself and the caller has the rows the user just saved
     (``in_memory``; saving them needed access to them), the values come from memory, masked by field
-    permissions, and no query runs: that keeps an email flow cheap on a bulk load."""
+    permissions, and no query runs: that keeps an email flow cheap on a bulk load. When, moreover, every merge
+    field is readable and the templates are ``plain`` (they read their merge fields and nothing else), the
+    in-memory records serve as they are, with no copy per row."""
     if not ctx.actor.is_system and not ctx.actor.access.can(obj.api_name, "read"):
         return {}
+    paths = list(paths)
     fields = _soql_fields(ctx, schema, obj, paths)
     if in_memory is not None and all("." not in f for f in fields):
+        if plain and set(fields) == {"Id", *(".".join(p) for p in paths)}:
+            return in_memory
         return {pk: {f: in_memory[pk].get(f) for f in fields} for pk in pks if pk in in_memory}
     access = ctx.actor.access
     sec: dict[str, Any] = {"security_key": ("system",)}

@@ -97,8 +97,10 @@ def row_builder(layout: Sequence[tuple[str, str, int, Callable[[Any], Any]]]) ->
     PostgreSQL ``pg-<storage>``, an exact-type check that converts anything else), ``plain`` for none, or ``call``
     for the encoder; the reference kind is 0 for a value, 1 for a lookup (stored as its
     integer), 2 for a polymorphic lookup (integer plus key prefix), 3 for OwnerId (a user, or a queue as
-    ``ids.split_owner`` stores it)."""
-    ns: dict[str, Any] = {"split": ids.parse, "split_owner": ids.split_owner, "Decimal": Decimal, "date": date,
+    ``ids.split_owner`` stores it). A lookup holding a ``CanonicalId`` (its coercer checked it) is decoded with
+    ``ids.trusted``."""
+    ns: dict[str, Any] = {"split": ids.split, "split_owner": ids.split_owner, "trusted": ids.trusted,
+                          "Canonical": ids.CanonicalId, "Decimal": Decimal, "date": date,
                           "datetime": datetime, "time": time, "int": int, "str": str, "bool": bool,
                           "sqlite_date": sqlite_date, "sqlite_datetime": sqlite_datetime}
     body = ["def build_row(v, pk, stamp, actor, deleted):", "    g = v.get"]
@@ -107,7 +109,11 @@ def row_builder(layout: Sequence[tuple[str, str, int, Callable[[Any], Any]]]) ->
         ns[f"n{j}"] = api_name
         body.append(f"    x{j} = g(n{j})")
         if ref:
-            body.append(f"    s{j} = None if x{j} is None else {'split_owner' if ref == 3 else 'split'}(x{j})")
+            if ref == 3:  # an owner may be a queue: split_owner maps its 00G id to the owner column's integer
+                body.append(f"    s{j} = None if x{j} is None else split_owner(x{j})")
+            else:
+                body.append(f"    s{j} = None if x{j} is None else "
+                            f"trusted(x{j}) if type(x{j}) is Canonical else split(x{j})")
             out.append(f"None if s{j} is None else s{j}[1]")
             if ref == 2:
                 out.append(f"None if s{j} is None else s{j}[0]")

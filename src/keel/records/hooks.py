@@ -26,6 +26,7 @@ class RowState:
     prior: dict[str, Any] | None = None
     pk: int | None = None
     changed: set[str] = field(default_factory=set)
+    public_id: str | None = None  # the 18-character id, once something has encoded it (a flow, the result)
 
     @property
     def is_new(self) -> bool:

@@ -16,7 +16,7 @@ from keel.metadata.types import Coercer, FieldValueError, plain_text_limit, valu
 from keel.records import fastpath
 from keel.records.codec import Encoder, encoder, layout_kind, pg_copy_type
 from keel.storage import ids
-from keel.storage.ids import parse
+from keel.storage.ids import CanonicalId, parse
 
 AUDIT_COLUMNS = ("created_date", "created_by_id", "last_modified_date", "last_modified_by_id", "system_modstamp")
 
@@ -147,6 +147,8 @@ def reference_coercer(schema: SchemaSnapshot, f: FieldDef) -> Callable[[Any], An
     def coerce(v: Any) -> Any:
         if v is None or v == "":
             return None
+        if type(v) is CanonicalId and v[:3] in prefixes:
+            return v
         if not isinstance(v, str):
             raise FieldValueError("MALFORMED_ID", f"{f.label}: id value of incorrect type: {v}")
         try:
@@ -157,13 +159,13 @@ def reference_coercer(schema: SchemaSnapshot, f: FieldDef) -> Callable[[Any], An
             except Exception:
                 raise FieldValueError("MALFORMED_ID", f"{f.label}: id value of incorrect type: {v}") from None
         if exact and prefix in prefixes:
-            return v  # already the 18-character form, and now in parse's cache for the row builder
+            return CanonicalId(v)  # checked: the row builder takes its integer without checking it again
         if prefix not in prefixes:
             raise FieldValueError(
                 "INVALID_CROSS_REFERENCE_KEY",
                 f"{f.label}: id value of incorrect type: {v}; expected an id of {', '.join(f.reference_to)}",
             )
-        return ids.encode(prefix, n)
+        return CanonicalId(ids.encode(prefix, n))
 
     return coerce
 

@@ -177,7 +177,7 @@ def _save(ctx: Context, conn: Connection, obj_name: str, drafts: Sequence[Draft]
     for r in batch.rows:
         res = batch.results[r.index]
         assert r.pk is not None
-        res.id = ids.encode(obj.key_prefix, r.pk)
+        res.id = r.public_id or ids.encode(obj.key_prefix, r.pk)
         res.created = r.prior is None
     return batch.results
 

@@ -98,8 +98,12 @@ def validate(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: Write
 
 
 def _required(plan: WritePlan, batch: Batch) -> None:
+    names = [f.api_name for f in plan.required]
+    if not names:
+        return
     for r in batch.rows:
-        missing = [f.api_name for f in plan.required if r.values.get(f.api_name) is None]
+        get = r.values.get
+        missing = [n for n in names if get(n) is None]
         if missing:
             batch.fail(r.index, "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]",
                        missing)
@@ -128,7 +132,9 @@ def _references(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: Wr
         for v in values:
             prefix, n = ids.split(v)
             wanted.setdefault(prefix, set()).add(n)
-    live: dict[str, set[int]] = {plan.obj.key_prefix: {r.pk for r in batch.rows if r.prior is None and r.pk}}
+    live: dict[str, set[int]] = {}
+    if plan.obj.key_prefix in wanted:  # a lookup to this object may name a new row of this very batch
+        live[plan.obj.key_prefix] = {r.pk for r in batch.rows if r.prior is None and r.pk}
     for prefix, numbers in wanted.items():
         target = schema.find_by_prefix(prefix)
         if target is None:
