@@ -99,3 +99,11 @@ def test_canonical_rejects_a_bad_checksum() -> None:
     good = ids.encode("001", 42)
     assert ids.canonical(good[:15] + "ZZZ") is None
     assert ids.canonical(good[:-1] + ("A" if good[-1] != "A" else "B")) is None
+
+
+@given(PREFIXES, st.integers(min_value=0, max_value=ids.MAX_INT))
+def test_a_checked_id_decodes_without_checks(prefix: str, n: int) -> None:
+    checked = ids.CanonicalId(ids.encode(prefix, n))
+    assert ids.trusted(checked) == (prefix, n) == ids.split(checked)
+    assert checked == ids.encode(prefix, n) and hash(checked) == hash(ids.encode(prefix, n))
+    assert isinstance(checked, str)

@@ -189,3 +189,17 @@ def test_composite_name_and_lookup_within_batch(crm: Context) -> None:
     assert read(crm, "Contact", res[0].id or "")["Name"] == "Ada Lovelace"
     save_many(crm, "Contact", [{"Id": res[0].id, "FirstName": "Augusta"}])
     assert read(crm, "Contact", res[0].id or "")["Name"] == "Augusta Lovelace"
+
+
+def test_a_lookup_given_in_any_id_form_stores_the_same_parent(crm: Context) -> None:
+    acct = save_many(crm, "Account", [{"Name": "Parent"}])[0].id or ""
+    forms = [acct, acct[:15], acct.lower(), acct.upper(), ids.CanonicalId(acct)]
+    res = save_many(crm, "Contact", [{"LastName": f"C{i}", "AccountId": f} for i, f in enumerate(forms)])
+    stored = [read(crm, "Contact", r.id or "")["AccountId"] for r in res]
+    assert stored == [acct] * len(forms)
+    # a well-formed id of another object is refused, whatever its form
+    user = ids.encode("005", crm.actor.user_id)
+    for bad in (user, ids.CanonicalId(user), user.lower()):
+        with pytest.raises(BatchError) as e:
+            save_many(crm, "Contact", [{"LastName": "X", "AccountId": bad}])
+        assert codes(e.value) == [["INVALID_CROSS_REFERENCE_KEY"]]
