@@ -28,6 +28,7 @@ class Settings:
     api_requests_per_minute: int = 6000
     session_idle_minutes: int = 120
     session_absolute_hours: int = 24
+    refresh_token_days: int = 90  # OAuth refresh tokens: no idle timeout, this absolute one, revoked with the user
     login_max_failures: int = 5
     slow_query_ms: int = 500
     # Web app file uploads (docs/web.md): allowed extensions and the size limit

@@ -92,6 +92,42 @@ def test_oauth_password_grant_signature(live: Live) -> None:
     assert r2.json()["access_token"] != body["access_token"]
 
 
+def test_refresh_tokens_refresh_only_for_their_app_and_never_call_the_api(live: Live) -> None:
+    from keel.security import sessions
+    from keel.services.security import system_context
+
+    token_url = f"{live.http}/services/oauth2/token"
+    body = httpx.post(token_url, data={"grant_type": "password", "client_id": live.client_id,
+                                       "client_secret": live.client_secret, "username": ADMIN,
+                                       "password": ADMIN_PW}).json()
+    access, refresh = body["access_token"], body["refresh_token"]
+    limits = f"{live.http}/services/data/v{V}/limits"
+    assert httpx.get(limits, headers={"Authorization": f"Bearer {access}"}).status_code == 200
+    # a refresh token is not a session: the API refuses it as it refuses any bad token
+    r = httpx.get(limits, headers={"Authorization": f"Bearer {refresh}"})
+    assert r.status_code == 401 and r.json()[0]["errorCode"] == "INVALID_SESSION_ID"
+    # an access token cannot be refreshed into a new one (that would outlive the absolute timeout)
+    refused = {"error": "invalid_grant", "error_description": "expired access/refresh token"}
+    r = httpx.post(token_url, data={"grant_type": "refresh_token", "client_id": live.client_id,
+                                    "client_secret": live.client_secret, "refresh_token": access})
+    assert r.status_code == 400 and r.json() == refused
+    # another connected app cannot use this app's refresh token
+    admin = system_context(live.ctx, "refresh test setup")
+    with live.ctx.db.transaction() as conn:
+        other, other_secret = sessions.create_connected_app(admin, conn, "another app")
+    r = httpx.post(token_url, data={"grant_type": "refresh_token", "client_id": other,
+                                    "client_secret": other_secret, "refresh_token": refresh})
+    assert r.status_code == 400 and r.json() == refused
+    r = httpx.post(token_url, data={"grant_type": "refresh_token", "client_id": live.client_id,
+                                    "client_secret": live.client_secret, "refresh_token": refresh})
+    assert r.status_code == 200, r.text
+    # revoking the refresh token ends it
+    assert httpx.post(f"{live.http}/services/oauth2/revoke", data={"token": refresh}).status_code == 200
+    r = httpx.post(token_url, data={"grant_type": "refresh_token", "client_id": live.client_id,
+                                    "client_secret": live.client_secret, "refresh_token": refresh})
+    assert r.status_code == 400 and r.json() == refused
+
+
 def test_oauth_errors(live: Live) -> None:
     base = {"grant_type": "password", "client_id": live.client_id, "client_secret": live.client_secret,
             "username": ADMIN}

@@ -36,7 +36,8 @@ class Session:
 class AuthBackend(Protocol):
     """What the API needs from the security layer. Failures raise ``KeelError`` (never return a half session)."""
 
-    def login(self, ctx: Context, username: str, password: str, *, ip: str, refresh: bool = False) -> Session: ...
+    def login(self, ctx: Context, username: str, password: str, *, ip: str, refresh: bool = False,
+              client_id: str | None = None) -> Session: ...
 
     def resolve(self, ctx: Context, token: str) -> Session | None: ...
 
@@ -98,14 +99,16 @@ class SecurityAuth:
             raise AuthenticationError("Invalid username, password, security token; or user locked out.")
         return actor
 
-    def login(self, ctx: Context, username: str, password: str, *, ip: str, refresh: bool = False) -> Session:
+    def login(self, ctx: Context, username: str, password: str, *, ip: str, refresh: bool = False,
+              client_id: str | None = None) -> Session:
         from keel.security import sessions
 
         s = sessions.authenticate(ctx, username, password, ip=ip, kind="api")
         refresh_token = None
-        if refresh:
+        if refresh:  # bound to the connected app that asked: only it can refresh with it
             with ctx.db.transaction() as conn:
-                refresh_token = sessions.issue_token(ctx, conn, s.user_id, kind="refresh", ip=ip).token
+                refresh_token = sessions.issue_token(ctx, conn, s.user_id, kind=sessions.REFRESH, ip=ip,
+                                                     client_id=client_id or None).token
         return self._session(ctx, s.token, self._actor(ctx, s.token), refresh_token)
 
     def resolve(self, ctx: Context, token: str) -> Session | None:
@@ -120,9 +123,11 @@ class SecurityAuth:
         sessions.revoke_token(ctx, token)
 
     def refresh(self, ctx: Context, refresh_token: str, client_id: str | None, *, ip: str) -> Session:
-        from keel.security import sessions
+        from keel.security import oauth_flows, sessions
 
-        actor = self._actor(ctx, refresh_token)
+        actor = sessions.resolve_token(ctx, refresh_token, refresh_for=client_id or "")
+        if actor is None:  # unknown, expired, revoked, an access token, or another app's: Salesforce's words
+            raise oauth_flows.invalid_grant("expired access/refresh token")
         with ctx.db.transaction() as conn:
             s = sessions.issue_token(ctx, conn, actor.user_id, kind="api", client_id=client_id, ip=ip)
         return self._session(ctx, s.token, self._actor(ctx, s.token), client_id=client_id)
@@ -161,8 +166,8 @@ class SecurityAuth:
         with ctx.db.transaction() as conn:
             s = sessions.issue_token(ctx, conn, got.user_id, kind="api", client_id=client_id, ip=ip)
             if {"refresh_token", "offline_access", "full"} & set(got.scope.split()):
-                refresh_token = sessions.issue_token(ctx, conn, got.user_id, kind="refresh", client_id=client_id,
-                                                     ip=ip).token
+                refresh_token = sessions.issue_token(ctx, conn, got.user_id, kind=sessions.REFRESH,
+                                                     client_id=client_id, ip=ip).token
         actor = sessions.resolve_token(ctx, s.token)
         if actor is None:  # deactivated between approving and exchanging
             raise oauth_flows.invalid_grant("inactive user")

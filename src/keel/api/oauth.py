@@ -84,7 +84,8 @@ async def token(request: Request) -> Response:
     try:
         if grant == "password":
             session = await run_in_threadpool(lambda: auth.login(ctx, form.get("username", ""),
-                                                                 form.get("password", ""), ip=ip, refresh=True))
+                                                                 form.get("password", ""), ip=ip, refresh=True,
+                                                                 client_id=client_id))
         elif grant == "client_credentials":
             session = await run_in_threadpool(lambda: auth.client_login(ctx, client_id, client_secret, ip=ip))
         elif grant == "authorization_code":

@@ -40,6 +40,7 @@ IP_MAX_FAILURES = 20
 IP_WINDOW = timedelta(minutes=15)
 LOCKOUT = timedelta(minutes=30)
 TOUCH_EVERY = timedelta(seconds=60)
+REFRESH = "refresh"  # the kind of an OAuth refresh token (keel_session.kind)
 @functools.cache
 def _dummy_hash() -> str:
     """A hash to verify against when the username is unknown, so that answer takes as long as a wrong password.
@@ -217,14 +218,20 @@ def issue_token(ctx: Context, conn: Connection, user_pk: int, *, kind: str = "ap
                 ip: str | None = None) -> Session:
     """A token for an already-authenticated principal (OAuth client credentials, ``keel`` CLI); audited."""
     now = ctx.clock()
-    session = _issue(ctx, conn, user_pk, "", kind, ip, now, client_id=client_id)
+    lifetime = timedelta(days=ctx.settings.refresh_token_days) if kind == REFRESH else None
+    session = _issue(ctx, conn, user_pk, "", kind, ip, now, client_id=client_id, lifetime=lifetime)
     audit(conn, "token_issued", actor_id=user_pk, detail={"kind": kind, "client_id": client_id}, at=now)
     return session
 
 
-def resolve_token(ctx: Context, token: str) -> Actor | None:
+def resolve_token(ctx: Context, token: str, *, refresh_for: str | None = None) -> Actor | None:
     """The ``Actor`` behind a bearer token, or None if it is unknown, revoked, expired, idle too long, or its
     user is inactive. Its ``Access`` reflects permissions as of this request.
+
+    A refresh token is not a bearer token: it resolves only with ``refresh_for`` (the OAuth refresh grant's
+    ``client_id``), and only for the connected app it was issued to; nothing else resolves that way. Otherwise
+    a leaked access token could be refreshed forever, past the absolute timeout, and a refresh token, which
+    lives for ``refresh_token_days`` without an idle timeout, could call the API.
 
     Every call reads the session row, the user's row version and active flag, and the security and schema
     versions in one indexed statement; the ``Actor`` built for a token is reused while all of those are unchanged
@@ -239,7 +246,14 @@ def resolve_token(ctx: Context, token: str) -> Actor | None:
     state = cache.state(ctx, h)
     if state is None:
         return None
-    _user, revoked, expires, last_seen, stamp = state
+    _user, revoked, expires, last_seen, stamp, kind, client_id = state
+    if refresh_for is None:
+        if kind == REFRESH:
+            return None
+    elif kind != REFRESH or (client_id is not None and client_id != refresh_for):
+        return None
+    else:
+        idle = expires - last_seen  # a refresh token has no idle timeout, only its absolute expiry
     if revoked is not None or expires <= now or last_seen + idle <= now or stamp is None:
         return None
     actor = cache.get(h, stamp)
@@ -265,7 +279,8 @@ def _touch(ctx: Context, h: str, now: datetime, last_seen: datetime) -> None:
 
 
 Stamp = tuple[int, int, int, int]  # user row version, user pk, security version, schema version
-TokenState = tuple[int, "datetime | None", datetime, datetime, "Stamp | None"]
+# user pk, revoked at, expires at, last seen, stamp, kind, connected app
+TokenState = tuple[int, "datetime | None", datetime, datetime, "Stamp | None", str, "str | None"]
 
 
 def _as_datetime(v: object) -> datetime | None:
@@ -291,8 +306,8 @@ class TokenCache:
         if self._sql is None or self._sql[0] != ut.name:
             active = col(schema, "User", "IsActive").name
             m = S.meta.name
-            sql = (f'SELECT s.user_id, s.revoked_at, s.expires_at, s.last_seen, u.version, u."{active}", '
-                   f"(SELECT value FROM {m} WHERE key = 'security_version'), "
+            sql = ("SELECT s.user_id, s.revoked_at, s.expires_at, s.last_seen, s.kind, s.client_id, u.version, "
+                   f'u."{active}", (SELECT value FROM {m} WHERE key = \'security_version\'), '
                    f"(SELECT value FROM {m} WHERE key = 'schema_version') "
                    f'FROM {sessions.name} s LEFT JOIN "{ut.name}" u ON u.id = s.user_id AND u.is_deleted = ? '
                    "WHERE s.token_hash = ?")
@@ -300,8 +315,8 @@ class TokenCache:
         return self._sql[1]
 
     def state(self, ctx: Context, h: str) -> TokenState | None:
-        """The session's (user, revoked_at, expires_at, last_seen, stamp); the stamp is None when the user row is
-        gone or inactive. None when the token is unknown."""
+        """The session's (user, revoked_at, expires_at, last_seen, stamp, kind, client_id); the stamp is None when
+        the user row is gone or inactive. None when the token is unknown."""
         sql = self._statement(ctx)
         postgres = ctx.db.dialect == "postgresql"
         raw = ctx.db.engine.raw_connection()
@@ -316,12 +331,12 @@ class TokenCache:
             raw.close()
         if row is None:
             return None
-        user_pk, revoked, expires, last_seen, version, active, sec, schema_version = row
+        user_pk, revoked, expires, last_seen, kind, client_id, version, active, sec, schema_version = row
         expires_at, seen = _as_datetime(expires), _as_datetime(last_seen)
         assert expires_at is not None and seen is not None
         stamp = None if version is None or not active else (int(version), int(user_pk), int(sec or 0),
                                                             int(schema_version or 0))
-        return int(user_pk), _as_datetime(revoked), expires_at, seen, stamp
+        return int(user_pk), _as_datetime(revoked), expires_at, seen, stamp, str(kind), client_id
 
     def get(self, h: str, stamp: Stamp) -> Actor | None:
         with self._lock:
