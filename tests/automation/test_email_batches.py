@@ -106,6 +106,7 @@ def test_a_bulk_save_alerts_through_batch_rows(picky: tuple[Context, Picky], clo
 
     # the administrator sees the refused part as a dead letter and can queue it again
     dead_row = next(r for r in A.list_dead_letters(ctx) if r["topic"] == "email")
+    assert dead_row["messages"] == 2
     assert A.retry_dead_letters(ctx, [dead_row["id"]]) == 1
     A.deliver_pending(ctx)
     assert [r["state"] for r in _email_rows(ctx)] == ["delivered", "dead"]  # still refused: dead again

@@ -250,9 +250,16 @@ def _publish_changes(conn: Connection) -> None:
 
 
 def dead_letters(conn: Connection, limit: int = 200) -> list[dict[str, Any]]:
+    """Dead rows, newest first, each with ``messages``: how many messages it holds (a batch row holds several)."""
     o = S.outbox
     q = sa.select(o).where(o.c.state == DEAD).order_by(o.c.id.desc()).limit(limit)
-    return [dict(r) for r in conn.execute(q).mappings()]
+    out = []
+    for r in conn.execute(q).mappings():
+        row = dict(r)
+        batch = orjson.loads(row["payload"]).get("batch") if row["payload"].startswith('{"batch"') else None
+        row["messages"] = len(batch) if isinstance(batch, list) else 1
+        out.append(row)
+    return out
 
 
 def retry(conn: Connection, outbox_ids: list[int], now: dt.datetime) -> int:
