@@ -248,7 +248,9 @@ def test_rest_reads(rec: Recruiting, api: TestClient) -> None:
         resp = api.get(url, params=arg) if method == "GET" else api.post(url, json=arg)
         assert resp.status_code == 200, (url, resp.text)
         assert "123-45-6789" in resp.text, url
-        assert entries(rec, m) == [cand], url
+        expected = one(rec, "recruiter", "Candidate__c", ["SSN__c"], [r["cand1"]], "search") \
+            if url.endswith("/search") else cand
+        assert entries(rec, m) == [expected], url
     m = mark(rec)
     resp = api.get(f"{base}/sobjects/Dossier__c/Ref__c/D-2")
     assert resp.status_code == 200 and resp.json()["Medical__c"] == "unfit"
