@@ -38,7 +38,7 @@ from keel.metadata.store import current_version, load_snapshot
 from keel.security.package import PermissionSetSpec, parse_permission_set
 from keel.services.metadata import check_formulas
 from keel.services.report_indexes import load_package_objects
-from keel.services.security import _find_by_name, create_role, deploy_permission_set
+from keel.services.security import _find_by_name, create_role, deploy_permission_set, ensure_queue
 from keel.storage import system as S
 from keel.yamlio import load_yaml
 
@@ -173,7 +173,7 @@ def plan_app(ctx: Context, name: str) -> AppPlan:
 
 
 def apply_app(ctx: Context, name: str) -> AppPlan:
-    """Install or upgrade one app in one transaction: schema, roles, permission sets, flows, approvals."""
+    """Install or upgrade one app in one transaction: schema, roles, queues, permission sets, flows, approvals."""
     from keel.automation.definitions import check_approval, check_flow
     from keel.automation.registry import store
     from keel.automation.tables import create_automation_tables
@@ -194,6 +194,9 @@ def apply_app(ctx: Context, name: str) -> AppPlan:
             execute(conn, ap.plan)
             S.set_meta(conn, "schema_version", str(ap.plan.after.version))
         _roles(sysctx, conn, manifest(name).get("roles") or [])
+        for q in manifest(name).get("queues") or []:  # ``queues: [{name, objects, members: [role names]}]``
+            ensure_queue(sysctx, conn, str(q["name"]), [str(o) for o in q.get("objects") or []],
+                         member_roles=[str(r) for r in q.get("members") or []])
         for spec in specs:
             deploy_permission_set(sysctx, conn, spec)
         if flows or procs:

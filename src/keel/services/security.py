@@ -218,6 +218,41 @@ def create_role(ctx: Context, conn: Connection, name: str, parent: str | None = 
     return rid
 
 
+def ensure_queue(ctx: Context, conn: Connection, name: str, objects: list[str], *,
+                 member_roles: list[str] | tuple[str, ...] = ()) -> str:
+    """A queue (a Group of type Queue) named ``name`` that may own ``objects``, created when missing; on a queue
+    that exists, the objects it lacks are added and nothing is removed. ``member_roles``: roles whose users and
+    subordinates are members (added when the queue is created). Returns the queue's id."""
+    schema = ctx.schema(conn)
+    for o in objects:
+        schema.get_object(o)  # a typo fails the install instead of making a queue that can own nothing
+    pk = _find_by_name(conn, schema, "Group", name)
+    if pk is None:
+        qid = save_many(ctx, "Group", [{"Name": name, "DeveloperName": name.replace(" ", "_"), "Type": "Queue"}],
+                        conn=conn)[0].id
+        assert qid is not None
+        members = []
+        for role in member_roles:
+            rpk = _find_by_name(conn, schema, "UserRole", role)
+            if rpk is None:
+                raise NotFoundError(f"No role named {role!r}.")
+            members.append({"GroupId": qid, "UserOrGroupId": ids.encode("00E", rpk), "IncludeSubordinates": True})
+        if members:
+            save_many(ctx, "GroupMember", members, conn=conn)
+    else:
+        qid = ids.encode("00G", pk)
+        save_many(ctx, "Group", [{"Id": qid, "Type": "Queue"}], conn=conn)
+    qs = schema.get_object("QueueSobject")
+    qt = table_for(schema, qs)
+    sobject, queue = (qt.c[qs.get_field(n).column or ""] for n in ("SobjectType", "QueueId"))
+    have = {str(v).lower() for v in conn.execute(sa.select(sobject).where(
+        queue == ids.decode(qid, "00G"), qt.c.is_deleted == sa.false())).scalars()}
+    missing = [o for o in objects if o.lower() not in have]
+    if missing:
+        save_many(ctx, "QueueSobject", [{"QueueId": qid, "SobjectType": o} for o in missing], conn=conn)
+    return qid
+
+
 def ensure_share_objects(ctx: Context) -> list[str]:
     """Create ``<Name>__Share`` for every custom object whose OWD needs shares (Private or Public Read Only) and
     that has none yet; call it after deploying a package. Returns the names created."""
