@@ -120,9 +120,12 @@ def index_specs(obj: ObjectDef) -> list[IndexSpec]:
 
 
 def search_fields(obj: ObjectDef) -> list[FieldDef]:
-    """The stored fields of ``obj`` its full-text index covers, in field order. Only queryable objects with a Name
-    are searchable, as in SOSL; deriving the list from the definition lets the metadata plan drop and rebuild the
-    index whenever a text field is added or removed."""
+    """The stored fields of ``obj`` its full-text index covers: Name, then the others by field id. Only queryable
+    objects with a Name are searchable, as in SOSL; deriving the list from the definition lets the metadata plan
+    drop and rebuild the index whenever a text field is added or removed. The order is by id, not by the object's
+    field order, which differs when two apps extend one object (an app's plan lists its own fields where the
+    stored object has them elsewhere) and would make the plan rebuild an unchanged index."""
     if not obj.queryable or obj.find_field("Name") is None:
         return []
-    return [f for f in obj.fields if f.column and (f.type in SEARCHABLE_TYPES or f.api_name == "Name")]
+    found = [f for f in obj.fields if f.column and (f.type in SEARCHABLE_TYPES or f.api_name == "Name")]
+    return sorted(found, key=lambda f: (f.api_name != "Name", f.id))
