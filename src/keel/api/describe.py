@@ -42,7 +42,7 @@ def resources(call: ApiCall) -> Reply:
 def composite_resources(call: ApiCall) -> Reply:
     """``GET /composite``: the composite resources this server runs (Salesforce also lists ``graph``; Keel has none)."""
     p = f"{call.prefix}/composite"
-    return Reply(200, {"batch": f"{p}/batch", "sobjects": f"{p}/sobjects"})
+    return Reply(200, {"tree": f"{p}/tree", "batch": f"{p}/batch", "sobjects": f"{p}/sobjects"})
 
 
 def limits(call: ApiCall) -> Reply:

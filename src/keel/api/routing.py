@@ -119,7 +119,7 @@ def dispatch(call: ApiCall) -> Reply:
 
 
 def _route(call: ApiCall) -> Reply:
-    from keel.api import collections, composite, composite_batch, describe, query, search, sobjects
+    from keel.api import collections, composite, composite_batch, composite_tree, describe, query, search, sobjects
 
     p = call.parts
     if not p:
@@ -148,6 +148,8 @@ def _route(call: ApiCall) -> Reply:
             return collections.route(call, rest[1:])
         if sub == "batch" and len(rest) == 1:
             return _only(call, "POST", composite_batch.batch)
+        if sub == "tree" and len(rest) == 2:
+            return _only(call, "POST", lambda c: composite_tree.tree(c, rest[1]))
     raise not_found()
 
 
