@@ -4,6 +4,7 @@ PostgreSQL: Salesforce's request and response shapes, haltOnError, limits, all-o
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 from collections.abc import Iterator
@@ -14,6 +15,9 @@ import pytest
 from apihelp import USER, USER_PW, Live, V
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
+from starlette.testclient import TestClient
+
+from keel.api.app import create_app
 
 P = f"/services/data/v{V}"
 
@@ -172,6 +176,20 @@ def test_batch_charges_every_subrequest(api: httpx.Client) -> None:
     batch(api, [{"method": "GET", "url": f"v{V}/limits"}] * 5)
     after = used(api.get("/limits"))
     assert after - before == 5 + 1
+
+
+def test_batch_cannot_exceed_the_rate_limit(live: Live) -> None:
+    """A batch is not a way around the per-minute limit: subrequests past it answer 403 REQUEST_LIMIT_EXCEEDED."""
+    ctx = dataclasses.replace(live.ctx, settings=dataclasses.replace(live.ctx.settings, api_requests_per_minute=3))
+    token = live.login()
+    with TestClient(create_app(ctx), base_url="https://127.0.0.1") as client:
+        r = client.post(f"{P}/composite/batch", headers={"Authorization": f"Bearer {token}"},
+                        json={"batchRequests": [{"method": "GET", "url": f"v{V}/limits"}] * 4})
+        assert r.status_code == 200
+        out = r.json()
+        assert [x["statusCode"] for x in out["results"]] == [200, 200, 200, 403] and out["hasErrors"] is True
+        assert out["results"][3]["result"][0]["errorCode"] == "REQUEST_LIMIT_EXCEEDED"
+        assert client.get(f"{P}/limits", headers={"Authorization": f"Bearer {token}"}).status_code == 403
 
 
 def test_composite_refuses_batch_and_tree_subrequests(api: httpx.Client) -> None:
