@@ -93,14 +93,16 @@ def _authorised(request: Request, token: str, version: str, parts: list[str], bo
     if not session.api_enabled:
         return _fail("API_CURRENTLY_DISABLED", "API is disabled for this User", 403)
     limiter: RateLimiter = state.limits
-    retry = limiter.hit((f"u:{session.user_id}", f"t:{token}"))
+    keys = (f"u:{session.user_id}", f"t:{token}")
+    retry = limiter.hit(keys)
     usage = {"Sforce-Limit-Info": limiter.usage_header()}
     if retry is not None:
         return _fail("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.", 403,
                      {"Retry-After": str(retry), **usage})
     call = ApiCall(ctx.as_actor(session.actor), session, request.method, version, parts,
                    dict(request.query_params), body, base_url(request), request.headers,
-                   api_usage=limiter.used_today, group_commit=state.group_commit)
+                   api_usage=limiter.used_today, group_commit=state.group_commit,
+                   meter=lambda: limiter.hit(keys))  # /composite/batch charges each subrequest
     try:
         return dispatch(call), usage
     except Exception:  # a real bug: log it, answer 500 (jsforce retries 5xx, so user errors never get here)

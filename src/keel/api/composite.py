@@ -70,6 +70,13 @@ def _parse_url(call: ApiCall, url: str) -> tuple[list[str], dict[str, str]]:
     return segs[3:], dict(parse_qsl(parts.query, keep_blank_values=True))
 
 
+def _nested_composite(parts: list[str]) -> bool:
+    """Like Salesforce, /composite runs sObject Collections but not itself, /composite/batch or /composite/tree."""
+    if not parts or parts[0].lower() != "composite":
+        return False
+    return len(parts) == 1 or parts[1].lower() in ("batch", "tree")
+
+
 def composite(call: ApiCall) -> Reply:
     body = call.json_object()
     subs = body.get("compositeRequest")
@@ -124,7 +131,7 @@ def _run_all(call: ApiCall, subs: list[dict[str, Any]], out: list[dict[str, Any]
                 reply = Reply(400, [{"errorCode": e.code, "message": e.message}])
             else:
                 method = str(s["method"]).upper()
-                if parts and parts[0].lower() == "composite" and len(parts) == 1:
+                if _nested_composite(parts):
                     reply = Reply(400, [{"errorCode": "INVALID_URL", "message": "composite cannot be nested"}])
                 else:
                     reply = dispatch(call.sub(method, parts, params, sub_body))

@@ -39,6 +39,12 @@ def resources(call: ApiCall) -> Reply:
     return Reply(200, body)
 
 
+def composite_resources(call: ApiCall) -> Reply:
+    """``GET /composite``: the composite resources this server runs (Salesforce also lists ``graph``; Keel has none)."""
+    p = f"{call.prefix}/composite"
+    return Reply(200, {"tree": f"{p}/tree", "batch": f"{p}/batch", "sobjects": f"{p}/sobjects"})
+
+
 def limits(call: ApiCall) -> Reply:
     per_min = call.ctx.settings.api_requests_per_minute
     daily = max(per_min * 60 * 24, 15000)

@@ -50,6 +50,7 @@ class ApiCall:
     conn: Connection | None = None  # set by /composite with allOrNone: every subrequest shares one transaction
     api_usage: int = 0
     group_commit: GroupCommit | None = None  # coalesces concurrent single-record creates (api/groupcommit.py)
+    meter: Callable[[], int | None] | None = None  # counts one more request; seconds to wait when over the limit
 
     @contextmanager
     def writing(self) -> Iterator[Connection]:
@@ -118,7 +119,7 @@ def dispatch(call: ApiCall) -> Reply:
 
 
 def _route(call: ApiCall) -> Reply:
-    from keel.api import collections, composite, describe, query, search, sobjects
+    from keel.api import collections, composite, composite_batch, composite_tree, describe, query, search, sobjects
 
     p = call.parts
     if not p:
@@ -137,9 +138,18 @@ def _route(call: ApiCall) -> Reply:
         return _only(call, "GET", describe.openapi)
     if head == "composite":
         if not rest:
-            return _only(call, "POST", composite.composite)
-        if rest[0].lower() == "sobjects":
+            if call.method in ("GET", "HEAD"):
+                return describe.composite_resources(call)
+            if call.method != "POST":
+                raise method_not_allowed(call, "GET, POST")
+            return composite.composite(call)
+        sub = rest[0].lower()
+        if sub == "sobjects":
             return collections.route(call, rest[1:])
+        if sub == "batch" and len(rest) == 1:
+            return _only(call, "POST", composite_batch.batch)
+        if sub == "tree" and len(rest) == 2:
+            return _only(call, "POST", lambda c: composite_tree.tree(c, rest[1]))
     raise not_found()
 
 
