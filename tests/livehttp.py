@@ -9,7 +9,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
+import requests
 import uvicorn
 
 
@@ -38,3 +40,20 @@ def serving(app: Any, *, lifespan: Literal["on", "off"] = "off", timeout: float 
         server.should_exit = True
         thread.join(30)
     assert not thread.is_alive(), "the test server did not stop"
+
+
+class LocalSession(requests.Session):
+    """Sends ``*.salesforce.com`` URLs (clients that hard-code Salesforce's login and instance hosts, such as
+    simple-salesforce) to the local HTTPS server at ``target`` (host:port), trusting ``cert``."""
+
+    def __init__(self, target: str, cert: str) -> None:
+        super().__init__()
+        self.target = target
+        self.verify = cert
+        self.trust_env = False
+
+    def request(self, method: str | bytes, url: str | bytes, *a: Any, **kw: Any) -> requests.Response:
+        u = urlsplit(str(url))
+        if (u.hostname or "").endswith("salesforce.com"):
+            url = urlunsplit(("https", self.target, u.path, u.query, u.fragment))
+        return super().request(method, url, *a, **kw)

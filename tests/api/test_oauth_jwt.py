@@ -13,12 +13,10 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import jwt
 import pytest
-import requests
 import sqlalchemy as sa
 from apihelp import ADMIN, NOAPI, USER, Live, V, user_id
 from cryptography import x509
@@ -27,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
+from tests.livehttp import LocalSession
 
 from keel.errors import KeelError
 from keel.security import sessions
@@ -37,20 +36,6 @@ from keel.storage import system as S
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 
-class LocalSession(requests.Session):
-    """Sends simple-salesforce's ``https://{domain}.salesforce.com`` calls to the local HTTPS server."""
-
-    def __init__(self, target: str, cert: str) -> None:
-        super().__init__()
-        self.target = target
-        self.verify = cert
-        self.trust_env = False
-
-    def request(self, method: str | bytes, url: str | bytes, *a: Any, **kw: Any) -> requests.Response:
-        u = urlsplit(str(url))
-        if (u.hostname or "").endswith("salesforce.com"):
-            url = urlunsplit(("https", self.target, u.path, u.query, u.fragment))
-        return super().request(method, url, *a, **kw)
 
 
 def _key_and_cert() -> tuple[rsa.RSAPrivateKey, str]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
@@ -16,24 +14,9 @@ from simple_salesforce.exceptions import (
     SalesforceMoreThanOneRecord,
     SalesforceResourceNotFound,
 )
+from tests.livehttp import LocalSession
 
 from keel.records import save_many
-
-
-class LocalSession(requests.Session):
-    """Sends simple-salesforce's ``https://login.salesforce.com`` calls to the local HTTPS server."""
-
-    def __init__(self, target: str, cert: str) -> None:
-        super().__init__()
-        self.target = target
-        self.verify = cert
-        self.trust_env = False
-
-    def request(self, method: str | bytes, url: str | bytes, *a: Any, **kw: Any) -> requests.Response:
-        u = urlsplit(str(url))
-        if (u.hostname or "").endswith("salesforce.com"):
-            url = urlunsplit(("https", self.target, u.path, u.query, u.fragment))
-        return super().request(method, url, *a, **kw)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
@@ -154,17 +153,3 @@ def http(live: Live) -> Iterator[Any]:
         yield c
 
 
-class LocalSession(requests.Session):
-    """Sends ``*.salesforce.com`` URLs to the local HTTPS server (for clients that hard-code them)."""
-
-    def __init__(self, target: str, cert: str) -> None:
-        super().__init__()
-        self.target = target
-        self.verify = cert
-        self.trust_env = False
-
-    def request(self, method: str | bytes, url: str | bytes, *a: Any, **kw: Any) -> requests.Response:
-        u = urlsplit(str(url))
-        if (u.hostname or "").endswith("salesforce.com"):
-            url = urlunsplit(("https", self.target, u.path, u.query, u.fragment))
-        return super().request(method, url, *a, **kw)
