@@ -34,7 +34,7 @@ def test_connected_apps_gain_certificate_and_callbacks(org: Context) -> None:
     assert {"certificate", "callback_urls"} <= cols
     assert {oauth_codes.name, oauth_approvals.name} <= tables
     with org.db.read() as conn:
-        assert S.get_meta(conn, "system_schema") == "3"
+        assert S.get_meta(conn, "system_schema") == str(S.SCHEMA_VERSION)
         row = conn.execute(sa.select(connected_apps).where(connected_apps.c.client_id == client_id)).first()
     assert row is not None and row.certificate is None and row.callback_urls is None
     assert sessions.verify_client(org, client_id, None) is not None

@@ -9,7 +9,8 @@ from keel.records import delete_many, save_many
 from keel.security import reach
 from keel.security.tables import share_reach
 from keel.services.query import query
-from keel.services.security import share_record, unshare_record
+from keel.services.security import recalculate_sharing, share_record, unshare_record
+from keel.storage import migrate
 from tests.security.test_sharing import Org, rid, role_id, world  # noqa: F401  (``world`` is the fixture)
 
 
@@ -84,3 +85,22 @@ def test_group_shares_owner_changes_and_deletes(world: Org) -> None:  # noqa: F8
     delete_many(world.ctx("aud"), "Case_File__c", [aud_case])
     assert_matches_rebuild(world)
     assert query(world.ctx("mgr"), "SELECT Name FROM Case_File__c WHERE Name = 'case-aud'")["records"] == []
+
+
+def test_migration_0004_creates_the_tables_and_a_recalculation_fills_them(world: Org) -> None:  # noqa: F811
+    """An organisation from before 0004 gets the two tables empty: managers inherit nothing (as before) and
+    nothing breaks until a recalculation fills them."""
+    from alembic import command
+
+    share_record(world.ctx("aud"), "Case_File__c", rid(world, "Case_File__c", "case-aud"), world.users["a1"])
+    with world.admin.db.transaction() as conn:
+        command.downgrade(migrate._config(conn), "0003")
+    with world.admin.db.read() as conn:
+        assert not {"keel_role_span", "keel_share_reach"} & set(sa.inspect(conn).get_table_names())
+    migrate.upgrade(world.admin.db)
+    assert migrate.status(world.admin.db).up_to_date
+    assert reach_rows(world) == set()
+    assert "case-aud" in world.visible("a1") and "case-aud" not in world.visible("mgr")
+    recalculate_sharing(world.admin)
+    assert "case-aud" in world.visible("mgr")
+    assert_matches_rebuild(world)

@@ -29,7 +29,7 @@ def queue_pks(conn: Connection, schema: SchemaSnapshot) -> set[int]:
 def supporting_queues(conn: Connection, schema: SchemaSnapshot, obj_name: str, group_pks: Iterable[int]) -> set[int]:
     """Those of ``group_pks`` that are queues allowed to own ``obj_name`` records (a ``QueueSobject`` row)."""
     wanted = sorted(set(group_pks))
-    if not wanted:
+    if not wanted or schema.find_object("QueueSobject") is None:  # an org from before queues: none supports any
         return set()
     gt, qt = live(schema, "Group"), live(schema, "QueueSobject")
     queue = col(schema, "QueueSobject", "QueueId")
