@@ -251,6 +251,13 @@ INHERITS: dict[str, Any] = {
     "region_values": ["A"], "threshold": 5}
 
 
+# Always checked: groups in a cycle (g0 holds u1 and g1, g1 holds g0) both hold u1, whichever is resolved first.
+CYCLE: dict[str, Any] = {
+    **INHERITS, "roles": [None, None], "view_all": [False, False], "groups": [[("user", 1), ("group", 1)],
+                                                                             [("group", 0)]],
+    "queues": [1], "records": [(0, "A", 1), (-2, "B", 1)], "rules": [], "shares": [(0, ("group", 1), 1, "Manual")]}
+
+
 def test_predicate_matches_reference(org: Context, tmp_path: Path) -> None:
     deploy_objects(org, [{"object": "Prop__c", "sharing": "private", "name_field": {"type": "text"}, "fields": [
         {"name": "Region__c", "type": "text", "length": 5}, {"name": "Amount__c", "type": "number"}]}], tmp_path)
@@ -262,6 +269,7 @@ def test_predicate_matches_reference(org: Context, tmp_path: Path) -> None:
     @given(orgs())
     @example(INHERITS)
     @example({**INHERITS, "hierarchy": False})
+    @example(CYCLE)
     def check(m: dict[str, Any]) -> None:
         expected = reference(m)
         obj = replace(schema.get_object("Prop__c"), sharing=m["owd"], role_hierarchy=m["hierarchy"])

@@ -81,8 +81,8 @@ class UserAccess:
     # whose records the hierarchy shows on objects that grant access using hierarchies.
     queues: frozenset[int] = frozenset()
     queues_below: frozenset[int] = frozenset()
-    # Groups and roles holding a user below this one: sharing rules to them reach this user on objects that grant
-    # access using hierarchies (``principals.inherited_principals``).
+    # The users below this one and the groups and roles holding one: sharing rules to them reach this user on
+    # objects that grant access using hierarchies (``principals.inherited_principals``).
     inherited: frozenset[int] = frozenset()
     # The role-tree positions strictly below this user's role, (lo, hi]: shares reaching a position in it reach
     # this user on those objects (``security/reach.py``). None when no role is below.

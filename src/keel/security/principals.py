@@ -136,27 +136,28 @@ def recalculate(conn: Connection, schema: SchemaSnapshot, progress: Progress | N
 
     groups = _load_groups(conn, schema)
     report("groups", 0, len(groups))
-    resolved: dict[int, set[int]] = {}
 
-    def resolve(g: int, stack: frozenset[int]) -> set[int]:
-        if g in resolved:
-            return resolved[g]
+    def resolve(g: int) -> set[int]:
+        """Everyone in ``g`` and in every group reachable from it. A walk per group, not a memo: inside a cycle
+        (g1 holds g2, g2 holds g1) a memoised partial answer would leave g2 without g1's members."""
         out: set[int] = set()
-        for member in groups.get(g, ()):
-            kind = member & _KIND_MASK
-            if kind == 0:
-                if member in users:
-                    out.add(member)
-            elif kind == GROUP:
-                if member not in stack:
-                    out |= resolve(member, stack | {member})
-            else:
-                out |= members.get(member, set())
-        resolved[g] = out
+        seen, todo = {g}, [g]
+        while todo:
+            for member in groups.get(todo.pop(), ()):
+                kind = member & _KIND_MASK
+                if kind == 0:
+                    if member in users:
+                        out.add(member)
+                elif kind == GROUP:
+                    if member not in seen:
+                        seen.add(member)
+                        todo.append(member)
+                else:
+                    out |= members.get(member, set())
         return out
 
     for n, g in enumerate(groups, 1):
-        members[g] = resolve(g, frozenset({g}))
+        members[g] = resolve(g)
         if n % 100 == 0:
             report("groups", n, len(groups))
     report("groups", len(groups), len(groups))
@@ -215,17 +216,18 @@ def subordinate_role_keys(conn: Connection, role_pk: int | None) -> tuple[int, .
 
 
 def inherited_principals(conn: Connection, subordinate_keys: tuple[int, ...]) -> frozenset[int]:
-    """Groups and roles (not users) that contain a user below in the role hierarchy.
+    """The users below in the role hierarchy and every group and role that contains one of them.
 
     With "grant access using hierarchies", a manager gets whatever a subordinate is granted by a sharing rule, as
-    in Salesforce, so a rule to a group or role that holds someone below me reaches me. Rules are few and
-    evaluated in the predicate, so this costs one query per access, nothing per row."""
+    in Salesforce, so a rule to a user below me, or to a group or role holding one, reaches me. Rules are few and
+    evaluated in the predicate, so this costs two queries per access, nothing per row."""
     if not subordinate_keys:
         return frozenset()
     below = sa.select(principal_members.c.user_id).where(principal_members.c.principal.in_(subordinate_keys))
+    users = {int(u) for u in conn.execute(below.distinct()).scalars()}
     pm = principal_members.alias()
     q = sa.select(pm.c.principal).where(pm.c.user_id.in_(below)).distinct()
-    return frozenset(int(p) for p in conn.execute(q).scalars() if int(p) & _KIND_MASK)
+    return frozenset(users | {int(p) for p in conn.execute(q).scalars() if int(p) & _KIND_MASK})
 
 
 def iter_ids(rows: Iterable[object]) -> list[int]:
