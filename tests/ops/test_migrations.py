@@ -88,3 +88,28 @@ def test_pre_alembic_database_is_refused_then_migrated(org: Context) -> None:
     assert migrate.status(db).up_to_date
     again = runner.invoke(app, ["migrate", "--db", db.url])
     assert "current" in again.output
+
+
+def test_migrate_fills_the_sharing_tables_an_upgrade_left_empty(org: Context) -> None:
+    """Migration 0004 creates the role-tree positions and inherited-share rows empty; ``keel migrate`` runs the
+    recalculation that fills them, so managers inherit their subordinates' shares after an upgrade."""
+    from keel.records import save_many
+    from keel.security.tables import role_spans, share_reach
+    from keel.services.security import wire_security
+
+    ctx = wire_security(org)
+    boss = save_many(ctx, "UserRole", [{"Name": "Director"}])[0].id
+    save_many(ctx, "UserRole", [{"Name": "Analyst", "ParentRoleId": boss}])
+    with org.db.transaction() as conn:  # as migration 0004 leaves an existing organisation
+        conn.execute(sa.delete(share_reach))
+        conn.execute(sa.delete(role_spans))
+    runner = CliRunner()
+    check = runner.invoke(app, ["migrate", "--db", org.db.url, "--check"])
+    assert check.exit_code == 1 and "sharing recalculation" in check.output, check.output
+    done = runner.invoke(app, ["migrate", "--db", org.db.url])
+    assert done.exit_code == 0 and "Recalculated sharing" in done.output, done.output
+    with org.db.read() as conn:
+        spans = conn.execute(sa.select(role_spans.c.lo, role_spans.c.hi)).all()
+    assert len(spans) == 2 and min(spans)[1] >= max(spans)[0]  # the director's span holds the analyst's
+    again = runner.invoke(app, ["migrate", "--db", org.db.url, "--check"])
+    assert again.exit_code == 0 and "current" in again.output, again.output

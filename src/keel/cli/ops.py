@@ -61,6 +61,7 @@ def ops_commands(app: typer.Typer) -> None:
                 ) -> None:
         """Upgrade Keel's system tables to this version's schema (one transaction)."""
         from keel.metadata import search_index
+        from keel.services import security
         from keel.storage import migrate as m
 
         with friendly_errors():
@@ -68,7 +69,8 @@ def ops_commands(app: typer.Typer) -> None:
             before = m.status(ctx.db)
             with ctx.db.read() as conn:
                 unindexed = [o.api_name for o in search_index.missing(conn)]
-            if before.up_to_date and not unindexed:
+            unfilled = before.up_to_date and security.sharing_unfilled(ctx)
+            if before.up_to_date and not unindexed and not unfilled:
                 console.print(f"System tables are current (revision {before.head}).")
                 return
             if check:
@@ -76,6 +78,8 @@ def ops_commands(app: typer.Typer) -> None:
                     console.print(f"Pending: revision {before.current} -> {before.head}.")
                 if unindexed:
                     console.print(f"Pending: search indexes for {len(unindexed)} object(s).")
+                if unfilled:
+                    console.print("Pending: a sharing recalculation (managers' inherited shares).")
                 raise typer.Exit(1)
             if before.up_to_date:
                 console.print(f"System tables are current (revision {before.head}).")
@@ -85,6 +89,9 @@ def ops_commands(app: typer.Typer) -> None:
             built = search_index.build_missing(ctx.db)
             if built:
                 console.print(f"Built search indexes for {len(built)} object(s).")
+            if security.sharing_unfilled(ctx):  # an upgrade through 0004: fill the derived sharing tables
+                security.recalculate_sharing(security.system_context(ctx, "keel migrate: fill sharing tables"))
+                console.print("Recalculated sharing: managers inherit their subordinates' shares.")
 
 
 def asgi_app() -> Any:

@@ -279,6 +279,24 @@ def recalculate_sharing(ctx: Context, progress: Any = None) -> RecalcResult:
     return result
 
 
+def sharing_unfilled(ctx: Context) -> bool:
+    """Whether the organisation has roles but no role-tree positions: a database upgraded by migration 0004, whose
+    derived sharing tables start empty. Until a recalculation fills them, managers inherit no shares."""
+    from keel.security.tables import role_spans
+
+    with ctx.db.read() as conn:
+        if not sa.inspect(conn).has_table(role_spans.name):
+            return False
+        if conn.execute(sa.select(role_spans.c.role_id).limit(1)).first() is not None:
+            return False
+        schema = ctx.schema(conn)
+        role = schema.find_object("UserRole")
+        if role is None:
+            return False
+        t = table_for(schema, role)
+        return conn.execute(sa.select(t.c.id).where(t.c.is_deleted == sa.false()).limit(1)).first() is not None
+
+
 def _require(ctx: Context, permission: str) -> None:
     access = ctx.actor.access
     if ctx.actor.is_system:
