@@ -113,3 +113,26 @@ def test_migrate_fills_the_sharing_tables_an_upgrade_left_empty(org: Context) ->
     assert len(spans) == 2 and min(spans)[1] >= max(spans)[0]  # the director's span holds the analyst's
     again = runner.invoke(app, ["migrate", "--db", org.db.url, "--check"])
     assert again.exit_code == 0 and "current" in again.output, again.output
+
+
+def test_migrate_adds_standard_objects_a_newer_keel_ships(org: Context) -> None:
+    """An organisation from before ``QueueSobject`` existed gets it, and its data table, from ``keel migrate``."""
+    from keel.metadata.store import load_snapshot
+
+    old = org.schema().get_object("QueueSobject")
+    with org.db.transaction() as conn:  # as an older Keel made the organisation: no such object or table
+        conn.execute(sa.delete(S.fields).where(S.fields.c.object_id == old.id))
+        conn.execute(sa.delete(S.objects).where(S.objects.c.id == old.id))
+        conn.exec_driver_sql(f'DROP TABLE "{old.table}"')
+        S.set_meta(conn, "schema_version", str(int(S.get_meta(conn, "schema_version") or 0) + 1))
+    with org.db.read() as conn:
+        assert load_snapshot(conn).find_object("QueueSobject") is None
+    runner = CliRunner()
+    check = runner.invoke(app, ["migrate", "--db", org.db.url, "--check"])
+    assert check.exit_code == 1 and "QueueSobject" in check.output, check.output
+    done = runner.invoke(app, ["migrate", "--db", org.db.url])
+    assert done.exit_code == 0 and "Added standard objects: QueueSobject" in done.output, done.output
+    with org.db.read() as conn:
+        obj = load_snapshot(conn).get_object("QueueSobject")
+        assert obj.key_prefix == "03g" and sa.inspect(conn).has_table(obj.table)
+    assert runner.invoke(app, ["migrate", "--db", org.db.url, "--check"]).exit_code == 0

@@ -61,7 +61,7 @@ def ops_commands(app: typer.Typer) -> None:
                 ) -> None:
         """Upgrade Keel's system tables to this version's schema (one transaction)."""
         from keel.metadata import search_index
-        from keel.services import security
+        from keel.services import org, security
         from keel.storage import migrate as m
 
         with friendly_errors():
@@ -70,12 +70,15 @@ def ops_commands(app: typer.Typer) -> None:
             with ctx.db.read() as conn:
                 unindexed = [o.api_name for o in search_index.missing(conn)]
             unfilled = before.up_to_date and security.sharing_unfilled(ctx)
-            if before.up_to_date and not unindexed and not unfilled:
+            standard = org.missing_standard_objects(ctx) if before.up_to_date else []
+            if before.up_to_date and not unindexed and not unfilled and not standard:
                 console.print(f"System tables are current (revision {before.head}).")
                 return
             if check:
                 if not before.up_to_date:
                     console.print(f"Pending: revision {before.current} -> {before.head}.")
+                if standard:
+                    console.print(f"Pending: new standard objects {', '.join(standard)}.")
                 if unindexed:
                     console.print(f"Pending: search indexes for {len(unindexed)} object(s).")
                 if unfilled:
@@ -86,6 +89,9 @@ def ops_commands(app: typer.Typer) -> None:
             else:
                 after = m.upgrade(ctx.db)
                 console.print(f"Migrated system tables from revision {before.current} to {after.current}.")
+            added = org.add_missing_standard_objects(ctx)
+            if added:
+                console.print(f"Added standard objects: {', '.join(added)}.")
             built = search_index.build_missing(ctx.db)
             if built:
                 console.print(f"Built search indexes for {len(built)} object(s).")

@@ -46,6 +46,25 @@ def is_initialised(db: Database) -> bool:
         return S.get_meta(conn, "org_id") is not None
 
 
+def missing_standard_objects(ctx: Context) -> list[str]:
+    """Standard objects this Keel ships that the organisation lacks (one created by an older Keel)."""
+    with ctx.db.read() as conn:
+        have = {o.key for o in load_snapshot(conn)}
+    return [o.api_name for o in load_package(STANDARD_PACKAGE, standard=True) if o.key not in have]
+
+
+def add_missing_standard_objects(ctx: Context) -> list[str]:
+    """Create the standard objects a newer Keel added (``QueueSobject``, say) in an existing organisation, in one
+    transaction; objects it has are left as they are. ``keel migrate`` runs it after the system migrations."""
+    with ctx.db.read() as conn:
+        before = load_snapshot(conn)
+    have = {o.key for o in before}
+    new = [o for o in load_package(STANDARD_PACKAGE, standard=True) if o.key not in have]
+    if new:
+        apply_plan(ctx.db, plan(before, new), ctx.metadata)
+    return [o.api_name for o in new]
+
+
 def init_org(ctx: Context, *, admin_username: str, admin_password: str, admin_email: str | None = None,
              org_name: str = "Keel") -> InitResult:
     """Create system tables, standard objects, the organisation, the system user and an administrator.
