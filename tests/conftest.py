@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -85,6 +85,30 @@ def org(backend: str, db_url: str, tmp_path: Path, sqlite_template: Path) -> Ite
         yield ctx
     finally:
         ctx.db.dispose()
+
+
+@pytest.fixture
+def make_db(tmp_path: Path) -> Iterator[Callable[[str], Context]]:
+    """Contexts on new, empty databases of a given backend (import and restore targets); PostgreSQL schemas are
+    dropped afterwards."""
+    schemas: list[str] = []
+    opened: list[Context] = []
+
+    def make(backend: str) -> Context:
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp_path / f'db{len(opened)}.db'}"
+        else:
+            url, schema = pg_schema_url("keel_new")
+            schemas.append(schema)
+        ctx = open_context(url, settings=Settings(database_url=url, data_dir=str(tmp_path / f"data{len(opened)}")))
+        opened.append(ctx)
+        return ctx
+
+    yield make
+    for c in opened:
+        c.db.dispose()
+    for s in schemas:
+        drop_pg_schema(s)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

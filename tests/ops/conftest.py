@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
-
-import pytest
 
 from keel.context import Context
 from keel.records import save_many
 from keel.records.delete import delete_many
 from keel.services.metadata import apply_package
-from keel.services.org import open_context
-from keel.settings import Settings
-from tests.conftest import PG_URL, drop_pg_schema, pg_schema_url
 
 EVERY_TYPE = Path(__file__).parent.parent / "fixtures" / "every_type"
 
@@ -39,25 +33,3 @@ def populate(ctx: Context) -> None:
     delete_many(ctx, "Position__c", [str(positions[3])])
 
 
-@pytest.fixture
-def make_db(tmp_path: Path) -> Iterator[Callable[[str], Context]]:
-    """Open contexts on new, empty databases of a given backend; PostgreSQL schemas are dropped afterwards."""
-    schemas: list[str] = []
-    opened: list[Context] = []
-
-    def make(backend: str) -> Context:
-        if backend == "sqlite":
-            url = f"sqlite:///{tmp_path / f'db{len(opened)}.db'}"
-        else:
-            assert PG_URL, "KEEL_TEST_PG is not set"
-            url, schema = pg_schema_url("keel_ops")
-            schemas.append(schema)
-        ctx = open_context(url, settings=Settings(database_url=url, data_dir=str(tmp_path / f"data{len(opened)}")))
-        opened.append(ctx)
-        return ctx
-
-    yield make
-    for c in opened:
-        c.db.dispose()
-    for s in schemas:
-        drop_pg_schema(s)

@@ -6,7 +6,7 @@ index missed a write (or kept a stale entry)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,12 +20,9 @@ from keel.metadata import search_index
 from keel.metadata.tables import search_fields
 from keel.records import delete_many, hard_delete_many, save_many, undelete_many, upsert_many
 from keel.services.metadata import apply_package
-from keel.services.org import open_context
 from keel.services.orgio import export_org, import_org
 from keel.services.search import find, matching_ids, parse_terms, to_fts5, to_tsquery
-from keel.settings import Settings
 from keel.storage import search
-from tests.conftest import drop_pg_schema, pg_schema_url
 
 GADGET = """object: Gadget__c
 label: Gadget
@@ -273,24 +270,3 @@ def test_searches_read_the_index(gadgets: Context) -> None:
         assert "VIRTUAL TABLE INDEX" in plan, plan
 
 
-@pytest.fixture
-def make_db(tmp_path: Path) -> Iterator[Callable[[str], Context]]:
-    """Contexts on new, empty databases (PostgreSQL schemas dropped afterwards), for import targets."""
-    schemas: list[str] = []
-    opened: list[Context] = []
-
-    def make(backend: str) -> Context:
-        if backend == "sqlite":
-            url = f"sqlite:///{tmp_path / f'db{len(opened)}.db'}"
-        else:
-            url, schema = pg_schema_url("keel_sx")
-            schemas.append(schema)
-        ctx = open_context(url, settings=Settings(database_url=url, data_dir=str(tmp_path / f"data{len(opened)}")))
-        opened.append(ctx)
-        return ctx
-
-    yield make
-    for c in opened:
-        c.db.dispose()
-    for s in schemas:
-        drop_pg_schema(s)
