@@ -41,6 +41,14 @@ def normalise_url(url: str) -> tuple[str, str | None]:
     return parsed.render_as_string(hide_password=False), schema
 
 
+SQLITE_POOL_SIZE = 20  # kept open (see Database._make_engine)
+SQLITE_POOL_OVERFLOW = 30  # opened beyond that under bursts, closed when returned
+# PostgreSQL connections kept open per server process: 16 concurrent creates on a pool of 10 opened and closed a
+# backend per request beyond the tenth (528 against 738 creates/s in bench/api.py). Size the server's
+# max_connections for workers x (PG_POOL_SIZE + 20 overflow), or put PgBouncer in front (docs/deploy.md).
+PG_POOL_SIZE = 20
+
+
 class Database:
     """One organisation's database: an engine plus the write discipline Keel relies on."""
 
@@ -62,6 +70,12 @@ class Database:
             kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
             if memory:
                 kwargs["poolclass"] = sa.pool.StaticPool
+            else:
+                # A server thread per concurrent request each checks a connection out (the token check, reads);
+                # with SQLAlchemy's default five, the rest were opened and closed per request, and opening one
+                # (pragmas, functions, parsing the schema) cost more than the request. SQLite connections are
+                # cheap to keep, so the pool holds as many as the server's worker threads usually need.
+                kwargs.update(pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_OVERFLOW)
             engine = sa.create_engine(url, echo=echo, **kwargs)
 
             @event.listens_for(engine, "connect")
@@ -83,7 +97,7 @@ class Database:
                 conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
 
             return engine
-        engine = sa.create_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True,
+        engine = sa.create_engine(url, echo=echo, pool_size=PG_POOL_SIZE, max_overflow=20, pool_pre_ping=True,
                                   poolclass=NullPool if url.endswith("nullpool") else None)
         if self.schema:
             schema = self.schema
