@@ -68,9 +68,10 @@ class Database:
         if self.dialect == "sqlite":
             memory = ":memory:" in url or url.rstrip("/").endswith("sqlite:")
             kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+            parsed = sa.engine.make_url(url)
             if memory:
                 kwargs["poolclass"] = sa.pool.StaticPool
-            else:
+            elif issubclass(parsed.get_dialect().get_pool_class(parsed), sa.pool.QueuePool):
                 # A server thread per concurrent request each checks a connection out (the token check, reads);
                 # with SQLAlchemy's default five, the rest were opened and closed per request, and opening one
                 # (pragmas, functions, parsing the schema) cost more than the request. SQLite connections are
