@@ -104,7 +104,7 @@ def asgi_app() -> Any:
     """An ASGI app factory for process managers that fork several workers, each with its own engine and pool:
 
         uvicorn --factory keel.cli.ops:asgi_app --workers 4 --host 127.0.0.1 --port 8080
-        gunicorn -k uvicorn.workers.UvicornWorker -w 4 'keel.cli.ops:asgi_app()'
+        gunicorn -k uvicorn_worker.UvicornWorker -w 4 'keel.cli.ops:asgi_app()'
 
     Configuration comes from ``KEEL_*`` variables and ``keel.toml`` as for every command. It refuses to start on a
     database with pending migrations, and logs JSON lines (one per request) to stderr."""
