@@ -30,6 +30,7 @@ from keel.metadata.model import ObjectDef
 from keel.metadata.tables import table_for
 from keel.records import save_many
 from keel.services import bulk_tables as T
+from keel.settings import Settings
 from keel.storage import ids
 
 JOB_OBJECT = "BulkJob"
@@ -47,7 +48,7 @@ ACTIVE = ("Open", "UploadComplete", "InProgress")
 @dataclass(frozen=True)
 class BulkLimits:
     """Limits of the bulk engine. Defaults follow Salesforce's where it has one (150 MB per upload, 7 days of
-    results); each can be set with the ``KEEL_BULK_*`` environment variable of the same name."""
+    results); they come from the ``bulk_*`` settings (``KEEL_BULK_*`` or ``keel.toml``), see docs/bulk.md."""
 
     max_upload_bytes: int = 150 * 1024 * 1024
     max_job_bytes: int = 2 * 1024 * 1024 * 1024
@@ -57,19 +58,17 @@ class BulkLimits:
     poll_seconds: float = 0.5
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> BulkLimits:
-        env = os.environ if env is None else env
-        kw: dict[str, Any] = {}
-        for name, default in cls.__dataclass_fields__.items():
-            raw = env.get(f"KEEL_BULK_{name.upper()}")
-            if raw is not None:
-                kw[name] = float(raw) if isinstance(default.default, float) else int(raw)
-        return cls(**kw)
+    def from_settings(cls, settings: Settings) -> BulkLimits:
+        return cls(max_upload_bytes=settings.bulk_max_upload_bytes, max_job_bytes=settings.bulk_max_job_bytes,
+                   max_active_jobs_per_user=settings.bulk_max_active_jobs_per_user,
+                   retention_days=settings.bulk_retention_days, chunk_rows=settings.bulk_chunk_rows,
+                   poll_seconds=settings.bulk_poll_seconds)
 
 
 def limits(ctx: Context) -> BulkLimits:
+    """The organisation's settings, unless a caller put a ``BulkLimits`` of its own in the context's extras."""
     found = ctx.extras.get("bulk_limits")
-    return found if isinstance(found, BulkLimits) else BulkLimits.from_env()
+    return found if isinstance(found, BulkLimits) else BulkLimits.from_settings(ctx.settings)
 
 
 def bulk_error(message: str, code: str = "INVALIDJOB") -> KeelError:
