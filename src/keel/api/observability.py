@@ -245,7 +245,11 @@ def readiness(ctx: Context) -> dict[str, dict[str, Any]]:
         with ctx.db.read() as conn:
             beat = S.get_meta(conn, WORKER_HEARTBEAT_KEY)
     except sa.exc.SQLAlchemyError as e:
-        return {"database": {"ok": False, "error": type(e).__name__}}
+        # the driver's first line says which way it failed (refused, unknown host, unopenable file) without the
+        # URL's password, which drivers do not echo
+        reason = str(getattr(e, "orig", None) or e).strip().splitlines()
+        return {"database": {"ok": False, "error": type(e).__name__,
+                             "reason": f"the database is unreachable: {reason[0][:300] if reason else 'no detail'}"}}
     if beat is None:
         checks["worker"] = {"ok": True, "configured": False}
     else:
