@@ -3,7 +3,11 @@ many concurrent readers and writers. (SIGKILL of a live server is in test_crash.
 
 from __future__ import annotations
 
+import contextlib
+import resource
+import signal
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -93,13 +97,74 @@ def test_full_disk_during_bulk_job_then_resume(org: Context) -> None:
     names = [r["Name"] for r in _bulk_rows(org)]
     assert len(names) < 6000, "the size limit was hit mid-job"
     assert len(set(names)) == len(names)
+    # What the job's owner sees meanwhile: still running, with the reason it stopped moving
+    client, token = client_and_token(org)
+    auth = {"Authorization": f"Bearer {token}"}
+    paused = client.get(f"/services/data/{V}/jobs/ingest/{job.id}", headers=auth).json()
+    assert paused["state"] == "InProgress", paused
+    assert paused["errorMessage"].startswith("Paused: STORAGE_LIMIT_EXCEEDED: The database is out of space"), paused
+    assert "resumes where it stopped" in paused["errorMessage"]
+    assert paused["numberRecordsFailed"] == 0, paused
     # Space returns: the job finishes, and every row is stored exactly once.
     run_pending(org)
     names = [r["Name"] for r in _bulk_rows(org)]
     assert sorted(names) == sorted(f"Bulk {i}" for i in range(6000))
+    done = client.get(f"/services/data/{V}/jobs/ingest/{job.id}", headers=auth).json()
+    assert done["state"] == "JobComplete" and not done.get("errorMessage"), done
+    assert done["numberRecordsProcessed"] == 6000 and done["numberRecordsFailed"] == 0, done
+
+
+@contextlib.contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """This process may not grow any file beyond ``limit`` bytes (RLIMIT_FSIZE, no privileges needed): the kernel
+    refuses the write (EFBIG) as a full volume would (ENOSPC). SIGXFSZ is ignored so the write fails instead of
+    killing the process; both are restored after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old)
+
+
+def test_upload_storage_full_during_an_upload_then_reupload(org: Context, tmp_path: Path) -> None:
+    """The upload directory runs out of room in the middle of a Bulk 2.0 PUT: a clear error, no partial file or
+    upload record, the job still Open; once there is room the client uploads again and the job completes."""
+    client, token = client_and_token(org)
+    auth = {"Authorization": f"Bearer {token}"}
+    job = client.post(f"/services/data/{V}/jobs/ingest", json={"object": "Account", "operation": "insert"},
+                      headers=auth).json()
+    biggest = max((p.stat().st_size for p in tmp_path.rglob("*") if p.is_file()), default=0)  # SQLite database
+    limit = biggest + 1024 * 1024
+    rows = limit // 300 + 1000
+    body = ("Name,Description\n" + "".join(f"Up {i},{'y' * 290}\n" for i in range(rows))).encode()
+    assert len(body) > limit
+    with file_size_limit(limit):
+        full = client.put(f"/services/data/{V}/jobs/ingest/{job['id']}/batches", content=body,
+                          headers={**auth, "Content-Type": "text/csv"})
+    assert full.status_code == 400, full.text
+    err = full.json()[0]
+    assert err["errorCode"] == "STORAGE_LIMIT_EXCEEDED", err
+    assert "no room to store this upload" in err["message"] and "Upload it again" in err["message"], err
+    info = client.get(f"/services/data/{V}/jobs/ingest/{job['id']}", headers=auth).json()
+    assert info["state"] == "Open" and not info.get("errorMessage"), info
+    job_dir = bulk.job_dir(org, job["id"])
+    assert not list(job_dir.glob("upload-*")), "the partial upload file was removed"
     with org.db.read() as conn:
-        state = bulk.read_job(org, conn, job.id)
-    assert state.state == "JobComplete" and state.processed == 6000 and state.failed == 0, state
+        assert bulk.uploads_of(conn, bulk.read_job(org, conn, job["id"]).pk) == []
+    # Space returns: the same upload succeeds and the job completes with every row once
+    again = client.put(f"/services/data/{V}/jobs/ingest/{job['id']}/batches", content=body,
+                       headers={**auth, "Content-Type": "text/csv"})
+    assert again.status_code == 201, again.text
+    closed = client.patch(f"/services/data/{V}/jobs/ingest/{job['id']}", json={"state": "UploadComplete"},
+                          headers=auth)
+    assert closed.status_code == 200, closed.text
+    run_pending(org)
+    done = client.get(f"/services/data/{V}/jobs/ingest/{job['id']}", headers=auth).json()
+    assert done["state"] == "JobComplete" and done["numberRecordsProcessed"] == rows, done
+    assert _count_like(org, "Up %") == rows
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

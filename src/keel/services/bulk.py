@@ -12,6 +12,8 @@ The API layers (``api/bulk2.py``, ``api/bulk1.py``) only translate HTTP to these
 from __future__ import annotations
 
 import codecs
+import contextlib
+import errno
 import os
 import shutil
 import uuid
@@ -422,9 +424,13 @@ class Upload:
         self.max_bytes = lim.max_upload_bytes
         self.room = lim.max_job_bytes - _job_bytes(ctx, job.pk)
         d = job_dir(ctx, job.id)
-        d.mkdir(parents=True, exist_ok=True)
         self.path = d / f"upload-{uuid.uuid4().hex}.{'soql' if kind == 'query' else 'csv'}"
-        self._fh = open(self.path, "wb")  # noqa: SIM115 - closed in commit/discard
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "wb")  # noqa: SIM115 - closed in commit/discard
+        except OSError as e:
+            _raise_if_full(e)
+            raise
         self._decoder = codecs.getincrementaldecoder("utf-8")()
         self.size = 0
 
@@ -441,7 +447,11 @@ class Upload:
         except UnicodeDecodeError as e:
             raise bulk_error(f"InvalidBatch : the upload is not valid UTF-8 (byte 0x{data[e.start]:02x} near byte "
                              f"{self.size - len(data) + e.start}).", "INVALIDBATCH") from None
-        self._fh.write(data)
+        try:
+            self._fh.write(data)
+        except OSError as e:
+            _raise_if_full(e)
+            raise
 
     def commit(self) -> int:
         """fsync the file and its directory, then record the upload. Returns the upload's row id."""
@@ -449,14 +459,18 @@ class Upload:
             self._decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             raise bulk_error("InvalidBatch : the upload ends inside a UTF-8 character.", "INVALIDBATCH") from None
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-        fd = os.open(self.path.parent, os.O_RDONLY)
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            _raise_if_full(e)
+            raise
         u = T.uploads
         with self.ctx.db.transaction() as conn:
             job = read_job(self.ctx, conn, self.job.id, for_update=True)
@@ -476,8 +490,21 @@ class Upload:
 
     def discard(self) -> None:
         if not self._fh.closed:
-            self._fh.close()
+            with contextlib.suppress(OSError):  # closing flushes the buffer, which fails again on a full disk
+                self._fh.close()
         self.path.unlink(missing_ok=True)
+
+
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # no space, over quota, over the file size limit
+
+
+def _raise_if_full(e: OSError) -> None:
+    """Out of room for uploads is the operator's problem and the client's retry, not a crash; other I/O errors stay
+    what they are (a server fault)."""
+    if e.errno in _FULL:
+        raise KeelError("The server has no room to store this upload (" + (e.strerror or "disk full") + "); nothing "
+                        "of it was kept and the job is unchanged. Upload it again when space is available.",
+                        code="STORAGE_LIMIT_EXCEEDED") from e
 
 
 def fail_job(ctx: Context, job_id: str, message: str, *, sys_ctx: Context | None = None) -> None:

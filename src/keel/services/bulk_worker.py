@@ -258,6 +258,17 @@ def run_pending(ctx: Context, *, stop: threading.Event | None = None) -> int:
 
 
 TRANSIENT = frozenset({"STORAGE_LIMIT_EXCEEDED"})  # errors a later pass can get past
+PAUSED = "Paused: "  # ErrorMessage of an InProgress job stopped by a TRANSIENT error, so its owner can see why
+
+
+def _note_pause(ctx: Context, job_id: str, message: str, sys_ctx: Context) -> None:
+    """Show the owner why an InProgress job stopped moving. The disk may still be full, so this can fail too; the
+    log line above is then the only trace, and the job resumes all the same."""
+    try:
+        with ctx.db.transaction() as conn:
+            B.write_job(ctx, conn, {"Id": job_id, "ErrorMessage": message}, reason="", sys_ctx=sys_ctx)
+    except (KeelError, sa.exc.SQLAlchemyError) as e:
+        log.warning("bulk job %s: could not record the pause: %s", job_id, e)
 
 
 def run_job(ctx: Context, pk: int, *, stop: threading.Event | None = None) -> None:
@@ -275,6 +286,8 @@ def run_job(ctx: Context, pk: int, *, stop: threading.Event | None = None) -> No
         if job.job_type != "Classic" and job.state == "UploadComplete":
             B.write_job(ctx, conn, {"Id": job_id, "State": "InProgress", "StartedDate": ctx.clock()},
                         reason="", sys_ctx=sys_ctx)
+        elif (job.error or "").startswith(PAUSED):  # resuming: the pause note no longer describes the job
+            B.write_job(ctx, conn, {"Id": job_id, "ErrorMessage": None}, reason="", sys_ctx=sys_ctx)
     from keel.services.security import user_context
 
     started = time.monotonic()
@@ -295,6 +308,8 @@ def run_job(ctx: Context, pk: int, *, stop: threading.Event | None = None) -> No
     except KeelError as e:
         if e.code in TRANSIENT:  # e.g. a full disk: the job stays InProgress and resumes from its progress marker
             log.warning("bulk job %s paused: %s", job_id, e.message)
+            _note_pause(ctx, job_id, f"{PAUSED}{e.code}: {e.message} The job resumes where it stopped once there "
+                                     "is room.", sys_ctx)
             return
         B.fail_job(ctx, job_id, f"{e.code}: {e.message}", sys_ctx=sys_ctx)
         return
