@@ -5,6 +5,8 @@
     python bench/soak.py --pg postgresql://postgres@127.0.0.1:5432/test --seconds 600
 
 The mix per request: 60% SOQL queries, 25% updates, 10% creates, 5% Bulk API 2.0 ingest jobs (10 rows each).
+A client waits for its previous bulk job to finish before it opens the next (the clients share one user, whose
+open jobs are limited), so every bulk job is accepted and run; the wait is reported apart from request latencies.
 Every client keeps a ledger of what the server acknowledged. At the end the server is stopped and the database is
 read directly:
 - every acknowledged create must exist with its name;
@@ -50,6 +52,7 @@ from keel.settings import Settings  # noqa: E402
 ADMIN, PASSWORD = "soak@keel.local", "a soak test admin passphrase"
 V = "v59.0"
 MIX = (("query", 60), ("update", 25), ("create", 10), ("bulk", 5))
+TERMINAL = ("JobComplete", "Failed", "Aborted")
 
 
 def free_port() -> int:
@@ -151,6 +154,7 @@ class Ledger:
     created: dict[str, str] = field(default_factory=dict)  # id -> name
     updates: dict[str, tuple[str, str, bool]] = field(default_factory=dict)  # id -> (last acked, last tried, ok)
     bulk_jobs: dict[str, list[str]] = field(default_factory=dict)  # job id -> names
+    bulk_waits: list[float] = field(default_factory=list)  # waiting for the client's previous job to finish
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: Counter[str] = field(default_factory=Counter)
     locked: int = 0
@@ -174,6 +178,7 @@ def client_loop(n: int, base: str, token: str, mine: list[str], deadline: float,
     headers = {"Authorization": f"Bearer {token}"}
     last_ok: dict[str, str] = {rid: "v0" for rid in mine}
     seq = 0
+    previous_job: str | None = None
     with httpx.Client(base_url=base, headers=headers, timeout=60) as http:
         while time.time() < deadline:
             op = rnd.choice(ops)
@@ -201,7 +206,11 @@ def client_loop(n: int, base: str, token: str, mine: list[str], deadline: float,
                         with lock:
                             ledger.created[r.json()["id"]] = name
                 else:
-                    r, ok = _bulk(http, n, seq, ledger, lock)
+                    if previous_job is not None:  # the per-user open-job limit: one job in flight per client
+                        _wait_for_job(http, previous_job, ledger, lock)
+                        started = time.perf_counter()
+                    r, previous_job = _bulk(http, n, seq, ledger, lock)
+                    ok = previous_job is not None
             except httpx.HTTPError as e:
                 with lock:
                     ledger.errors[f"{op} transport {type(e).__name__}"] += 1
@@ -215,22 +224,36 @@ def client_loop(n: int, base: str, token: str, mine: list[str], deadline: float,
                         ledger.locked += 1
 
 
-def _bulk(http: httpx.Client, n: int, seq: int, ledger: Ledger, lock: threading.Lock) -> tuple[httpx.Response, bool]:
+def _wait_for_job(http: httpx.Client, job: str, ledger: Ledger, lock: threading.Lock, limit: float = 60) -> None:
+    """Wait until the client's previous bulk job has finished, as a real integration does before it opens the
+    next one: all 16 clients share one user, and that user may have 25 open or running jobs (docs/bulk.md)."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit:
+        if http.get(f"/services/data/{V}/jobs/ingest/{job}").json().get("state") in TERMINAL:
+            break
+        time.sleep(0.05)
+    with lock:
+        ledger.bulk_waits.append(time.perf_counter() - started)
+
+
+def _bulk(http: httpx.Client, n: int, seq: int, ledger: Ledger, lock: threading.Lock
+          ) -> tuple[httpx.Response, str | None]:
+    """Create, upload and close one 10-row job; the job's id once it is closed, else None."""
     r = http.post(f"/services/data/{V}/jobs/ingest", json={"object": "Account", "operation": "insert"})
     if r.status_code != 200:
-        return r, False
-    job = r.json()["id"]
+        return r, None
+    job = str(r.json()["id"])
     names = [f"bulk c{n} {seq} {k}" for k in range(10)]
     r = http.put(f"/services/data/{V}/jobs/ingest/{job}/batches", content="Name\n" + "\n".join(names) + "\n",
                  headers={"Content-Type": "text/csv"})
     if r.status_code != 201:
-        return r, False
+        return r, None
     r = http.patch(f"/services/data/{V}/jobs/ingest/{job}", json={"state": "UploadComplete"})
     if r.status_code != 200:
-        return r, False
+        return r, None
     with lock:
         ledger.bulk_jobs[job] = names
-    return r, True
+    return r, job
 
 
 def _is_error(line: str) -> bool:
@@ -253,7 +276,7 @@ def audit(org: Org, ledger: Ledger, server: Server, token: str, wait: float = 60
         while pending and time.time() < deadline:
             for job in list(pending):
                 state = http.get(f"/services/data/{V}/jobs/ingest/{job}").json().get("state")
-                if state in ("JobComplete", "Failed", "Aborted"):
+                if state in TERMINAL:
                     pending.discard(job)
                     if state == "JobComplete":
                         complete.append(job)
@@ -305,6 +328,8 @@ def run(seconds: float, clients: int = 16, pg: str | None = None, log: Any = pri
             "p50_ms": round(_pct(everything, 0.5), 2), "p99_ms": round(_pct(everything, 0.99), 2),
             "by_op": {op: {"n": len(v), "p50_ms": round(_pct(v, 0.5), 2), "p99_ms": round(_pct(v, 0.99), 2)}
                       for op, v in sorted(ledger.latencies.items())},
+            "bulk_wait_p50_ms": round(_pct(ledger.bulk_waits, 0.5), 2),
+            "bulk_wait_p99_ms": round(_pct(ledger.bulk_waits, 0.99), 2),
             "errors": dict(ledger.errors), "database_locked": ledger.locked, **result,
             "server_error_lines": sum(1 for line in log_text.splitlines() if _is_error(line)),
             "server_errors": [line[:300] for line in log_text.splitlines() if _is_error(line)][-5:]}

@@ -43,6 +43,9 @@ def test_soak_30_seconds(backend: str) -> None:
     assert report["requests"] > 100
     assert not [k for k in report["errors"] if " 5" in k], (report["errors"], report["server_errors"])
     assert report["bulk_jobs_unfinished"] == 0
+    # the bulk share is real work: no job refused by the per-user open-job limit, every accepted job completes
+    assert not [k for k in report["errors"] if k.startswith("bulk")], report["errors"]
+    assert report["bulk_jobs"] > 0 and report["bulk_jobs_complete"] == report["bulk_jobs"], report
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
