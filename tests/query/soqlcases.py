@@ -2,7 +2,9 @@
 
 Format: ``=== name`` starts a case; SOQL lines follow; ``--> kind: value`` lines give expectations:
 ``ids:`` seed labels expected (set), ``ids!:`` the same in order, ``error: CODE L:C``, ``sql:`` a fragment of the
-SQLite SQL, ``count: N`` the totalSize, ``json:`` a JSON object the response (or first record) must contain.
+SQLite SQL, ``count: N`` the totalSize, ``json:`` a JSON object the response (or first record) must contain. Options:
+``tz:`` the running user's time zone, ``fiscal:`` the month the fiscal year starts in (else the seeded
+organisation's, January), ``all:`` queryAll.
 """
 
 from __future__ import annotations

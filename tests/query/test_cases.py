@@ -66,9 +66,11 @@ def test_execute(case: Case, seeded: Seeded) -> None:
     for lab, rid in seeded.ids.items():
         soql = soql.replace("{" + lab + "}", rid)
     query_all = bool(case.get("all"))
+    fiscal = case.get("fiscal")
     with seeded.db.read() as conn:
         res = run_soql(conn, seeded.schema, soql, dialect=seeded.db.dialect, now=NOW, query_all=query_all,
-                       user_id=1, time_zone=(case.get("tz") or ["UTC"])[0])
+                       user_id=1, time_zone=(case.get("tz") or ["UTC"])[0],
+                       fiscal_start_month=int(fiscal[0]) if fiscal else None)
     json.dumps(res)  # JSON-ready
     for want in case.get("ids"):
         assert sorted(_labels(seeded, res["records"])) == sorted(want.split()), res

@@ -14,6 +14,7 @@ from keel.cli.common import DbOption, console, context, friendly_errors, resolve
 from keel.cli.data import data_app
 from keel.cli.jobs import jobs_app
 from keel.cli.ops import ops_commands
+from keel.cli.query import query_command
 from keel.cli.users import user_app
 from keel.cli.worker import worker
 from keel.metadata.search_index import require_built as require_search_indexes
@@ -27,6 +28,7 @@ app.add_typer(app_app, name="app")
 app.command("worker")(worker)
 data_app(app)
 ops_commands(app)
+query_command(app)
 
 
 @app.command()

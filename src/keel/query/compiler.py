@@ -125,6 +125,11 @@ class CompiledQuery:
         from keel.query.run import first_page_statement
         return self.rendered(("first", None), lambda: first_page_statement(self)).sql
 
+    @property
+    def uses_fiscal_literals(self) -> bool:
+        """Whether a date literal here depends on the fiscal year (``THIS_FISCAL_QUARTER``, ``N_FISCAL_YEARS_AGO``)."""
+        return any(rp.literal is not None and "FISCAL" in rp.literal.name for rp in self.plan.runtime)
+
     def runtime_values(self, now: dt.datetime | None = None, time_zone: str | None = None,
                        fiscal_start_month: int | None = None) -> dict[str, Any]:
         """Values of the statement's parameters: the query's literals, date literal bounds (computed now) and the

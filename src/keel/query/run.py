@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 
 from keel.errors import KeelError
 from keel.metadata.model import SchemaSnapshot
+from keel.metadata.tables import table_for
 from keel.query import cursors
 from keel.query import shape as S
 from keel.query.compiler import CompiledQuery, PlanCache
@@ -238,12 +239,14 @@ def _records(cq: CompiledQuery, rows: Sequence[Any], kids: list[dict[str, Any]] 
 def execute(conn: Connection, cq: CompiledQuery, *, api_version: str = "59.0", batch_size: int = MAX_BATCH,
             now: dt.datetime | None = None, time_zone: str | None = None, owner: str | None = None,
             cursor_idle: dt.timedelta = cursors.DEFAULT_IDLE, child_batch_size: int = CHILD_BATCH,
-            on_sensitive: OnSensitive | None = None) -> dict[str, Any]:
+            on_sensitive: OnSensitive | None = None, fiscal_start_month: int | None = None) -> dict[str, Any]:
     """Run a compiled query and return the first page in Salesforce's response shape. ``on_sensitive`` is told,
-    before the page is returned, which sensitive fields of which records it holds (only when the plan selects any)."""
+    before the page is returned, which sensitive fields of which records it holds (only when the plan selects any).
+    ``fiscal_start_month`` overrides the plan's, since one cached plan serves organisations' changing settings."""
     batch = max(MIN_BATCH, min(MAX_BATCH, batch_size))
     now = now or cq.now or dt.datetime.now(dt.UTC)
-    rv = cq.runtime_values(now, time_zone)
+    fiscal = fiscal_start_month or cq.fiscal_start_month
+    rv = cq.runtime_values(now, time_zone, fiscal)
     base_url = f"/services/data/v{api_version}"
     p = cq.plan
     if p.kind == "count":
@@ -267,7 +270,7 @@ def execute(conn: Connection, cq: CompiledQuery, *, api_version: str = "59.0", b
 
     def base_state() -> dict[str, Any]:
         return {"q": cq.text, "all": cq.query_all, "now": frozen_now.isoformat(), "tz": time_zone or cq.time_zone,
-                "fy": cq.fiscal_start_month, "uid": cq.user_id, "owner": owner, "cb": max(1, child_batch_size)}
+                "fy": fiscal, "uid": cq.user_id, "owner": owner, "cb": max(1, child_batch_size)}
 
     paging = ChildPaging(max(1, child_batch_size), base_state, cursor_idle)
     fetch_n = min(p.limit, batch + 1) if p.limit is not None else batch + 1
@@ -301,16 +304,37 @@ def run_soql(conn: Connection, schema: SchemaSnapshot, text: str, *, dialect: st
              api_version: str = "59.0", row_filter: Any = None, field_mask: Any = None, time_zone: str = "UTC",
              now: dt.datetime | None = None, batch_size: int = MAX_BATCH, security_key: Hashable = None,
              cache: PlanCache | None = None, owner: str | None = None, formula_sql: Any = None,
-             user_id: int | None = None, fiscal_start_month: int = 1,
+             user_id: int | None = None, fiscal_start_month: int | None = None,
              cursor_idle: dt.timedelta = cursors.DEFAULT_IDLE, child_batch_size: int = CHILD_BATCH,
              on_sensitive: OnSensitive | None = None) -> dict[str, Any]:
-    """Compile (through the plan cache) and run SOQL; return the first page response dict."""
+    """Compile (through the plan cache) and run SOQL; return the first page response dict. Fiscal date literals
+    use ``fiscal_start_month``, or when it is None the organisation's ``FiscalYearStartMonth``, read only for a
+    query that has one."""
     cache = cache if cache is not None else plan_cache(schema)
     cq = cache.get(text, schema, dialect=dialect, security_key=security_key, query_all=query_all,
                    row_filter=row_filter, field_mask=field_mask, time_zone=time_zone, formula_sql=formula_sql,
-                   user_id=user_id, fiscal_start_month=fiscal_start_month)
+                   user_id=user_id)
+    if fiscal_start_month is None:
+        fiscal_start_month = org_fiscal_start_month(conn, schema) if cq.uses_fiscal_literals else 1
     return execute(conn, cq, api_version=api_version, batch_size=batch_size, now=now, time_zone=time_zone,
-                   owner=owner, cursor_idle=cursor_idle, child_batch_size=child_batch_size, on_sensitive=on_sensitive)
+                   owner=owner, cursor_idle=cursor_idle, child_batch_size=child_batch_size, on_sensitive=on_sensitive,
+                   fiscal_start_month=fiscal_start_month)
+
+
+def org_fiscal_start_month(conn: Connection, schema: SchemaSnapshot) -> int:
+    """The organisation's ``FiscalYearStartMonth`` (1 = January), read from its Organization record on every query
+    that needs it, so a change applies to the very next query in every process; 1 when there is none."""
+    obj = schema.find_object("Organization")
+    f = obj.find_field("FiscalYearStartMonth") if obj is not None else None
+    if obj is None or f is None or not f.column:
+        return 1
+    t = table_for(schema, obj)
+    value = conn.execute(sa.select(t.c[f.column]).where(t.c.is_deleted == sa.false()).order_by(t.c.id).limit(1)
+                         ).scalar()
+    if value is None:
+        return 1
+    month = int(value)
+    return month if 1 <= month <= 12 else 1
 
 
 def fetch_more(conn: Connection, schema: SchemaSnapshot, locator: str, *, dialect: str, api_version: str = "59.0",

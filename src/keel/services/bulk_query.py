@@ -69,9 +69,10 @@ def soql_columns(soql: str) -> list[str] | None:
             if len(path) > 1 and path[0].lower() in names:
                 path = path[1:]
             cols.append(item.alias or ".".join(path))
-        elif isinstance(e, A.Call):
+        elif isinstance(e, A.Call):  # only unaliased aggregates are numbered, as in Salesforce
             cols.append(item.alias or f"expr{n}")
-            n += 1
+            if item.alias is None:
+                n += 1
         else:
             return None
     return cols
@@ -132,7 +133,7 @@ class CsvResultWriter:
             f.close()
 
 
-def _paths(cols: list[str], records: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+def column_paths(cols: list[str], records: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     """Each column as a key path with the record's own casing (``vendor__r.name`` -> ``("Vendor__r", "Name")``),
     found in the first records that have it; resolved once per job, not per row."""
     out: list[tuple[str, ...]] = []
@@ -156,7 +157,7 @@ def _paths(cols: list[str], records: list[dict[str, Any]]) -> list[tuple[str, ..
     return out
 
 
-def _cells(rec: dict[str, Any], paths: list[tuple[str, ...]]) -> list[Any]:
+def cells(rec: dict[str, Any], paths: list[tuple[str, ...]]) -> list[Any]:
     row: list[Any] = []
     for path in paths:
         v: Any = rec.get(path[0])
@@ -182,9 +183,9 @@ def _write_csv(ctx: Context, soql: str, query_all: bool, path: Path, sep: str, e
             if paths is None:
                 if cols is None:  # FIELDS(), TYPEOF …: the columns the first page actually has
                     cols = list(dict.fromkeys(k for r in records[:500] for k in flatten(r)))
-                paths = _paths(cols, records)
+                paths = column_paths(cols, records)
                 w.header([".".join(p) for p in paths])
-            w.rows_of([_cells(r, paths) for r in records])
+            w.rows_of([cells(r, paths) for r in records])
         if paths is None:
             w.header(cols or [])
     finally:

@@ -69,6 +69,19 @@ def find_user_id(ctx: Context, username: str) -> str:
     raise KeelError(f"No user named {username!r}.", code="NOT_FOUND")
 
 
+def administrator_id(ctx: Context) -> str:
+    """The first active System Administrator (the one ``keel init`` made, unless it was deactivated): whom the
+    command line acts as when no user is named, so CLI reads obey the same security as any other user's."""
+    from keel.services.query import query
+
+    soql = ("SELECT Id FROM User WHERE IsActive = true AND Profile.Name = 'System Administrator' "
+            "ORDER BY CreatedDate, Id LIMIT 1")
+    records = query(ctx, soql)["records"]
+    if not records:
+        raise KeelError("There is no active administrator; name the user to act as.", code="NOT_FOUND")
+    return str(records[0]["Id"])
+
+
 def deactivate_user(ctx: Context, username: str) -> str:
     user_id = find_user_id(ctx, username)
     with ctx.db.transaction() as conn:
