@@ -150,7 +150,7 @@ def _call(st: _State, fn: Fn, raw_args: tuple[Node, ...], pos: int, shown: str) 
 
 # Functions that can give blank from non-blank arguments (invalid dates, division by zero, …).
 _MAY_BLANK = frozenset({"/", "^", "MOD", "SQRT", "EXP", "LN", "LOG", "VALUE", "DATE", "DATEVALUE",
-                        "DATETIMEVALUE", "ADDMONTHS", "PRIORVALUE"})
+                        "DATETIMEVALUE", "TIMEVALUE", "ADDMONTHS", "PRIORVALUE"})
 
 
 def _ref(st: _State, n: Ref, *, raw: bool) -> TNode:
