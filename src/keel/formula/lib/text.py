@@ -292,15 +292,16 @@ def _escape_sql(x: Col) -> Col:
 
 
 def _hyperlink_py(types: tuple[str, ...], ret: str) -> Callable[..., Any]:
-    def run(url: str, label: str, target: str = "_blank") -> str:
-        return f'<a href="{_escape_py(url)}" target="{_escape_py(target)}">{_escape_py(label)}</a>'
+    def run(url: str | None, label: str | None, target: str | None = "_blank") -> str:
+        return (f'<a href="{_escape_py(url or "")}" target="{_escape_py(target or "")}">'
+                f'{_escape_py(label or "")}</a>')
 
     return run
 
 
 def _hyperlink_sql(args: list[Col], nodes: tuple[TNode, ...], ret: str, env: SqlEnv) -> Col:
-    url, label = args[0], args[1]
-    target = args[2] if len(args) > 2 else text_lit("_blank")
+    url, label = nz_text(args[0], nodes[0]), nz_text(args[1], nodes[1])
+    target = nz_text(args[2], nodes[2]) if len(args) > 2 else text_lit("_blank")
     parts = [text_lit('<a href="'), _escape_sql(url), text_lit('" target="'), _escape_sql(target),
              text_lit('">'), _escape_sql(label), text_lit("</a>")]
     out = parts[0]
@@ -379,7 +380,8 @@ ROWS = [
     Fn("REGEX", "REGEX(text, pattern)", "TRUE when the whole text matches the regular expression.", 2, 2,
        _regex_typer, py=lambda t, r: regex_match, sql=_regex_sql, category="Text"),
     Fn("HYPERLINK", "HYPERLINK(url, label[, target])", "An HTML link (url, label and target are escaped; "
-       "target defaults to _blank).", 2, 3, _TEXT_ARGS, py=_hyperlink_py, sql=_hyperlink_sql, category="Text"),
+       "target defaults to _blank); blank parts are empty.", 2, 3, _TEXT_ARGS, py=_hyperlink_py, sql=_hyperlink_sql,
+       nulls="pass", category="Text"),
     Fn("ISPICKVAL", "ISPICKVAL(picklist, value)", "TRUE when the picklist holds value (case-sensitive).", 2, 2,
        sig((_PICK, S_TEXT), BOOLEAN), py=_ispickval_py, sql=_ispickval_sql, category="Picklists"),
     Fn("INCLUDES", "INCLUDES(multiselect, value)", "TRUE when the multi-select picklist includes value.", 2, 2,
