@@ -316,3 +316,20 @@ def test_date_rollups_are_dates_in_storage_and_soql(shipments: Context) -> None:
     assert [r["Name"] for r in late["records"]] == ["A"]
     by_first = query(shipments, "SELECT Name FROM Shipment__c ORDER BY First_Sent__c DESC")["records"]
     assert [r["Name"] for r in by_first] == ["A", "B"]
+
+
+def test_time_formula_fields_in_soql(org: Context) -> None:
+    """A time formula is computed in the query: selected as HH:MM:SS.mmmZ, filtered and sorted in time order, and
+    wrapped at midnight."""
+    with org.db.read() as conn:
+        p = plan(load_snapshot(conn), [parse_object({"object": "Shift__c", "fields": [
+            {"name": "Starts__c", "type": "time"},
+            {"name": "Ends__c", "type": "formula", "returns": "time", "formula": "Starts__c + 8 * 3600000"},
+            {"name": "Label__c", "type": "formula", "returns": "text",
+             "formula": "TEXT(HOUR(Ends__c)) & 'h' & IF(Ends__c < Starts__c, ' next day', '')"}]})])
+    apply_plan(org.db, p, org.metadata)
+    save_many(org, "Shift__c", [{"Name": "early", "Starts__c": "06:00:00.000Z"},
+                                {"Name": "late", "Starts__c": "22:30:00.000Z"}, {"Name": "none"}])
+    rows = query(org, "SELECT Name, Ends__c, Label__c FROM Shift__c WHERE Ends__c != null ORDER BY Ends__c")
+    assert [(r["Name"], r["Ends__c"], r["Label__c"]) for r in rows["records"]] == [
+        ("late", "06:30:00.000Z", "6h next day"), ("early", "14:00:00.000Z", "14h")]
