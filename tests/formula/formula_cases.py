@@ -20,7 +20,7 @@ from keel.metadata.model import ObjectDef, SchemaSnapshot
 from keel.metadata.package import load_package
 from keel.metadata.plan import plan
 from keel.metadata.types import value_coercer
-from keel.metadata.values import parse_datetime
+from keel.metadata.values import parse_datetime, parse_time
 
 CASES = Path(__file__).parent / "cases"
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,6 +64,8 @@ class Case:
             return dt.date.fromisoformat(value)
         if self.type == "datetime":
             return parse_datetime(value)
+        if self.type == "time":
+            return parse_time(value)
         return value
 
 

@@ -234,3 +234,102 @@ def test_group_and_order_by_a_formula_that_reads_today(org: Context) -> None:
     by_days = query(org, "SELECT Days__c, COUNT(Id) n FROM Dated__c GROUP BY Days__c "
                          "ORDER BY Days__c DESC")["records"]
     assert [r["n"] for r in by_days] == [2, 1] and by_days[0]["Days__c"] > 0 > by_days[1]["Days__c"]
+
+
+SHIPMENT = {
+    "object": "Shipment__c",
+    "fields": [
+        {"name": "Min_Weight__c", "type": "rollup", "function": "MIN", "child": "Parcels__r", "field": "Weight__c"},
+        {"name": "Max_Weight__c", "type": "rollup", "function": "MAX", "child": "Parcels__r", "field": "Weight__c"},
+        {"name": "Max_Fragile__c", "type": "rollup", "function": "MAX", "child": "Parcels__r", "field": "Weight__c",
+         "filter": "Fragile__c"},
+        {"name": "First_Sent__c", "type": "rollup", "function": "MIN", "child": "Parcels__r", "field": "Sent__c"},
+        {"name": "Last_Sent__c", "type": "rollup", "function": "MAX", "child": "Parcels__r", "field": "Sent__c"},
+    ],
+}
+PARCEL = {
+    "object": "Parcel__c",
+    "sharing": "controlled_by_parent",
+    "fields": [
+        {"name": "Shipment__c", "type": "master_detail", "to": "Shipment__c", "child_relationship_name": "Parcels__r"},
+        {"name": "Weight__c", "type": "number", "precision": 10, "scale": 2},
+        {"name": "Fragile__c", "type": "checkbox"},
+        {"name": "Sent__c", "type": "date"},
+    ],
+}
+
+
+@pytest.fixture
+def shipments(org: Context) -> Context:
+    with org.db.read() as conn:
+        p = plan(load_snapshot(conn), [parse_object(SHIPMENT), parse_object(PARCEL)])
+    apply_plan(org.db, p, org.metadata)
+    return org
+
+
+def test_min_and_max_rollups_follow_the_lifecycle(shipments: Context) -> None:
+    """MIN and MAX are not running totals: deleting or re-parenting the extreme child must find the next one, and
+    a parent left without children goes back to blank."""
+    a, b = (r.id for r in save_many(shipments, "Shipment__c", [{"Name": "A"}, {"Name": "B"}]))
+
+    def extremes() -> dict[str, tuple[Any, ...]]:
+        rows = query(shipments, "SELECT Name, Min_Weight__c, Max_Weight__c, Max_Fragile__c, First_Sent__c, "
+                                "Last_Sent__c FROM Shipment__c ORDER BY Name")["records"]
+        return {r["Name"]: (r["Min_Weight__c"], r["Max_Weight__c"], r["Max_Fragile__c"], r["First_Sent__c"],
+                            r["Last_Sent__c"]) for r in rows}
+
+    assert extremes() == {"A": (None,) * 5, "B": (None,) * 5}
+    parcels = save_many(shipments, "Parcel__c", [
+        {"Name": "p1", "Shipment__c": a, "Weight__c": 2.5, "Fragile__c": True, "Sent__c": "2024-02-29"},
+        {"Name": "p2", "Shipment__c": a, "Weight__c": 9.75, "Fragile__c": False, "Sent__c": "2024-03-01"},
+        {"Name": "p3", "Shipment__c": a, "Weight__c": -1, "Fragile__c": False, "Sent__c": "2023-12-31"},
+        {"Name": "p4", "Shipment__c": b, "Weight__c": 4, "Fragile__c": True},
+    ])
+    p1, p2, p3, p4 = (r.id or "" for r in parcels)
+    assert extremes() == {"A": (-1, 9.75, 2.5, "2023-12-31", "2024-03-01"), "B": (4, 4, 4, None, None)}
+    save_many(shipments, "Parcel__c", [{"Id": p2, "Weight__c": 1, "Fragile__c": True, "Sent__c": "2025-01-01"}])
+    assert extremes() == {"A": (-1, 2.5, 2.5, "2023-12-31", "2025-01-01"), "B": (4, 4, 4, None, None)}
+    delete_many(shipments, "Parcel__c", [p3])  # the minimum goes: the next smallest takes its place
+    assert extremes() == {"A": (1, 2.5, 2.5, "2024-02-29", "2025-01-01"), "B": (4, 4, 4, None, None)}
+    save_many(shipments, "Parcel__c", [{"Id": p1, "Shipment__c": b}])  # re-parent the maximum
+    assert extremes() == {"A": (1, 1, 1, "2025-01-01", "2025-01-01"), "B": (2.5, 4, 4, "2024-02-29", "2024-02-29")}
+    undelete_many(shipments, "Parcel__c", [p3])
+    assert extremes() == {"A": (-1, 1, 1, "2023-12-31", "2025-01-01"), "B": (2.5, 4, 4, "2024-02-29", "2024-02-29")}
+    delete_many(shipments, "Parcel__c", [p2, p3])  # A has no children left: blank, not 0
+    assert extremes() == {"A": (None,) * 5, "B": (2.5, 4, 4, "2024-02-29", "2024-02-29")}
+    save_many(shipments, "Parcel__c", [{"Id": p4, "Fragile__c": False}])  # leaves the filter
+    assert extremes()["B"] == (2.5, 4, 2.5, "2024-02-29", "2024-02-29")
+
+
+def test_date_rollups_are_dates_in_storage_and_soql(shipments: Context) -> None:
+    from keel.metadata.types import effective_type
+
+    ship = shipments.schema().get_object("Shipment__c")
+    assert [effective_type(ship.get_field(n)) for n in ("First_Sent__c", "Last_Sent__c", "Max_Weight__c")] == [
+        "date", "date", "currency"]
+    with shipments.db.read() as conn:  # the type plan records is stable: planning the same package again is a no-op
+        assert plan(load_snapshot(conn), [parse_object(SHIPMENT), parse_object(PARCEL)]).ops == ()
+    a, b = (r.id for r in save_many(shipments, "Shipment__c", [{"Name": "A"}, {"Name": "B"}]))
+    save_many(shipments, "Parcel__c", [{"Name": "p1", "Shipment__c": a, "Sent__c": "2024-01-31"},
+                                       {"Name": "p2", "Shipment__c": b, "Sent__c": "2023-06-30"}])
+    late = query(shipments, "SELECT Name FROM Shipment__c WHERE Last_Sent__c > 2024-01-01 ORDER BY First_Sent__c")
+    assert [r["Name"] for r in late["records"]] == ["A"]
+    by_first = query(shipments, "SELECT Name FROM Shipment__c ORDER BY First_Sent__c DESC")["records"]
+    assert [r["Name"] for r in by_first] == ["A", "B"]
+
+
+def test_time_formula_fields_in_soql(org: Context) -> None:
+    """A time formula is computed in the query: selected as HH:MM:SS.mmmZ, filtered and sorted in time order, and
+    wrapped at midnight."""
+    with org.db.read() as conn:
+        p = plan(load_snapshot(conn), [parse_object({"object": "Shift__c", "fields": [
+            {"name": "Starts__c", "type": "time"},
+            {"name": "Ends__c", "type": "formula", "returns": "time", "formula": "Starts__c + 8 * 3600000"},
+            {"name": "Label__c", "type": "formula", "returns": "text",
+             "formula": "TEXT(HOUR(Ends__c)) & 'h' & IF(Ends__c < Starts__c, ' next day', '')"}]})])
+    apply_plan(org.db, p, org.metadata)
+    save_many(org, "Shift__c", [{"Name": "early", "Starts__c": "06:00:00.000Z"},
+                                {"Name": "late", "Starts__c": "22:30:00.000Z"}, {"Name": "none"}])
+    rows = query(org, "SELECT Name, Ends__c, Label__c FROM Shift__c WHERE Ends__c != null ORDER BY Ends__c")
+    assert [(r["Name"], r["Ends__c"], r["Label__c"]) for r in rows["records"]] == [
+        ("late", "06:30:00.000Z", "6h next day"), ("early", "14:00:00.000Z", "14h")]

@@ -144,13 +144,14 @@ def _call(st: _State, fn: Fn, raw_args: tuple[Node, ...], pos: int, shown: str) 
     except ArgError as exc:
         where = raw_args[exc.index].pos if exc.index is not None and exc.index < n else pos
         raise error_at(st.text, where, f"{shown}: {exc.message}", expected=exc.expected, actual=exc.actual) from None
-    nullable = ret not in _NEVER_NULL_TYPES and (fn.name in _MAY_BLANK or any(a.nullable for a in args))
+    # Text calls can give blank from blank inputs (TEXT of a blank number), so only booleans are never blank here.
+    nullable = ret != BOOLEAN and (fn.name in _MAY_BLANK or any(a.nullable for a in args))
     return TCall(ret, nullable, pos, fn, args)
 
 
 # Functions that can give blank from non-blank arguments (invalid dates, division by zero, …).
 _MAY_BLANK = frozenset({"/", "^", "MOD", "SQRT", "EXP", "LN", "LOG", "VALUE", "DATE", "DATEVALUE",
-                        "DATETIMEVALUE", "ADDMONTHS", "PRIORVALUE"})
+                        "DATETIMEVALUE", "TIMEVALUE", "ADDMONTHS", "PRIORVALUE"})
 
 
 def _ref(st: _State, n: Ref, *, raw: bool) -> TNode:

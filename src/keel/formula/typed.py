@@ -44,9 +44,6 @@ RETURNS = {"checkbox": BOOLEAN, "number": NUMBER, "currency": CURRENCY, "percent
 
 def field_type(f: FieldDef) -> str:
     """The formula type of a field's value (a formula field's return type, a roll-up's number type)."""
-    if f.type == "rollup":
-        fn = str((f.rollup or {}).get("function", "")).upper()
-        return NUMBER if fn == "COUNT" else CURRENCY
     return _FIELD_TYPES.get(effective_type(f), TEXT)
 
 

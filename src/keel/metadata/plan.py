@@ -15,6 +15,7 @@ from keel.metadata.indexes import check_indexes, describe
 from keel.metadata.model import FieldDef, ObjectDef, SchemaSnapshot
 from keel.metadata.package import check_cross_references
 from keel.metadata.tables import index_specs
+from keel.metadata.types import effective_type
 from keel.storage.ddl import IndexSpec
 from keel.storage.ids import ALPHABET
 
@@ -69,6 +70,7 @@ def plan(before: SchemaSnapshot, desired: Sequence[ObjectDef], *, delete: Sequen
     next_field = max((f.id for o in before for f in o.fields), default=0) + 1
     used_prefixes = {o.key_prefix for o in before}
     result: dict[str, ObjectDef] = {o.key: o for o in before}
+    desired = _with_rollup_types(before, desired)
 
     for name in delete:
         old = before.find_object(name)
@@ -149,6 +151,33 @@ def plan(before: SchemaSnapshot, desired: Sequence[ObjectDef], *, delete: Sequen
     check_cross_references(ordered)
     after = SchemaSnapshot(version=before.version + (1 if ops else 0), objects=tuple(ordered))
     return Plan(before=before, after=after, ops=tuple(ops))
+
+
+def _with_rollup_types(before: SchemaSnapshot, desired: Sequence[ObjectDef]) -> list[ObjectDef]:
+    """MIN and MAX of a date or datetime child field are a date or datetime, and need a column of that type. The
+    column is built from the field alone, so the type is written on the roll-up (``returns``) here, where the child
+    is known; number roll-ups carry none and stay as they were."""
+    pool = {o.key: o for o in before}
+    pool.update({o.key: o for o in desired})
+    view = SchemaSnapshot(0, tuple(pool.values()))
+    out = []
+    for obj in desired:
+        fields = tuple(_typed_rollup(f, obj, view) if f.type == "rollup" else f for f in obj.fields)
+        out.append(obj if fields == obj.fields else replace(obj, fields=fields))
+    return out
+
+
+def _typed_rollup(f: FieldDef, parent: ObjectDef, view: SchemaSnapshot) -> FieldDef:
+    spec = {k: v for k, v in (f.rollup or {}).items() if k != "returns"}
+    if str(spec.get("function", "")).upper() in ("MIN", "MAX") and spec.get("field"):
+        want = str(spec.get("child", "")).lower()
+        rel = next((c for c in view.child_relationships(parent)
+                    if want in (c.name.lower(), c.child_object.lower())), None)
+        child = view.find_object(rel.child_object) if rel else None
+        value = child.find_field(str(spec["field"])) if child else None
+        if value is not None and effective_type(value) in ("date", "datetime"):
+            spec["returns"] = effective_type(value)
+    return f if spec == dict(f.rollup or {}) else replace(f, rollup=spec)
 
 
 def _index_ops(old: ObjectDef | None, new: ObjectDef) -> list[Op]:

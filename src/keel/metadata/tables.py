@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from keel.metadata.indexes import composite_specs
 from keel.metadata.model import FieldDef, ObjectDef, SchemaSnapshot
-from keel.metadata.types import TYPES
+from keel.metadata.types import TYPES, storage_of
 from keel.storage import search
 from keel.storage.ddl import IndexSpec
 
@@ -21,7 +21,7 @@ _IDS = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # INTEGER PRIMARY K
 
 
 def column_type(f: FieldDef) -> sa.types.TypeEngine[Any]:
-    storage = "number" if f.type == "rollup" else TYPES[f.type].storage
+    storage = storage_of(f)
     if f.type == "id":
         return _IDS
     if storage == "text":

@@ -91,8 +91,23 @@ def effective_type(f: FieldDef) -> str:
     if f.type == "formula":
         return f.returns or "text"
     if f.type == "rollup":
-        return "number" if (f.rollup or {}).get("function", "").upper() == "COUNT" else "currency"
+        return rollup_type(f)
     return f.type
+
+
+def rollup_type(f: FieldDef) -> str:
+    """COUNT is a number; SUM, MIN and MAX are currency, or a date or datetime when plan found MIN or MAX of one."""
+    spec = f.rollup or {}
+    if spec.get("returns"):
+        return str(spec["returns"])
+    return "number" if str(spec.get("function", "")).upper() == "COUNT" else "currency"
+
+
+def storage_of(f: FieldDef) -> str:
+    """How a field's value is stored: its type's storage, a roll-up's by the type of its value."""
+    if f.type == "rollup":
+        return TYPES[rollup_type(f)].storage
+    return TYPES[f.type].storage
 
 
 def sf_type(f: FieldDef) -> str:

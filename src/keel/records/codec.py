@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from keel.metadata.model import FieldDef
-from keel.metadata.types import TYPES
+from keel.metadata.types import storage_of
 
 Encoder = Callable[[Any], Any]
 
@@ -52,7 +52,7 @@ def _identity(v: Any) -> Any:
 def encoder(f: FieldDef, dialect: str) -> Encoder:
     if dialect != "sqlite":
         return _identity
-    storage = "number" if f.type == "rollup" else TYPES[f.type].storage
+    storage = storage_of(f)
     return {
         "datetime": sqlite_datetime,
         "date": sqlite_date,
@@ -63,7 +63,7 @@ def encoder(f: FieldDef, dialect: str) -> Encoder:
 
 
 def _storage(f: FieldDef) -> str:
-    return "number" if f.type == "rollup" else TYPES[f.type].storage
+    return storage_of(f)
 
 
 def layout_kind(f: FieldDef, dialect: str) -> str:

@@ -276,6 +276,8 @@ def _blankvalue_sql(args: list[Col], nodes: tuple[TNode, ...], ret: str, env: Sq
 
 def _bool_sql(kind: str) -> Callable[[list[Col], tuple[TNode, ...], str, SqlEnv], Col]:
     def impl(args: list[Col], nodes: tuple[TNode, ...], ret: str, env: SqlEnv) -> Col:
+        # a NULL condition counts as FALSE, as in Python: SQL's unknown would make AND(NULL, TRUE) unknown
+        args = [sa.func.coalesce(a, sa.false()) if n.nullable else a for a, n in zip(args, nodes, strict=True)]
         if kind == "and":
             return boolean(sa.and_(*args))
         if kind == "or":

@@ -33,11 +33,13 @@ from keel.formula.fn import (
     sqlite_dt,
     text,
 )
-from keel.formula.typed import DATE, DATETIME, NULL, NUMBER, NUMERIC, TEXT, TCall, TNode
+from keel.formula.lib.times import add_ms, add_ms_sql, diff_ms_sql, time_ms
+from keel.formula.typed import DATE, DATETIME, NULL, NUMBER, NUMERIC, TEXT, TIME, TCall, TNode
 
 _CTX = decimal.Context(prec=28, rounding=ROUND_HALF_UP, traps=[decimal.InvalidOperation, decimal.DivisionByZero,
                                                                decimal.Overflow])
 _DAY_MS = Decimal(86_400_000)
+_MOVABLE = (DATE, DATETIME, TIME)  # what + and - shift by a number: days, or milliseconds for a time
 
 
 def _safe(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -58,9 +60,9 @@ def _plus_typer(args: tuple[TNode, ...]) -> str:
     a, b = args[0].type, args[1].type
     if (a == TEXT and b in (TEXT, NULL)) or (b == TEXT and a == NULL):
         return TEXT
-    if a in (DATE, DATETIME) and b in NUMERIC | {NULL}:
+    if a in _MOVABLE and b in NUMERIC | {NULL}:
         return a
-    if b in (DATE, DATETIME) and a in NUMERIC | {NULL}:
+    if b in _MOVABLE and a in NUMERIC | {NULL}:
         return b
     for i, t in enumerate((a, b)):
         if t not in NUMERIC | {NULL}:
@@ -70,9 +72,9 @@ def _plus_typer(args: tuple[TNode, ...]) -> str:
 
 def _minus_typer(args: tuple[TNode, ...]) -> str:
     a, b = args[0].type, args[1].type
-    if a in (DATE, DATETIME) and b == a:
+    if a in _MOVABLE and b == a:
         return NUMBER
-    if a in (DATE, DATETIME) and b in NUMERIC | {NULL}:
+    if a in _MOVABLE and b in NUMERIC | {NULL}:
         return a
     for i, t in enumerate((a, b)):
         if t not in NUMERIC | {NULL}:
@@ -81,6 +83,8 @@ def _minus_typer(args: tuple[TNode, ...]) -> str:
 
 
 def _add_days_py(d: Any, n: Decimal) -> Any:
+    if isinstance(d, dt.time):
+        return add_ms(d, n)
     if isinstance(d, dt.datetime):
         ms = (n * _DAY_MS).quantize(Decimal(1), ROUND_HALF_UP)
         return d + dt.timedelta(milliseconds=int(ms))
@@ -90,24 +94,28 @@ def _add_days_py(d: Any, n: Decimal) -> Any:
 def _plus_py(types: tuple[str, ...], ret: str) -> Callable[..., Any]:
     if ret == TEXT:
         return lambda a, b: a + b
-    if ret in (DATE, DATETIME):
-        if types[0] in (DATE, DATETIME):
+    if ret in _MOVABLE:
+        if types[0] in _MOVABLE:
             return _safe(_add_days_py)
         return _safe(lambda n, d: _add_days_py(d, n))
     return lambda a, b: a + b
 
 
 def _minus_py(types: tuple[str, ...], ret: str) -> Callable[..., Any]:
-    if types[0] in (DATE, DATETIME) and types[1] == types[0]:
+    if types[0] in _MOVABLE and types[1] == types[0]:
         if types[0] == DATE:
             return lambda a, b: Decimal((a - b).days)
+        if types[0] == TIME:
+            return lambda a, b: time_ms(a) - time_ms(b)
         return lambda a, b: Decimal((a - b) // dt.timedelta(microseconds=1)) / Decimal(86_400_000_000)
-    if ret in (DATE, DATETIME):
+    if ret in _MOVABLE:
         return _safe(lambda d, n: _add_days_py(d, -n))
     return lambda a, b: a - b
 
 
 def _add_days_sql(d: Col, n: Col, t: str, env: SqlEnv) -> Col:
+    if t == TIME:
+        return add_ms_sql(d, n, env)
     if t == DATE:
         if env.pg:
             return d + as_int(n, env)
@@ -129,7 +137,7 @@ def _plus_sql(args: list[Col], nodes: tuple[TNode, ...], ret: str, env: SqlEnv) 
     a, b = args
     if ret == TEXT:
         return text(nz_text(a, nodes[0]).op("||")(nz_text(b, nodes[1])))
-    if ret in (DATE, DATETIME):
+    if ret in _MOVABLE:
         if nodes[0].type == ret:
             return _add_days_sql(a, b, ret, env)
         return _add_days_sql(b, a, ret, env)
@@ -139,6 +147,8 @@ def _plus_sql(args: list[Col], nodes: tuple[TNode, ...], ret: str, env: SqlEnv) 
 def _minus_sql(args: list[Col], nodes: tuple[TNode, ...], ret: str, env: SqlEnv) -> Col:
     a, b = args
     t = nodes[0].type
+    if t == TIME and nodes[1].type == t:
+        return diff_ms_sql(a, b, env)
     if t in (DATE, DATETIME) and nodes[1].type == t:
         if env.pg:
             if t == DATE:
@@ -148,7 +158,7 @@ def _minus_sql(args: list[Col], nodes: tuple[TNode, ...], ret: str, env: SqlEnv)
             diff = sa.func.julianday(a) - sa.func.julianday(b)
             return as_num(sa.cast(sa.func.round(diff), sa.Integer()), env)
         return sa.cast(_epoch_ms(a) - _epoch_ms(b), sa.Float()) / 86_400_000.0
-    if ret in (DATE, DATETIME):
+    if ret in _MOVABLE:
         return _add_days_sql(a, -b, ret, env)
     return a - b
 
@@ -345,11 +355,12 @@ _N1 = sig((S_NUM,), first_ret)
 _N1_NUMBER = sig((S_NUM,), NUMBER)
 
 ROWS = [
-    Fn("+", "a + b", "Adds numbers; date + days and datetime + days (fractional days allowed); joins text.",
+    Fn("+", "a + b", "Adds numbers; date + days and datetime + days (fractional days allowed); time + "
+       "milliseconds (wrapping at midnight); joins text.",
        2, 2, _plus_typer, py=_plus_py, sql=_plus_sql, operator=True, category="Operators"),
     Fn("-", "a - b", "Subtracts numbers; date - days; date - date gives days; datetime - datetime gives "
-       "fractional days.", 2, 2, _minus_typer, py=_minus_py, sql=_minus_sql, operator=True,
-       category="Operators"),
+       "fractional days; time - milliseconds; time - time gives milliseconds.", 2, 2, _minus_typer, py=_minus_py,
+       sql=_minus_sql, operator=True, category="Operators"),
     Fn("*", "a * b", "Multiplies.", 2, 2, _N2, py=_num("*"), sql=_times_sql, operator=True, category="Operators"),
     Fn("/", "a / b", "Divides; division by zero gives blank.", 2, 2, _N2,
        py=_divide_py, sql=_divide_sql, operator=True, category="Operators"),

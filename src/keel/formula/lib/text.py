@@ -42,9 +42,11 @@ from keel.formula.typed import (
     NUMERIC,
     PICKLIST,
     TEXT,
+    TIME,
     TLit,
     TNode,
 )
+from keel.metadata.values import format_time
 
 _NUMBER_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)$")
 _DIGITS = 15
@@ -70,7 +72,7 @@ def _concat_sql(args: list[Col], nodes: tuple[TNode, ...], ret: str, env: SqlEnv
 
 # --- TEXT and VALUE -------------------------------------------------------------------------------------------
 
-_TEXTABLE = frozenset({TEXT, PICKLIST, BOOLEAN, DATE, DATETIME}) | NUMERIC
+_TEXTABLE = frozenset({TEXT, PICKLIST, BOOLEAN, DATE, DATETIME, TIME}) | NUMERIC
 
 
 def _text_py(types: tuple[str, ...], ret: str) -> Callable[..., Any]:
@@ -81,6 +83,8 @@ def _text_py(types: tuple[str, ...], ret: str) -> Callable[..., Any]:
         return lambda d: d.isoformat()
     if t == DATETIME:
         return lambda d: d.strftime("%Y-%m-%d %H:%M:%SZ")
+    if t == TIME:
+        return format_time
     if t == BOOLEAN:
         return lambda b: "true" if b else "false"
     return lambda s: s
@@ -102,6 +106,10 @@ def _text_sql(args: list[Col], nodes: tuple[TNode, ...], ret: str, env: SqlEnv) 
         if env.pg:
             return text(sa.func.to_char(x, 'YYYY-MM-DD HH24:MI:SS"Z"'))
         return text(sa.func.strftime("%Y-%m-%d %H:%M:%SZ", x))
+    if t == TIME:
+        if env.pg:
+            return text(sa.func.to_char(sa.cast(x, sa.Interval()), 'HH24:MI:SS.MS"Z"'))
+        return text(sa.func.substr(x, 1, 12).op("||")(text_lit("Z")))
     if t == BOOLEAN:
         return text(sa.case((x, text_lit("true")), else_=text_lit("false")))
     return text(x)
@@ -284,15 +292,16 @@ def _escape_sql(x: Col) -> Col:
 
 
 def _hyperlink_py(types: tuple[str, ...], ret: str) -> Callable[..., Any]:
-    def run(url: str, label: str, target: str = "_blank") -> str:
-        return f'<a href="{_escape_py(url)}" target="{_escape_py(target)}">{_escape_py(label)}</a>'
+    def run(url: str | None, label: str | None, target: str | None = "_blank") -> str:
+        return (f'<a href="{_escape_py(url or "")}" target="{_escape_py(target or "")}">'
+                f'{_escape_py(label or "")}</a>')
 
     return run
 
 
 def _hyperlink_sql(args: list[Col], nodes: tuple[TNode, ...], ret: str, env: SqlEnv) -> Col:
-    url, label = args[0], args[1]
-    target = args[2] if len(args) > 2 else text_lit("_blank")
+    url, label = nz_text(args[0], nodes[0]), nz_text(args[1], nodes[1])
+    target = nz_text(args[2], nodes[2]) if len(args) > 2 else text_lit("_blank")
     parts = [text_lit('<a href="'), _escape_sql(url), text_lit('" target="'), _escape_sql(target),
              text_lit('">'), _escape_sql(label), text_lit("</a>")]
     out = parts[0]
@@ -337,7 +346,7 @@ ROWS = [
     Fn("&", "a & b", "Joins text; a blank side counts as empty.", 2, 2, sig((S_TEXT, S_TEXT), TEXT),
        py=_concat_py, sql=_concat_sql, nulls="pass", operator=True, category="Operators"),
     Fn("TEXT", "TEXT(value)", "Number (up to 15 significant digits, no exponent), date (YYYY-MM-DD), datetime "
-       "(YYYY-MM-DD HH:MM:SSZ, GMT), checkbox (true/false) or picklist value as text.", 1, 1,
+       "(YYYY-MM-DD HH:MM:SSZ, GMT), time (HH:MM:SS.mmmZ), checkbox (true/false) or picklist value as text.", 1, 1,
        sig((_TEXTABLE,), TEXT), py=_text_py, sql=_text_sql, category="Text"),
     Fn("VALUE", "VALUE(text)", "The number written in the text; blank when it is not a number.", 1, 1,
        sig((S_TEXT,), NUMBER), py=_value_py, sql=_value_sql, category="Text"),
@@ -371,7 +380,8 @@ ROWS = [
     Fn("REGEX", "REGEX(text, pattern)", "TRUE when the whole text matches the regular expression.", 2, 2,
        _regex_typer, py=lambda t, r: regex_match, sql=_regex_sql, category="Text"),
     Fn("HYPERLINK", "HYPERLINK(url, label[, target])", "An HTML link (url, label and target are escaped; "
-       "target defaults to _blank).", 2, 3, _TEXT_ARGS, py=_hyperlink_py, sql=_hyperlink_sql, category="Text"),
+       "target defaults to _blank); blank parts are empty.", 2, 3, _TEXT_ARGS, py=_hyperlink_py, sql=_hyperlink_sql,
+       nulls="pass", category="Text"),
     Fn("ISPICKVAL", "ISPICKVAL(picklist, value)", "TRUE when the picklist holds value (case-sensitive).", 2, 2,
        sig((_PICK, S_TEXT), BOOLEAN), py=_ispickval_py, sql=_ispickval_sql, category="Picklists"),
     Fn("INCLUDES", "INCLUDES(multiselect, value)", "TRUE when the multi-select picklist includes value.", 2, 2,
