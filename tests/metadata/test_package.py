@@ -36,6 +36,8 @@ def test_every_field_type_parses() -> None:
         ({"object": "X__c", "fields": [{"name": "A__c", "type": "lookup"}]}, "needs 'to'"),
         ({"object": "X__c", "fields": [{"name": "A__c", "type": "lookup", "to": "Account", "on_delete": "cascade"}]},
          "on_delete must be set_null or restrict"),
+        ({"object": "X__c", "fields": [{"name": "A__c", "type": "lookup", "to": "Account", "required": True,
+                                        "on_delete": "set_null"}]}, "a required lookup cannot be cleared"),
         ({"object": "X__c", "fields": [{"name": "A__c", "type": "auto_number"}]}, "needs a format"),
         ({"object": "X__c", "fields": [{"name": "A__c", "type": "text", "required": "yes"}]}, "must be true or false"),
         ({"object": "X__c", "sharing": "open"}, "sharing must be one of"),
@@ -57,3 +59,11 @@ def test_bad_yaml_file_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(MetadataError) as e:
         load_package(tmp_path)
     assert "Broken__c.yaml" in str(e.value)
+
+
+def test_lookups_clear_on_delete_unless_required() -> None:
+    obj = parse_object({"object": "X__c", "fields": [
+        {"name": "A__c", "type": "lookup", "to": "Account"},
+        {"name": "B__c", "type": "lookup", "to": "Account", "required": True},
+        {"name": "C__c", "type": "master_detail", "to": "Account"}]})
+    assert [obj.get_field(n).on_delete for n in ("A__c", "B__c", "C__c")] == ["set_null", "restrict", "cascade"]

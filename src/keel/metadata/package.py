@@ -208,7 +208,7 @@ def parse_field(raw: Mapping[str, Any], *, where: str, custom_object: bool, stan
         if kw["unique"]:
             raise MetadataError(f"{at}: picklists cannot be unique")
     if kind in ("lookup", "master_detail"):
-        _reference(raw, kind, name, at, kw, object_name, plural_label)
+        _reference(raw, kind, name, at, kw, object_name, plural_label, standard)
     if kind == "auto_number":
         fmt = raw.get("format")
         if not isinstance(fmt, str) or not re.search(r"\{0+\}", fmt):
@@ -243,7 +243,7 @@ def parse_field(raw: Mapping[str, Any], *, where: str, custom_object: bool, stan
 
 
 def _reference(raw: Mapping[str, Any], kind: str, name: str, at: str, kw: dict[str, Any], object_name: str,
-               plural_label: str) -> None:
+               plural_label: str, standard: bool) -> None:
     to = raw.get("to")
     targets = tuple(to) if isinstance(to, list) else (to,)
     if not targets or not all(isinstance(t, str) and _API_NAME.match(t) for t in targets):
@@ -257,10 +257,16 @@ def _reference(raw: Mapping[str, Any], kind: str, name: str, at: str, kw: dict[s
     if child is None:
         base = re.sub(r"[^A-Za-z0-9]+", "_", plural_label).strip("_")
         child = base + "__r" if object_name.endswith("__c") else base
-    on_delete = raw.get("on_delete", "cascade" if kind == "master_detail" else "set_null")
+    # As in Salesforce, a required lookup cannot be cleared when its parent is deleted, so it blocks the delete.
+    required_lookup = kind == "lookup" and kw["required"] and not standard
+    on_delete = raw.get("on_delete", "cascade" if kind == "master_detail" else
+                        "restrict" if required_lookup else "set_null")
     allowed = ("cascade",) if kind == "master_detail" else ("set_null", "restrict")
     if on_delete not in allowed:
         raise MetadataError(f"{at}: on_delete must be {' or '.join(allowed)}")
+    if required_lookup and on_delete == "set_null":
+        raise MetadataError(f"{at}: a required lookup cannot be cleared when its parent is deleted; use "
+                            "on_delete: restrict")
     kw.update(reference_to=targets, relationship_name=rel, child_relationship_name=child, on_delete=on_delete,
               indexed=True)
     if kind == "master_detail":
