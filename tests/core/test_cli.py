@@ -13,6 +13,7 @@ import httpx
 from typer.testing import CliRunner
 
 from keel.cli.main import app
+from keel.services.org import open_context
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "every_type"
 runner = CliRunner()
@@ -54,6 +55,24 @@ def test_refused_plan_exits_non_zero_with_counts(db_url: str, tmp_path: Path) ->
     out = run("plan", str(pkg), "--db", db_url, code=1)
     assert "would truncate 1 row(s)" in out
     assert "truncate 1 row(s)" in run("apply", str(pkg), "--db", db_url, code=1)
+
+
+def test_plan_refuses_controlled_by_parent_without_a_master(db_url: str, tmp_path: Path) -> None:
+    run("init", "--db", db_url, "--admin-password", "a long admin passphrase")
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "Note__c.yaml").write_text("object: Note__c\nsharing: controlled_by_parent\n"
+                                      "fields:\n  - {name: Account__c, type: lookup, to: Account}\n")
+    out = " ".join(run("plan", str(pkg), "--db", db_url, code=1).split())
+    assert "Note__c.yaml: object 'Note__c': sharing controlled_by_parent needs a master_detail field" in out
+    (pkg / "Note__c.yaml").write_text("object: Note__c\n"
+                                      "fields:\n  - {name: Account__c, type: master_detail, to: Account}\n")
+    run("apply", str(pkg), "--db", db_url)
+    ctx = open_context(db_url)
+    try:
+        assert ctx.schema().get_object("Note__c").sharing == "controlled_by_parent"
+    finally:
+        ctx.db.dispose()
 
 
 def test_users(db_url: str) -> None:

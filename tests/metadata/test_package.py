@@ -41,6 +41,9 @@ def test_every_field_type_parses() -> None:
         ({"object": "X__c", "fields": [{"name": "A__c", "type": "auto_number"}]}, "needs a format"),
         ({"object": "X__c", "fields": [{"name": "A__c", "type": "text", "required": "yes"}]}, "must be true or false"),
         ({"object": "X__c", "sharing": "open"}, "sharing must be one of"),
+        ({"object": "X__c", "sharing": "controlled_by_parent", "fields": [{"name": "A__c", "type": "lookup",
+                                                                            "to": "Account"}]},
+         "object 'X__c': sharing controlled_by_parent needs a master_detail field"),
         ({"object": "X__c", "fields": [{"name": "A__c", "type": "text"}, {"name": "a__c", "type": "text"}]},
          "defined twice"),
         ({"object": "X__c", "fields": [{"name": "A__c", "type": "formula", "returns": "blob", "formula": "1"}]},
@@ -67,3 +70,21 @@ def test_lookups_clear_on_delete_unless_required() -> None:
         {"name": "B__c", "type": "lookup", "to": "Account", "required": True},
         {"name": "C__c", "type": "master_detail", "to": "Account"}]})
     assert [obj.get_field(n).on_delete for n in ("A__c", "B__c", "C__c")] == ["set_null", "restrict", "cascade"]
+
+
+def test_a_detail_follows_its_master_unless_it_declares_a_model() -> None:
+    md = {"name": "Master__c", "type": "master_detail", "to": "Account"}
+    detail = parse_object({"object": "D__c", "fields": [md]})
+    assert detail.sharing == "controlled_by_parent"
+    assert parse_object({"object": "D__c", "sharing": "private", "fields": [md]}).sharing == "private"
+    assert parse_object({"object": "L__c", "fields": [{"name": "A__c", "type": "lookup", "to": "Account"}]}
+                        ).sharing == "private"
+
+
+def test_the_apps_details_keep_their_sharing() -> None:
+    """Philanthropy's Allocation__c is a detail kept private on purpose; every other detail follows its master."""
+    apps = Path(__file__).parents[2] / "src" / "keel" / "apps"
+    details = {o.api_name: o.sharing for app in ("recruiting", "vendors", "philanthropy")
+               for o in load_package(apps / app) if any(f.type == "master_detail" for f in o.fields)}
+    assert details.pop("Allocation__c") == "private"
+    assert details and set(details.values()) == {"controlled_by_parent"}

@@ -80,8 +80,8 @@ def parse_object(doc: Mapping[str, Any], *, source: str = "<metadata>", standard
     unknown = set(doc) - _OBJECT_KEYS
     if unknown:
         raise MetadataError(f"{where}: unknown key(s) {sorted(unknown)}")
-    sharing = doc.get("sharing", "private")
-    if sharing not in SHARING_MODELS:
+    sharing = doc.get("sharing")
+    if sharing is not None and sharing not in SHARING_MODELS:
         raise MetadataError(f"{where}: sharing must be one of {', '.join(SHARING_MODELS)}")
     label = str(doc.get("label") or name.removesuffix("__c").replace("_", " "))
     plural = str(doc.get("plural_label") or label + "s")
@@ -97,6 +97,7 @@ def parse_object(doc: Mapping[str, Any], *, source: str = "<metadata>", standard
             raise MetadataError(f"{where}, field {f.api_name!r}: defined twice")
         seen.add(f.key)
         fields.append(f)
+    sharing = _sharing(sharing, fields, where, standard)
     track = bool(doc.get("track_history", False))
     if track:
         fields = [
@@ -120,6 +121,20 @@ def parse_object(doc: Mapping[str, Any], *, source: str = "<metadata>", standard
     _check_references_local(obj, where)
     check_indexes(obj, where)
     return replace(obj, indexes=with_derived(obj, obj.indexes))
+
+
+def _sharing(declared: str | None, fields: list[FieldDef], where: str, standard: bool) -> str:
+    """A detail (an object with a master-detail field) follows its master unless it says otherwise, as in
+    Salesforce. Keel also lets a detail declare its own model (``private``, …): a detail whose records are
+    confidential even to people who see the master. Controlled-by-parent needs a master to follow; only the standard
+    Note and Attachment follow the parent of their polymorphic ``ParentId`` lookup instead."""
+    has_master = any(f.type == "master_detail" for f in fields)
+    if declared is None:
+        return "controlled_by_parent" if has_master else "private"
+    if declared == "controlled_by_parent" and not has_master and not standard:
+        raise MetadataError(f"{where}: sharing controlled_by_parent needs a master_detail field (the parent whose "
+                            "sharing the records follow)")
+    return declared
 
 
 def _raw_keys(doc: Mapping[str, Any], api_name: str) -> set[str]:
