@@ -17,7 +17,7 @@ import yaml
 from keel.errors import MetadataError
 from keel.metadata.indexes import check_indexes, parse_indexes, with_derived
 from keel.metadata.model import SHARING_MODELS, FieldDef, ObjectDef, PicklistValue, ValidationRule
-from keel.metadata.types import DEFAULT_PRECISION, FORMULA_RETURNS, TYPES
+from keel.metadata.types import DEFAULT_PRECISION, FORMULA_RETURNS, TYPES, FieldValueError, value_coercer
 from keel.yamlio import load_yaml
 
 _API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -116,7 +116,7 @@ def parse_object(doc: Mapping[str, Any], *, source: str = "<metadata>", standard
         api_name=name, label=label, plural_label=plural, key_prefix=prefix or "", fields=tuple(fields),
         sharing=sharing, track_history=track, custom=custom, role_hierarchy=bool(doc.get("role_hierarchy", True)),
         validation_rules=rules, description=doc.get("description"), renamed_from=doc.get("renamed_from"),
-        extra=extra, indexes=parse_indexes(doc.get("indexes"), where),
+        extra=extra, indexes=parse_indexes(doc.get("indexes"), where), source=source,
     )
     _check_references_local(obj, where)
     check_indexes(obj, where)
@@ -254,7 +254,29 @@ def parse_field(raw: Mapping[str, Any], *, where: str, custom_object: bool, stan
         kw["rollup"] = {"function": fn, "child": raw["child"], "field": raw.get("field"), "filter": raw.get("filter")}
         kw["precision"], kw["scale"] = 18, 2
     column = None if kind == "formula" else ""
-    return FieldDef(api_name=name, type=kind, label=label, column=column, **kw)
+    f = FieldDef(api_name=name, type=kind, label=label, column=column, **kw)
+    _check_default(f, at)
+    return f
+
+
+def _check_default(f: FieldDef, at: str) -> None:
+    """A literal default goes through the type's coercer now, so a bad one fails the plan instead of every save."""
+    d = f.default
+    if d is None:
+        return
+    if isinstance(d, dict):
+        if set(d) != {"formula"} or not isinstance(d["formula"], str) or not d["formula"].strip():
+            raise MetadataError(f"{at}: default must be a literal value or {{formula: \"...\"}}")
+        return
+    coerce = value_coercer(f)
+    if coerce is None:
+        raise MetadataError(f"{at}: fields of type {f.type} take no literal default")
+    try:
+        value = coerce(d)
+    except (FieldValueError, ValueError, TypeError, ArithmeticError) as exc:
+        raise MetadataError(f"{at}: default {d!r} is not a valid {f.type} value ({exc})") from None
+    if f.type == "picklist" and value is not None and f.picklist_value(str(value)) is None:
+        raise MetadataError(f"{at}: default {d!r} is not one of the picklist's values")
 
 
 def _reference(raw: Mapping[str, Any], kind: str, name: str, at: str, kw: dict[str, Any], object_name: str,
@@ -349,5 +371,6 @@ def check_cross_references(objects: Iterable[ObjectDef]) -> None:
         for f in o.fields:
             for target in f.reference_to:
                 if target.lower() not in by_key:
-                    raise MetadataError(f"object {o.api_name!r}, field {f.api_name!r}: points at unknown object "
-                                        f"{target!r}")
+                    where = f"{o.source}: " if o.source else ""
+                    raise MetadataError(f"{where}object {o.api_name!r}, field {f.api_name!r}: points at unknown "
+                                        f"object {target!r}")
