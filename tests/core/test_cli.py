@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from keel.cli.main import app
@@ -73,6 +74,44 @@ def test_plan_refuses_controlled_by_parent_without_a_master(db_url: str, tmp_pat
         assert ctx.schema().get_object("Note__c").sharing == "controlled_by_parent"
     finally:
         ctx.db.dispose()
+
+
+# Salesforce's key prefixes for the standard objects Keel ships.
+SALESFORCE_PREFIXES = {
+    "Account": "001", "Contact": "003", "User": "005", "Lead": "00Q", "Opportunity": "006", "Case": "500",
+    "Task": "00T", "Event": "00U", "Note": "002", "Attachment": "00P", "Organization": "00D", "Group": "00G",
+    "GroupMember": "011", "Profile": "00e", "UserRole": "00E", "PermissionSet": "0PS",
+    "PermissionSetAssignment": "0Pa", "PermissionSetGroup": "0PG", "PermissionSetGroupComponent": "0PC",
+    "ObjectPermissions": "110", "FieldPermissions": "01k", "QueueSobject": "03g", "ProcessInstance": "04g",
+    "ProcessInstanceStep": "04h", "ProcessInstanceWorkitem": "04i", "AccountShare": "00r", "ContactShare": "03s",
+    "LeadShare": "01o", "OpportunityShare": "00t", "CaseShare": "01n", "BulkJob": "750", "SharingRule": "02S",
+}
+AUDIT = ["Id", "Name", "OwnerId", "CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById",
+         "SystemModstamp", "IsDeleted"]
+
+
+def test_init_installs_standard_objects_with_salesforce_prefixes_and_audit_fields(db_url: str) -> None:
+    run("init", "--db", db_url, "--admin-password", "a long admin passphrase")
+    listing = {}
+    for line in run("describe", "--db", db_url).splitlines():
+        cells = [c.strip() for c in line.strip("│┃ ").replace("┃", "│").split("│")]
+        if len(cells) == 5 and cells[0] not in ("", "Object"):
+            listing[cells[0]] = cells[2]
+    assert listing == SALESFORCE_PREFIXES
+    ctx = open_context(db_url)
+    try:
+        schema = ctx.schema()
+        with ctx.db.read() as conn:
+            insp = sa.inspect(conn)
+            for obj in schema:
+                assert [obj.get_field(n).api_name for n in AUDIT] == AUDIT, obj.api_name
+                columns = {c["name"] for c in insp.get_columns(obj.table)}
+                assert {obj.get_field(n).column for n in AUDIT} <= columns, obj.api_name
+                assert obj.get_field("OwnerId").reference_to[:1] == ("User",)
+    finally:
+        ctx.db.dispose()
+    account = run("describe", "Account", "--db", db_url)
+    assert all(name in account for name in [*AUDIT, "Industry", "BillingCity"])
 
 
 def test_users(db_url: str) -> None:
