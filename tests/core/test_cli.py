@@ -10,10 +10,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from keel.cli.main import app
+from keel.context import Context
 from keel.services.org import open_context
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "every_type"
@@ -112,6 +114,36 @@ def test_init_installs_standard_objects_with_salesforce_prefixes_and_audit_field
         ctx.db.dispose()
     account = run("describe", "Account", "--db", db_url)
     assert all(name in account for name in [*AUDIT, "Industry", "BillingCity"])
+
+
+def test_db_defaults_to_keel_db_in_the_working_directory(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("KEEL_DATABASE_URL", raising=False)
+    monkeypatch.delenv("KEEL_CONFIG", raising=False)
+    assert not (tmp_path / "keel.db").exists()
+    result = runner.invoke(app, ["init", "--admin-password", "a long admin passphrase"], catch_exceptions=False,
+                           env={"KEEL_DATABASE_URL": None, "KEEL_CONFIG": None, "COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "keel.db").is_file()
+    assert "Account" in run("describe")
+    monkeypatch.setenv("KEEL_DATABASE_URL", f"sqlite:///{tmp_path / 'other.db'}")  # the variable comes first
+    run("init", "--admin-password", "a long admin passphrase")
+    assert (tmp_path / "other.db").is_file()
+
+
+def test_import_shows_its_progress_where_stderr_is_not_a_terminal(org: Context, tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "Item__c.yaml").write_text("object: Item__c\nfields:\n  - {name: Code__c, type: text}\n")
+    run("apply", str(pkg), "--db", org.db.url)
+    csv = tmp_path / "items.csv"
+    csv.write_text("Name,Code__c\n" + "".join(f"item {i},C{i}\n" for i in range(37)))
+    result = runner.invoke(app, ["import", "Item__c", str(csv), "--db", org.db.url], catch_exceptions=False,
+                           env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    assert "Importing Item__c" in result.stderr and "37/37" in result.stderr
+    assert "Imported 37 new" in result.stdout
 
 
 def test_users(db_url: str) -> None:
