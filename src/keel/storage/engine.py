@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -71,7 +71,7 @@ class Database:
             parsed = sa.engine.make_url(url)
             if memory:
                 kwargs["poolclass"] = sa.pool.StaticPool
-            elif issubclass(parsed.get_dialect().get_pool_class(parsed), sa.pool.QueuePool):
+            elif issubclass(cast(Any, parsed.get_dialect()).get_pool_class(parsed), sa.pool.QueuePool):
                 # A server thread per concurrent request each checks a connection out (the token check, reads);
                 # with SQLAlchemy's default five, the rest were opened and closed per request, and opening one
                 # (pragmas, functions, parsing the schema) cost more than the request. SQLite connections are
