@@ -10,9 +10,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from keel.cli.main import app
+from keel.context import Context
+from keel.services.org import open_context
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "every_type"
 runner = CliRunner()
@@ -54,6 +58,92 @@ def test_refused_plan_exits_non_zero_with_counts(db_url: str, tmp_path: Path) ->
     out = run("plan", str(pkg), "--db", db_url, code=1)
     assert "would truncate 1 row(s)" in out
     assert "truncate 1 row(s)" in run("apply", str(pkg), "--db", db_url, code=1)
+
+
+def test_plan_refuses_controlled_by_parent_without_a_master(db_url: str, tmp_path: Path) -> None:
+    run("init", "--db", db_url, "--admin-password", "a long admin passphrase")
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "Note__c.yaml").write_text("object: Note__c\nsharing: controlled_by_parent\n"
+                                      "fields:\n  - {name: Account__c, type: lookup, to: Account}\n")
+    out = " ".join(run("plan", str(pkg), "--db", db_url, code=1).split())
+    assert "Note__c.yaml: object 'Note__c': sharing controlled_by_parent needs a master_detail field" in out
+    (pkg / "Note__c.yaml").write_text("object: Note__c\n"
+                                      "fields:\n  - {name: Account__c, type: master_detail, to: Account}\n")
+    run("apply", str(pkg), "--db", db_url)
+    ctx = open_context(db_url)
+    try:
+        assert ctx.schema().get_object("Note__c").sharing == "controlled_by_parent"
+    finally:
+        ctx.db.dispose()
+
+
+# Salesforce's key prefixes for the standard objects Keel ships.
+SALESFORCE_PREFIXES = {
+    "Account": "001", "Contact": "003", "User": "005", "Lead": "00Q", "Opportunity": "006", "Case": "500",
+    "Task": "00T", "Event": "00U", "Note": "002", "Attachment": "00P", "Organization": "00D", "Group": "00G",
+    "GroupMember": "011", "Profile": "00e", "UserRole": "00E", "PermissionSet": "0PS",
+    "PermissionSetAssignment": "0Pa", "PermissionSetGroup": "0PG", "PermissionSetGroupComponent": "0PC",
+    "ObjectPermissions": "110", "FieldPermissions": "01k", "QueueSobject": "03g", "ProcessInstance": "04g",
+    "ProcessInstanceStep": "04h", "ProcessInstanceWorkitem": "04i", "AccountShare": "00r", "ContactShare": "03s",
+    "LeadShare": "01o", "OpportunityShare": "00t", "CaseShare": "01n", "BulkJob": "750", "SharingRule": "02S",
+}
+AUDIT = ["Id", "Name", "OwnerId", "CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById",
+         "SystemModstamp", "IsDeleted"]
+
+
+def test_init_installs_standard_objects_with_salesforce_prefixes_and_audit_fields(db_url: str) -> None:
+    run("init", "--db", db_url, "--admin-password", "a long admin passphrase")
+    listing = {}
+    for line in run("describe", "--db", db_url).splitlines():
+        cells = [c.strip() for c in line.strip("│┃ ").replace("┃", "│").split("│")]
+        if len(cells) == 5 and cells[0] not in ("", "Object"):
+            listing[cells[0]] = cells[2]
+    assert listing == SALESFORCE_PREFIXES
+    ctx = open_context(db_url)
+    try:
+        schema = ctx.schema()
+        with ctx.db.read() as conn:
+            insp = sa.inspect(conn)
+            for obj in schema:
+                assert [obj.get_field(n).api_name for n in AUDIT] == AUDIT, obj.api_name
+                columns = {c["name"] for c in insp.get_columns(obj.table)}
+                assert {obj.get_field(n).column for n in AUDIT} <= columns, obj.api_name
+                assert obj.get_field("OwnerId").reference_to[:1] == ("User",)
+    finally:
+        ctx.db.dispose()
+    account = run("describe", "Account", "--db", db_url)
+    assert all(name in account for name in [*AUDIT, "Industry", "BillingCity"])
+
+
+def test_db_defaults_to_keel_db_in_the_working_directory(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("KEEL_DATABASE_URL", raising=False)
+    monkeypatch.delenv("KEEL_CONFIG", raising=False)
+    assert not (tmp_path / "keel.db").exists()
+    result = runner.invoke(app, ["init", "--admin-password", "a long admin passphrase"], catch_exceptions=False,
+                           env={"KEEL_DATABASE_URL": None, "KEEL_CONFIG": None, "COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "keel.db").is_file()
+    assert "Account" in run("describe")
+    monkeypatch.setenv("KEEL_DATABASE_URL", f"sqlite:///{tmp_path / 'other.db'}")  # the variable comes first
+    run("init", "--admin-password", "a long admin passphrase")
+    assert (tmp_path / "other.db").is_file()
+
+
+def test_import_shows_its_progress_where_stderr_is_not_a_terminal(org: Context, tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "Item__c.yaml").write_text("object: Item__c\nfields:\n  - {name: Code__c, type: text}\n")
+    run("apply", str(pkg), "--db", org.db.url)
+    csv = tmp_path / "items.csv"
+    csv.write_text("Name,Code__c\n" + "".join(f"item {i},C{i}\n" for i in range(37)))
+    result = runner.invoke(app, ["import", "Item__c", str(csv), "--db", org.db.url], catch_exceptions=False,
+                           env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    assert "Importing Item__c" in result.stderr and "37/37" in result.stderr
+    assert "Imported 37 new" in result.stdout
 
 
 def test_users(db_url: str) -> None:

@@ -80,32 +80,80 @@ def new_org(db_url: str, backend: str, tmp_path: Path, template: Path, name: str
     return url
 
 
+def _transfer(source: Path, target: Path, renames: dict[str, dict[str, str]]) -> None:
+    """Copy an export as an import file for another database: without Id, lookups re-pointed at the new ids."""
+    with open(source, newline="", encoding="utf-8") as f_in, open(target, "w", newline="", encoding="utf-8") as f:
+        rows = csv.DictReader(f_in)
+        header = [h for h in rows.fieldnames or [] if h != "Id"]
+        w = csv.DictWriter(f, header, extrasaction="ignore")
+        w.writeheader()
+        for row in rows:
+            w.writerow({k: renames[k].get(v, v) if k in renames and v else v for k, v in row.items()})
+
+
+def _keyed(path: Path, key: str, natural: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """An export's rows by a natural key, with ids (which each database assigns) replaced by natural keys."""
+    out = {}
+    for row in read_csv(path):
+        out[row[key]] = {k: natural[k].get(v, v) if k in natural and v else v for k, v in row.items() if k != "Id"}
+    return out
+
+
 @pytest.mark.slow
 def test_every_type_round_trips_10k_rows(backend: str, db_url: str, tmp_path: Path, sqlite_template: Path) -> None:
     first = new_org(db_url, backend, tmp_path, sqlite_template, "first")
     second = new_org(db_url, backend, tmp_path, sqlite_template, "second")
     for url in (first, second):
         invoke("apply", str(FIXTURE), "--db", url)
-    source = write_csv(tmp_path / "positions.csv", make_rows(10_000))
+    # Parents for the restrict lookup (Position__c.Account__c), then positions, then master-detail Postings.
+    invoke("import", "Account", str(write_csv(tmp_path / "accounts.csv", [[f"Agency {i}"] for i in range(40)],
+                                              ["Name"])), "--db", first)
+    invoke("export", "Account", "-o", str(tmp_path / "acc1.csv"), "--db", first)
+    account_ids = [r["Id"] for r in read_csv(tmp_path / "acc1.csv")]
+    rows = make_rows(10_000)
+    for i, row in enumerate(rows):
+        row.append(account_ids[i % 40] if i % 3 else "")
+    source = write_csv(tmp_path / "positions.csv", rows, [*HEADER, "Account__c"])
     out = invoke("import", "Position__c", str(source), "--db", first)
     assert "Imported 10000 new" in out
     exported = tmp_path / "export1.csv"
     invoke("export", "Position__c", "-o", str(exported), "--db", first)
     rows1 = read_csv(exported)
     assert len(rows1) == 10_000
-    # Re-import the export (minus ids, which the new database assigns) into an empty database, then export again.
-    reimport = tmp_path / "reimport.csv"
-    with open(exported, newline="", encoding="utf-8") as f_in, open(reimport, "w", newline="", encoding="utf-8") as f:
-        r = csv.reader(f_in)
-        w = csv.writer(f)
-        for line in r:
-            w.writerow(line[1:])
-    invoke("import", "Position__c", str(reimport), "--db", second)
+    position_ids = [r["Id"] for r in rows1]
+    postings = [[f"Post {i}", position_ids[(i * 7) % 10_000], ["Web", "Agency", "Print", ""][i % 4]]
+                for i in range(3_000)]
+    invoke("import", "Posting__c", str(write_csv(tmp_path / "postings.csv", postings,
+                                                 ["Name", "Position__c", "Channel__c"])), "--db", first)
+    invoke("export", "Posting__c", "-o", str(tmp_path / "post1.csv"), "--db", first)
+    assert len(read_csv(tmp_path / "post1.csv")) == 3_000
+
+    # Re-import each export (minus ids, which the new database assigns) into an empty database, parents first,
+    # re-pointing lookups at the parents' new ids; then export again.
+    _transfer(tmp_path / "acc1.csv", tmp_path / "acc_re.csv", {})
+    invoke("import", "Account", str(tmp_path / "acc_re.csv"), "--db", second)
+    invoke("export", "Account", "-o", str(tmp_path / "acc2.csv"), "--db", second)
+    new_account = {r["Name"]: r["Id"] for r in read_csv(tmp_path / "acc2.csv")}
+    account_map = {r["Id"]: new_account[r["Name"]] for r in read_csv(tmp_path / "acc1.csv")}
+    _transfer(exported, tmp_path / "reimport.csv", {"Account__c": account_map})
+    invoke("import", "Position__c", str(tmp_path / "reimport.csv"), "--db", second)
     exported2 = tmp_path / "export2.csv"
     invoke("export", "Position__c", "-o", str(exported2), "--db", second)
-    rows2 = read_csv(exported2)
-    strip = [{k: v for k, v in r.items() if k != "Id"} for r in rows1]
-    assert strip == [{k: v for k, v in r.items() if k != "Id"} for r in rows2]
+    new_position = {r["Job_Code__c"]: r["Id"] for r in read_csv(exported2)}
+    position_map = {r["Id"]: new_position[r["Job_Code__c"]] for r in rows1}
+    _transfer(tmp_path / "post1.csv", tmp_path / "post_re.csv", {"Position__c": position_map})
+    invoke("import", "Posting__c", str(tmp_path / "post_re.csv"), "--db", second)
+    invoke("export", "Posting__c", "-o", str(tmp_path / "post2.csv"), "--db", second)
+
+    account_name = {r["Id"]: r["Name"] for f in ("acc1.csv", "acc2.csv") for r in read_csv(tmp_path / f)}
+    code = {r["Id"]: r["Job_Code__c"] for f in (exported, exported2) for r in read_csv(f)}
+    assert _keyed(tmp_path / "acc1.csv", "Name", {}) == _keyed(tmp_path / "acc2.csv", "Name", {})
+    positions1 = _keyed(exported, "Job_Code__c", {"Account__c": account_name})
+    assert positions1 == _keyed(exported2, "Job_Code__c", {"Account__c": account_name})
+    assert sum(1 for r in positions1.values() if r["Account__c"].startswith("Agency ")) == 6_666
+    postings1 = _keyed(tmp_path / "post1.csv", "Name", {"Position__c": code})
+    assert postings1 == _keyed(tmp_path / "post2.csv", "Name", {"Position__c": code})
+    assert postings1["Post 3"]["Position__c"] == "JC-000021" and postings1["Post 3"]["Channel__c"] == ""
     # And the export says what was imported: spot-check values, including the neutralised formula.
     by_code = {r["Job_Code__c"]: r for r in rows1}
     assert by_code["JC-000071"]["Summary__c"] == "'=SUM(A1)"

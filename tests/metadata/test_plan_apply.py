@@ -9,13 +9,14 @@ import pytest
 import sqlalchemy as sa
 
 from keel.context import Context
-from keel.errors import MetadataError
+from keel.errors import BatchError, MetadataError
 from keel.metadata.apply import apply_plan
 from keel.metadata.package import load_package, parse_object
 from keel.metadata.plan import plan
 from keel.metadata.store import load_snapshot
 from keel.records import save_many
 from keel.services.metadata import apply_package
+from keel.storage.ddl import IndexSpec
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "every_type"
 
@@ -116,3 +117,74 @@ def test_failed_apply_leaves_nothing_behind(org: Context) -> None:
         after = load_snapshot(conn)
     assert after == before
     assert after.find_object("Item__c") is None
+
+
+def _index_sql(ctx: Context, name: str) -> str:
+    """An index's definition as the database reports it (expression indexes are invisible to reflection)."""
+    with ctx.db.read() as conn:
+        if conn.dialect.name == "sqlite":
+            sql = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?",
+                                       (name,)).scalar()
+        else:
+            sql = conn.exec_driver_sql("SELECT indexdef FROM pg_indexes WHERE indexname = %s", (name,)).scalar()
+    return str(sql or "")
+
+
+def _codes(e: BatchError) -> list[list[str]]:
+    return [[d.code for d in r.errors] for r in e.results]
+
+
+def test_required_false_to_true_applies_and_is_enforced(org: Context) -> None:
+    _apply(org, ITEM)
+    save_many(org, "Item__c", [{"Name": "a", "Code__c": "A"}])
+    assert _apply(org, {"object": "Item__c", "fields": [{**ITEM["fields"][0], "required": True}]}) == ["update_field"]
+    assert org.schema().get_object("Item__c").get_field("Code__c").required
+    with pytest.raises(BatchError) as e:
+        save_many(org, "Item__c", [{"Name": "b"}])
+    assert _codes(e.value) == [["REQUIRED_FIELD_MISSING"]]
+
+
+def test_unique_false_to_true_creates_the_unique_index(org: Context) -> None:
+    _apply(org, ITEM)
+    save_many(org, "Item__c", [{"Name": "a", "Code__c": "A"}, {"Name": "b", "Code__c": "B"}, {"Name": "c"}])
+    with org.db.read() as conn:
+        p = plan(load_snapshot(conn), [parse_object({"object": "Item__c",
+                                                     "fields": [{**ITEM["fields"][0], "unique": True}]})])
+    assert [op.kind for op in p.ops] == ["update_field", "create_index"]
+    index = p.ops[1].after
+    assert isinstance(index, IndexSpec) and index.unique
+    assert _index_sql(org, index.name) == ""
+    apply_plan(org.db, p, org.metadata)
+    assert "UNIQUE" in _index_sql(org, index.name).upper()
+    assert org.schema().get_object("Item__c").get_field("Code__c").unique
+    with pytest.raises(BatchError) as e:
+        save_many(org, "Item__c", [{"Name": "d", "Code__c": "a"}])
+    assert _codes(e.value) == [["DUPLICATE_VALUE"]]
+    save_many(org, "Item__c", [{"Name": "e", "Code__c": "E"}, {"Name": "f"}])  # empty values never clash
+
+
+def test_field_label_rename_is_metadata_only(org: Context) -> None:
+    _apply(org, ITEM)
+    save_many(org, "Item__c", [{"Name": "a", "Code__c": "A"}])
+    column = org.schema().get_object("Item__c").get_field("Code__c").column
+    assert _apply(org, {"object": "Item__c", "fields": [{**ITEM["fields"][0], "label": "Part Code"}]}) == [
+        "update_field"]
+    f = org.schema().get_object("Item__c").get_field("Code__c")
+    assert f.label == "Part Code" and f.column == column
+    with org.db.read() as conn:
+        assert conn.exec_driver_sql(f'SELECT "{column}" FROM "{org.schema().get_object("Item__c").table}"'
+                                    ).scalar() == "A"
+
+
+def test_adding_picklist_values(org: Context) -> None:
+    field = {"name": "Size__c", "type": "picklist", "values": ["Small", "Large"], "restricted": True}
+    _apply(org, {"object": "Item__c", "fields": [field]})
+    save_many(org, "Item__c", [{"Name": "a", "Size__c": "Small"}])
+    with pytest.raises(BatchError) as e:
+        save_many(org, "Item__c", [{"Name": "b", "Size__c": "Medium"}])
+    assert _codes(e.value) == [["INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"]]
+    assert _apply(org, {"object": "Item__c", "fields": [{**field, "values": ["Small", "Medium", "Large"]}]}) == [
+        "update_field"]
+    assert [v.value for v in org.schema().get_object("Item__c").get_field("Size__c").values] == [
+        "Small", "Medium", "Large"]
+    save_many(org, "Item__c", [{"Name": "b", "Size__c": "medium"}])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -43,8 +42,10 @@ def data_app(app: typer.Typer) -> None:
         with friendly_errors():
             ctx = context(db)
             total = _count_lines(file)
+            # Not transient: on a terminal the finished bar stays, and where stderr is a file or pipe (CI logs,
+            # cron) Rich prints the final state once instead of nothing, so the log shows how far an import got.
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                          console=err_console, transient=not os.isatty(2)) as bar:
+                          console=err_console) as bar:
                 task = bar.add_task(f"Importing {obj}", total=total)
                 try:
                     report = import_csv(ctx, obj, file, upsert_on=upsert_on, partial=partial,

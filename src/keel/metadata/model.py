@@ -153,6 +153,7 @@ class ObjectDef:
     queryable: bool = True
     indexes: tuple[IndexDef, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)  # record types, layouts, search fields …
+    source: str = field(default="", compare=False)  # the package file it came from, for plan-time errors; not stored
 
     @property
     def key(self) -> str:

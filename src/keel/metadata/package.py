@@ -17,7 +17,7 @@ import yaml
 from keel.errors import MetadataError
 from keel.metadata.indexes import check_indexes, parse_indexes, with_derived
 from keel.metadata.model import SHARING_MODELS, FieldDef, ObjectDef, PicklistValue, ValidationRule
-from keel.metadata.types import DEFAULT_PRECISION, FORMULA_RETURNS, TYPES
+from keel.metadata.types import DEFAULT_PRECISION, FORMULA_RETURNS, TYPES, FieldValueError, value_coercer
 from keel.yamlio import load_yaml
 
 _API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -80,8 +80,8 @@ def parse_object(doc: Mapping[str, Any], *, source: str = "<metadata>", standard
     unknown = set(doc) - _OBJECT_KEYS
     if unknown:
         raise MetadataError(f"{where}: unknown key(s) {sorted(unknown)}")
-    sharing = doc.get("sharing", "private")
-    if sharing not in SHARING_MODELS:
+    sharing = doc.get("sharing")
+    if sharing is not None and sharing not in SHARING_MODELS:
         raise MetadataError(f"{where}: sharing must be one of {', '.join(SHARING_MODELS)}")
     label = str(doc.get("label") or name.removesuffix("__c").replace("_", " "))
     plural = str(doc.get("plural_label") or label + "s")
@@ -97,6 +97,7 @@ def parse_object(doc: Mapping[str, Any], *, source: str = "<metadata>", standard
             raise MetadataError(f"{where}, field {f.api_name!r}: defined twice")
         seen.add(f.key)
         fields.append(f)
+    sharing = _sharing(sharing, fields, where, standard)
     track = bool(doc.get("track_history", False))
     if track:
         fields = [
@@ -115,11 +116,25 @@ def parse_object(doc: Mapping[str, Any], *, source: str = "<metadata>", standard
         api_name=name, label=label, plural_label=plural, key_prefix=prefix or "", fields=tuple(fields),
         sharing=sharing, track_history=track, custom=custom, role_hierarchy=bool(doc.get("role_hierarchy", True)),
         validation_rules=rules, description=doc.get("description"), renamed_from=doc.get("renamed_from"),
-        extra=extra, indexes=parse_indexes(doc.get("indexes"), where),
+        extra=extra, indexes=parse_indexes(doc.get("indexes"), where), source=source,
     )
     _check_references_local(obj, where)
     check_indexes(obj, where)
     return replace(obj, indexes=with_derived(obj, obj.indexes))
+
+
+def _sharing(declared: str | None, fields: list[FieldDef], where: str, standard: bool) -> str:
+    """A detail (an object with a master-detail field) follows its master unless it says otherwise, as in
+    Salesforce. Keel also lets a detail declare its own model (``private``, …): a detail whose records are
+    confidential even to people who see the master. Controlled-by-parent needs a master to follow; only the standard
+    Note and Attachment follow the parent of their polymorphic ``ParentId`` lookup instead."""
+    has_master = any(f.type == "master_detail" for f in fields)
+    if declared is None:
+        return "controlled_by_parent" if has_master else "private"
+    if declared == "controlled_by_parent" and not has_master and not standard:
+        raise MetadataError(f"{where}: sharing controlled_by_parent needs a master_detail field (the parent whose "
+                            "sharing the records follow)")
+    return declared
 
 
 def _raw_keys(doc: Mapping[str, Any], api_name: str) -> set[str]:
@@ -208,7 +223,7 @@ def parse_field(raw: Mapping[str, Any], *, where: str, custom_object: bool, stan
         if kw["unique"]:
             raise MetadataError(f"{at}: picklists cannot be unique")
     if kind in ("lookup", "master_detail"):
-        _reference(raw, kind, name, at, kw, object_name, plural_label)
+        _reference(raw, kind, name, at, kw, object_name, plural_label, standard)
     if kind == "auto_number":
         fmt = raw.get("format")
         if not isinstance(fmt, str) or not re.search(r"\{0+\}", fmt):
@@ -239,11 +254,33 @@ def parse_field(raw: Mapping[str, Any], *, where: str, custom_object: bool, stan
         kw["rollup"] = {"function": fn, "child": raw["child"], "field": raw.get("field"), "filter": raw.get("filter")}
         kw["precision"], kw["scale"] = 18, 2
     column = None if kind == "formula" else ""
-    return FieldDef(api_name=name, type=kind, label=label, column=column, **kw)
+    f = FieldDef(api_name=name, type=kind, label=label, column=column, **kw)
+    _check_default(f, at)
+    return f
+
+
+def _check_default(f: FieldDef, at: str) -> None:
+    """A literal default goes through the type's coercer now, so a bad one fails the plan instead of every save."""
+    d = f.default
+    if d is None:
+        return
+    if isinstance(d, dict):
+        if set(d) != {"formula"} or not isinstance(d["formula"], str) or not d["formula"].strip():
+            raise MetadataError(f"{at}: default must be a literal value or {{formula: \"...\"}}")
+        return
+    coerce = value_coercer(f)
+    if coerce is None:
+        raise MetadataError(f"{at}: fields of type {f.type} take no literal default")
+    try:
+        value = coerce(d)
+    except (FieldValueError, ValueError, TypeError, ArithmeticError) as exc:
+        raise MetadataError(f"{at}: default {d!r} is not a valid {f.type} value ({exc})") from None
+    if f.type == "picklist" and value is not None and f.picklist_value(str(value)) is None:
+        raise MetadataError(f"{at}: default {d!r} is not one of the picklist's values")
 
 
 def _reference(raw: Mapping[str, Any], kind: str, name: str, at: str, kw: dict[str, Any], object_name: str,
-               plural_label: str) -> None:
+               plural_label: str, standard: bool) -> None:
     to = raw.get("to")
     targets = tuple(to) if isinstance(to, list) else (to,)
     if not targets or not all(isinstance(t, str) and _API_NAME.match(t) for t in targets):
@@ -257,10 +294,16 @@ def _reference(raw: Mapping[str, Any], kind: str, name: str, at: str, kw: dict[s
     if child is None:
         base = re.sub(r"[^A-Za-z0-9]+", "_", plural_label).strip("_")
         child = base + "__r" if object_name.endswith("__c") else base
-    on_delete = raw.get("on_delete", "cascade" if kind == "master_detail" else "set_null")
+    # As in Salesforce, a required lookup cannot be cleared when its parent is deleted, so it blocks the delete.
+    required_lookup = kind == "lookup" and kw["required"] and not standard
+    on_delete = raw.get("on_delete", "cascade" if kind == "master_detail" else
+                        "restrict" if required_lookup else "set_null")
     allowed = ("cascade",) if kind == "master_detail" else ("set_null", "restrict")
     if on_delete not in allowed:
         raise MetadataError(f"{at}: on_delete must be {' or '.join(allowed)}")
+    if required_lookup and on_delete == "set_null":
+        raise MetadataError(f"{at}: a required lookup cannot be cleared when its parent is deleted; use "
+                            "on_delete: restrict")
     kw.update(reference_to=targets, relationship_name=rel, child_relationship_name=child, on_delete=on_delete,
               indexed=True)
     if kind == "master_detail":
@@ -328,5 +371,6 @@ def check_cross_references(objects: Iterable[ObjectDef]) -> None:
         for f in o.fields:
             for target in f.reference_to:
                 if target.lower() not in by_key:
-                    raise MetadataError(f"object {o.api_name!r}, field {f.api_name!r}: points at unknown object "
-                                        f"{target!r}")
+                    where = f"{o.source}: " if o.source else ""
+                    raise MetadataError(f"{where}object {o.api_name!r}, field {f.api_name!r}: points at unknown "
+                                        f"object {target!r}")

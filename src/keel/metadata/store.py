@@ -47,7 +47,7 @@ def field_from_json(raw: str | bytes, *, id: int) -> FieldDef:
 def object_to_json(o: ObjectDef) -> bytes:
     out: dict[str, Any] = {}
     for k in (x.name for x in dataclasses.fields(ObjectDef)):
-        if k in _OBJECT_SKIP or k == "renamed_from":
+        if k in _OBJECT_SKIP or k in ("renamed_from", "source"):
             continue
         v = getattr(o, k)
         if k == "validation_rules":

@@ -2,12 +2,14 @@
 
 A delete sets ``is_deleted`` and records the row in ``keel_recycle_bin`` with the root of its cascade, so undelete
 restores exactly the master-detail children that were deleted with the parent, and not those deleted on their own
-earlier. A lookup with ``on_delete: restrict`` blocks deleting a parent that live records still point at.
+earlier. A lookup with ``on_delete: restrict`` blocks deleting a parent that live records still point at; one with
+``on_delete: set_null`` is cleared on the children and restored by undelete (``records.unlink``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -18,6 +20,7 @@ from keel.metadata.model import ObjectDef, SchemaSnapshot
 from keel.metadata.tables import table_for
 from keel.records.hooks import RowError, RowState
 from keel.records.rules import recompute_rollups
+from keel.records.unlink import clear_lookups, forget_lookups, restore_lookups
 from keel.records.validate import chunks, row_to_values
 from keel.records.write import change_event
 from keel.storage import ids
@@ -49,6 +52,7 @@ def hard_delete_many(ctx: Context, obj_name: str, record_ids: Sequence[str], *, 
     bin_ = S.recycle_bin
     by_id = {o.id: o for o in schema}
     for part in chunks(pks):
+        forget_lookups(conn, obj, part)
         doomed: dict[int, list[int]] = {obj.id: list(part)}
         for oid, rid in conn.execute(sa.select(bin_.c.object_id, bin_.c.record_id).where(
                 bin_.c.root_object_id == obj.id, bin_.c.root_record_id.in_(part), bin_.c.object_id != obj.id)):
@@ -166,8 +170,9 @@ def _check_restrict(conn: Connection, schema: SchemaSnapshot, obj: ObjectDef, ro
 
 
 def _soft_delete(ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: ObjectDef, pks: Sequence[int],
-                 root: ObjectDef, now: object, root_pks: dict[int, int] | None = None) -> None:
-    """Delete ``pks`` and, recursively, their live master-detail children, remembering the cascade root."""
+                 root: ObjectDef, now: datetime, root_pks: dict[int, int] | None = None) -> None:
+    """Delete ``pks`` and, recursively, their live master-detail children, remembering the cascade root; clear the
+    ``set_null`` lookups pointing at each of them."""
     t = table_for(schema, obj)
     actor = ctx.actor.user_id
     for part in chunks(list(pks)):
@@ -179,7 +184,8 @@ def _soft_delete(ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: Ob
          "root_object_id": root.id, "root_record_id": (root_pks or {}).get(pk, pk)} for pk in pks
     ])
     conn.execute(sa.insert(S.outbox), [change_event(obj.id, obj.api_name, "DELETE",
-                                                    list(pks), [], now)])  # type: ignore[arg-type]
+                                                    list(pks), [], now)])
+    clear_lookups(ctx, conn, schema, obj, pks, root, lambda pk: (root_pks or {}).get(pk, pk), now)
     for rel in schema.child_relationships(obj):
         if not rel.cascade_delete:
             continue
@@ -196,7 +202,7 @@ def _soft_delete(ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: Ob
 
 
 def _restore(ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: ObjectDef, pks: Sequence[int],
-             now: object) -> None:
+             now: datetime) -> None:
     bin_ = S.recycle_bin
     by_object: dict[int, list[int]] = {obj.id: list(pks)}
     for part in chunks(list(pks)):
@@ -217,4 +223,5 @@ def _restore(ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: Object
                 version=t.c.version + 1))
             conn.execute(sa.delete(bin_).where(bin_.c.object_id == oid, bin_.c.record_id.in_(part)))
         conn.execute(sa.insert(S.outbox), [change_event(oid, target.api_name, "UNDELETE",
-                                                        rids, [], now)])  # type: ignore[arg-type]
+                                                        rids, [], now)])
+    restore_lookups(ctx, conn, schema, obj, pks, now)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 4  # keep equal to the newest migration in storage/migrations/versions
+SCHEMA_VERSION = 5  # keep equal to the newest migration in storage/migrations/versions
 
 system = sa.MetaData()
 
@@ -80,6 +80,21 @@ recycle_bin = sa.Table(
     sa.Column("root_record_id", sa.BigInteger, nullable=False),
     sa.Index("ix_keel_recycle_root", "root_object_id", "root_record_id"),
     sa.Index("ix_keel_recycle_date", "object_id", "deleted_date"),
+)
+
+# Lookups a delete cleared (``on_delete: set_null``), kept until the deleted record leaves the recycle bin so that
+# undeleting it puts them back, as Salesforce does. ``root_*`` is the recycle-bin entry the delete made.
+cleared_lookups = sa.Table(
+    "keel_cleared_lookup", system,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("root_object_id", sa.Integer, nullable=False),
+    sa.Column("root_record_id", sa.BigInteger, nullable=False),
+    sa.Column("object_id", sa.Integer, nullable=False),
+    sa.Column("record_id", sa.BigInteger, nullable=False),
+    sa.Column("field_id", sa.Integer, nullable=False),
+    sa.Column("parent_object_id", sa.Integer, nullable=False),
+    sa.Column("parent_record_id", sa.BigInteger, nullable=False),
+    sa.Index("ix_keel_cleared_lookup_root", "root_object_id", "root_record_id"),
 )
 
 credentials = sa.Table(
