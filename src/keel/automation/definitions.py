@@ -260,8 +260,10 @@ def check_flow(flow: Flow, schema: SchemaSnapshot) -> None:
         _formula(text, flow.object, schema, f"{where}, before_save {name}")
     _check_actions(flow.actions, flow.object, schema, where)
     for p in flow.scheduled_paths:
-        if p.date_field is not None and obj.get_field(p.date_field).type not in ("date", "datetime"):
-            raise MetadataError(f"{where}, path {p.name}: {p.date_field} is not a date or datetime field")
+        if p.date_field is not None:
+            f = obj.get_field(p.date_field)
+            if f.type not in ("date", "datetime") and not (f.type == "formula" and f.returns in ("date", "datetime")):
+                raise MetadataError(f"{where}, path {p.name}: {p.date_field} is not a date or datetime field")
         _check_actions(p.actions, flow.object, schema, f"{where}, path {p.name}")
 
 
