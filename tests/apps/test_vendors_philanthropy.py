@@ -204,3 +204,28 @@ def test_contract_approval_by_tier_and_status_transitions(apps: Context, persona
     save_many(officer, "Contract__c", [{"Id": small, "Status__c": "Terminated", "Termination_Reason__c": "Default"}])
     refused(officer, "Contract__c", [{"Id": small, "Status__c": "Activated"}], "Contracts move Draft")
     save_many(officer, "Contract__c", [{"Id": big, "Status__c": "Expired"}])
+
+
+def test_allocation_as_amount_or_percentage(apps: Context, persona: Callable[..., Context]) -> None:
+    gm = persona("gm", "Philanthropy_Grants_Manager")
+    donor = save_many(apps, "Account", [{"Name": "Acme", "Type": "Donor"}])[0].id
+    a, b = (r.id for r in save_many(apps, "Account", [{"Name": f"Charity {c}", "Type": "Charity"} for c in "AB"]))
+    pledge = save_many(gm, "Pledge__c", [{"Donor__c": donor, "Total__c": 1000000, "Purpose__c": "Literacy",
+                                          "First_Instalment_Date__c": str(TODAY), "Instalments__c": 1}])[0].id
+    new = {"Pledge__c": pledge, "Recipient__c": a}
+    refused(gm, "Allocation__c", [new], "a percentage of the pledge")
+    refused(gm, "Allocation__c", [{**new, "Percent__c": 0}], "above 0%")
+    refused(gm, "Allocation__c", [{**new, "Percent__c": 25, "Amount__c": 260000}], "disagree")
+    by_pct = save_many(gm, "Allocation__c", [{**new, "Percent__c": 12.5}])[0].id
+    both = save_many(gm, "Allocation__c", [{**new, "Recipient__c": b, "Percent__c": 25, "Amount__c": 250000}])[0].id
+
+    def amount(alloc: str | None) -> object:
+        return query(gm, f"SELECT Amount__c FROM Allocation__c WHERE Id = '{alloc}'")["records"][0]["Amount__c"]
+
+    assert (amount(by_pct), amount(both)) == (125000, 250000)
+    save_many(gm, "Allocation__c", [{"Id": by_pct, "Percent__c": 75}])  # a new percentage moves the amount
+    assert amount(by_pct) == 750000
+    refused(gm, "Allocation__c", [{"Id": both, "Amount__c": 200000}], "disagree")
+    p = query(gm, f"SELECT Allocated__c, Allocated_Percent__c FROM Pledge__c WHERE Id = '{pledge}'")["records"][0]
+    assert (p["Allocated__c"], p["Allocated_Percent__c"]) == (1000000, 100)
+    save_many(gm, "Pledge__c", [{"Id": pledge, "Status__c": "Committed"}])
