@@ -14,9 +14,11 @@ from tests.apps.conftest import refused, uid
 TODAY = date.today()
 
 
-def vendor(apps: Context, name: str, score: float | None = None, insured: bool = True) -> str:
+def vendor(apps: Context, name: str, score: float | None = None, insured: bool = True,
+           owner: Context | None = None) -> str:
     vid = save_many(apps, "Account", [{"Name": name, "Type": "Vendor", "Vendor_Status__c": "Active",
-                                       "Performance_Score__c": score}])[0].id
+                                       "Performance_Score__c": score, **({"OwnerId": uid(owner)} if owner else {})}])[
+        0].id
     assert vid
     if insured:
         save_many(apps, "Insurance_Certificate__c", [{
@@ -229,3 +231,62 @@ def test_allocation_as_amount_or_percentage(apps: Context, persona: Callable[...
     p = query(gm, f"SELECT Allocated__c, Allocated_Percent__c FROM Pledge__c WHERE Id = '{pledge}'")["records"][0]
     assert (p["Allocated__c"], p["Allocated_Percent__c"]) == (1000000, 100)
     save_many(gm, "Pledge__c", [{"Id": pledge, "Status__c": "Committed"}])
+
+
+def test_certificates_against_contract_minimums_and_endorsements(apps: Context,
+                                                                 persona: Callable[..., Context]) -> None:
+    officer = persona("off", "Vendor_Procurement_Officer")
+    v = vendor(apps, "Paving", insured=False, owner=officer)  # certificates and scorecards follow the vendor
+    c = save_many(officer, "Contract__c", [{
+        "Vendor__c": v, "Title__c": "Paving", "Min_General_Liability__c": 2000000, "Min_Auto_Liability__c": 1000000,
+        "Requires_Additional_Insured__c": True, "Requires_Waiver_Of_Subrogation__c": True}])[0].id
+    exp = str(TODAY + timedelta(days=365))
+    gl = {"Vendor__c": v, "Contract__c": c, "Coverage_Type__c": "General Liability", "Status__c": "Verified",
+          "Expiration_Date__c": exp, "Each_Occurrence_Limit__c": 1000000}
+    refused(officer, "Insurance_Certificate__c", [gl], "below the contract's minimum")
+    gl["Each_Occurrence_Limit__c"] = 2000000
+    refused(officer, "Insurance_Certificate__c", [gl], "evidenced by the endorsement itself")
+    # ticking the boxes on the certificate is not enough: the endorsement itself must be on file
+    refused(officer, "Insurance_Certificate__c", [{**gl, "Additional_Insured__c": True,
+                                                   "Waiver_Of_Subrogation__c": True}], "endorsement itself")
+    refused(officer, "Insurance_Certificate__c", [{**gl, "Additional_Insured__c": True,
+                                                   "Endorsement_On_File__c": True}], "endorsement itself")
+    ok = save_many(officer, "Insurance_Certificate__c", [{**gl, "Additional_Insured__c": True,
+                                                          "Waiver_Of_Subrogation__c": True,
+                                                          "Endorsement_On_File__c": True}])[0].id
+    # a pending auto certificate below its minimum is recorded, but not compliant, and cannot be verified
+    auto = save_many(officer, "Insurance_Certificate__c", [{
+        "Vendor__c": v, "Contract__c": c, "Coverage_Type__c": "Auto Liability", "Expiration_Date__c": exp,
+        "Each_Occurrence_Limit__c": 500000}])[0].id
+    rows = {r["Id"]: r for r in query(officer, "SELECT Id, Contract_Minimum__c, Meets_Contract_Minimum__c, "
+                                               "Compliant__c FROM Insurance_Certificate__c")["records"]}
+    assert [(rows[i]["Contract_Minimum__c"], rows[i]["Meets_Contract_Minimum__c"], rows[i]["Compliant__c"])
+            for i in (ok, auto)] == [(2000000, True, True), (1000000, False, False)]
+    refused(officer, "Insurance_Certificate__c", [{"Id": auto, "Status__c": "Verified"}], "below the contract")
+    refused(officer, "Insurance_Certificate__c", [{"Id": auto, "Status__c": "Verified", "Expiration_Date__c":
+                                                   str(TODAY - timedelta(days=1))}], "expired certificate")
+
+
+def test_scorecard_weights_and_standing(apps: Context, persona: Callable[..., Context]) -> None:
+    officer = persona("off", "Vendor_Procurement_Officer")
+    v = vendor(apps, "Haulage", owner=officer)
+    card = {"Vendor__c": v, "Period_Start__c": "2026-01-01", "Period_End__c": "2026-03-31", "Quality_Score__c": 20,
+            "Delivery_Score__c": 30, "Cost_Score__c": 40, "Responsiveness_Score__c": 10}
+    refused(officer, "Scorecard__c", [{**card, "Quality_Weight__c": 50}], "add up to 100%")  # 50+30+20+10
+    refused(officer, "Scorecard__c", [{**card, "Cost_Score__c": 101}], "from 0 to 100")
+    refused(officer, "Scorecard__c", [{**card, "Period_End__c": "2025-12-31"}], "ends after it starts")
+    sc = save_many(officer, "Scorecard__c", [card])[0].id  # default weights 40/30/20/10
+    got = query(officer, f"SELECT Weighted_Score__c, Standing__c FROM Scorecard__c WHERE Id = '{sc}'")["records"][0]
+    assert (got["Weighted_Score__c"], got["Standing__c"]) == (26, "Very Poor")  # 8 + 9 + 8 + 1
+    save_many(officer, "Scorecard__c", [{"Id": sc, "Quality_Weight__c": 10, "Cost_Weight__c": 50}])
+    got = query(officer, f"SELECT Weighted_Score__c, Standing__c FROM Scorecard__c WHERE Id = '{sc}'")["records"][0]
+    assert (got["Weighted_Score__c"], got["Standing__c"]) == (32, "Poor")  # 2 + 9 + 20 + 1
+    # a final scorecard sets the vendor's standing and is locked; a Very Poor one blocks new orders
+    save_many(officer, "Scorecard__c", [{"Id": sc, "Status__c": "Final"}])
+    refused(officer, "Scorecard__c", [{"Id": sc, "Quality_Score__c": 90}], "cannot be changed")
+    assert query(apps, f"SELECT Performance_Score__c FROM Account WHERE Id = '{v}'")["records"][0][
+        "Performance_Score__c"] == 32
+    later = save_many(officer, "Scorecard__c", [{**card, "Period_Start__c": "2026-04-01", "Period_End__c":
+                                                 "2026-06-30", "Status__c": "Final"}])[0].id
+    assert later
+    refused(persona("req", "Vendor_Requester"), "Purchase_Order__c", [{"Vendor__c": v}], "Very Poor")
