@@ -28,7 +28,8 @@ def list_cmd(db: DbOption = None) -> None:
 
 
 @app_app.command("plan")
-def plan_cmd(name: str, db: DbOption = None) -> None:
+def plan_cmd(name: Annotated[str, typer.Argument(help="An app's name, or a directory holding a copy of one.")],
+             db: DbOption = None) -> None:
     """Print what installing or upgrading the app would change, and any data it would break."""
     from keel.services.apps import plan_app
 
@@ -47,7 +48,7 @@ def plan_cmd(name: str, db: DbOption = None) -> None:
 
 @app_app.command("install")
 def install_cmd(
-    name: str,
+    name: Annotated[str, typer.Argument(help="An app's name, or a directory holding a copy of one.")],
     db: DbOption = None,
     sample: Annotated[int | None, typer.Option(help="Also make sample data of this size (recruiting: applicants; "
                                                      "vendors: vendors; philanthropy: pledges).")] = None,
