@@ -256,12 +256,14 @@ def install_app(ctx: Context, name: str, sample: int | None = None) -> InstallRe
     return InstallResult(ap, counts)
 
 
-def install_all(ctx: Context, *, sample: bool = True) -> dict[str, InstallResult]:
-    """Every bundled app, with each app's default sample size (``keel up`` on first run)."""
+def install_all(ctx: Context, *, sample: bool = True, size: int | None = None) -> dict[str, InstallResult]:
+    """Every bundled app, with each app's default sample size, or ``size`` (``keel up`` on first run; a small
+    size keeps a first start, or a test of it, short)."""
     out = {}
     for name in APP_NAMES:
         default = manifest(name).get("default_sample")
-        out[name] = install_app(ctx, name, int(default) if sample and default is not None else None)
+        n = size if size is not None else default
+        out[name] = install_app(ctx, name, int(n) if sample and n is not None else None)
     return out
 
 
