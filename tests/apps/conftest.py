@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import orjson
 import pytest
+import sqlalchemy as sa
 
 from keel.context import Context
 from keel.errors import BatchError, KeelError
@@ -14,6 +17,7 @@ from keel.services.automation import wire_automation
 from keel.services.security import assign_permission_set, user_context
 from keel.services.users import create_user
 from keel.storage import ids
+from keel.storage import system as S
 
 
 @pytest.fixture
@@ -46,3 +50,11 @@ def refused(ctx: Context, obj: str, drafts: list[dict], needle: str) -> None:
         save_many(ctx, obj, drafts)
     assert needle in str(exc.value) or any(needle in e.message for r in getattr(exc.value, "results", [])
                                            for e in r.errors), str(exc.value)
+
+
+def outbox_emails(ctx: Context) -> list[dict[str, Any]]:
+    """The email payloads written to the outbox so far, oldest first (what the dispatcher would send)."""
+    o = S.outbox
+    with ctx.db.read() as conn:
+        rows = conn.execute(sa.select(o.c.payload).where(o.c.topic == "email").order_by(o.c.id)).scalars().all()
+    return [orjson.loads(p) for p in rows]

@@ -20,7 +20,8 @@ R_FLD = ("Candidate__c.SSN__c", "Assessment__c.Medical_Findings__c", "Assessment
 V_OBJ = ("Account", "Contract__c", "Purchase_Order__c", "PO_Line__c", "Invoice__c", "Insurance_Certificate__c",
          "Scorecard__c")
 V_FLD = ("Account.Tax_Id__c", "Account.Vendor_Status__c", "Purchase_Order__c.Approved_By__c",
-         "Purchase_Order__c.Second_Approver__c", "Invoice__c.Approved_By__c", "Scorecard__c.Quality_Score__c")
+         "Purchase_Order__c.Second_Approver__c", "Invoice__c.Approved_By__c", "Scorecard__c.Quality_Score__c",
+         "Contract__c.Approved__c", "Purchase_Order__c.Approval_Granted__c")
 P_OBJ = ("Account", "Pledge__c", "Allocation__c", "Condition__c", "Payment__c", "Payment_Allocation__c")
 P_FLD = ("Pledge__c.Total__c", "Allocation__c.Status__c", "Allocation__c.Amount__c",
          "Allocation__c.Reallocation_Decision__c", "Condition__c.Status__c", "Payment_Allocation__c.Amount__c")
@@ -42,12 +43,13 @@ EXPECTED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                                          ("-", "-", "E", "-", "E", "R", "-", "-")),
     "Recruiting_Admin":                 (("RCED",) * 8, ("-", "-", "-", "-", "E", "E", "E", "E")),
     #                                    Account Contract PO     POLine  Invoice Cert    Scorecard
+    # approval outcomes (approvers, Approved, Approval_Granted) are written only by the approval processes
     "Vendor_Procurement_Officer":       (("RCE-", "RCED", "RCED", "RCED", "RCED", "RCE-", "RCE-"),
-                                         ("E", "E", "E", "E", "E", "E")),
+                                         ("E", "E", "R", "R", "E", "E", "R", "R")),
     "Vendor_Requester":                 (("RCE-", "R---", "RCE-", "RCED", "R---", "R---", "R---"),
-                                         ("-", "R", "R", "R", "R", "R")),
+                                         ("-", "R", "R", "R", "R", "R", "R", "R")),
     "Vendor_Accounts_Payable":          (("RCE-", "R---", "R---", "R---", "RCE-", "----", "----"),
-                                         ("R", "R", "R", "R", "E", "-")),
+                                         ("R", "R", "R", "R", "E", "-", "R", "R")),
     #                                    Account Pledge  Alloc   Cond    Payment PayAlloc
     "Philanthropy_Grants_Manager":      (("RCE-", "RCE-", "RCE-", "RCE-", "RCE-", "RCE-"),
                                          ("E", "E", "E", "E", "E", "E")),

@@ -203,3 +203,42 @@ def test_formula_check_and_recalc(db_url: str, tmp_path: Path) -> None:
     run("apply", str(pkg), "--db", db_url)
     assert "Recalculated Box__c.Items__c on 0 record(s)" in run("recalc", "Box__c.Items__c", "--db", db_url)
     assert "not a roll-up" in run("recalc", "Box__c.Name", "--db", db_url, code=1)
+
+
+def test_keel_up_first_run_installs_the_apps_and_prints_demo_logins(tmp_path: Path) -> None:
+    """The README quick start, at the smallest sample: the apps and their demo users, whose printed logins work."""
+    port = free_port()
+    env = {**os.environ, "KEEL_DATABASE_URL": f"sqlite:///{tmp_path / 'keel.db'}", "KEEL_DATA_DIR": str(tmp_path),
+           "COLUMNS": "80"}
+    proc = subprocess.Popen([sys.executable, "-m", "keel.cli.main", "up", "--port", str(port), "--https-port", "0",
+                             "--sample", "1"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        else:
+            raise AssertionError("keel up did not start serving")
+        # a persona logs in with the printed password (SOAP login, as simple-salesforce does) and sees sample data
+        envelope = ('<?xml version="1.0" encoding="utf-8"?><env:Envelope xmlns:env="http://schemas.xmlsoap.org/soap/'
+                    'envelope/" xmlns:urn="urn:partner.soap.sforce.com"><env:Body><urn:login><urn:username>'
+                    'recruiter@keel.local</urn:username><urn:password>keel-demo-passphrase</urn:password></urn:login>'
+                    '</env:Body></env:Envelope>')
+        r = httpx.post(f"{base}/services/Soap/u/59.0", content=envelope,
+                       headers={"Content-Type": "text/xml", "SOAPAction": "login"}, timeout=10)
+        assert r.status_code == 200, r.text
+        session = r.text.split("<sessionId>")[1].split("</sessionId>")[0]
+        q = httpx.get(f"{base}/services/data/v59.0/query", params={"q": "SELECT COUNT(Id) n FROM Job_Application__c"},
+                      headers={"Authorization": f"Bearer {session}"}, timeout=10)
+        assert q.status_code == 200 and q.json()["records"][0]["n"] > 0, q.text
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=20)[0]
+    for line in ("admin@keel.local", "recruiter@keel.local", "hiringmanager@keel.local", "procurement@keel.local",
+                 "grants@keel.local", "charityfinance@keel.local", "keel-demo-passphrase"):
+        assert line in out, out

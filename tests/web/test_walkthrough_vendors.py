@@ -96,12 +96,18 @@ def test_vendors_walkthrough(browser: Any, live: Live) -> None:
         pg.get_by_label("Unit Price").fill("95")
         pg.get_by_role("button", name="Save").click()
         line = record_id(pg)
+        pg.goto(f"/r/{po}")
+        pg.get_by_role("button", name="Submit for approval").click()
+        assert pg.locator("#locked").is_visible()
     assert live.rows(f"SELECT Total__c FROM Purchase_Order__c WHERE Id = '{po}'")[0]["Total__c"] == 38000
 
     with logged_in(browser, live.url, MANAGER.username) as pg:
-        # 3. the manager approves and confirms the order (which locks it), then records the delivery
+        # 3. the manager approves the order, which records them as its approver, then confirms it (which locks
+        # it) and records the delivery
+        pg.goto("/approvals")
+        pg.locator("tr", has_text="Purchase Order").get_by_role("button", name="Approve").click()
+        assert pg.get_by_text("Nothing is waiting for you.").is_visible()
         pg.goto(f"/r/{po}/edit")
-        pick(pg, "Approved By", "Manager")
         pg.get_by_label("Status", exact=True).select_option("Confirmed")
         pg.get_by_role("button", name="Save").click()
         record_id(pg)
@@ -113,10 +119,10 @@ def test_vendors_walkthrough(browser: Any, live: Live) -> None:
         pg.get_by_label("Description").fill("changed after confirmation")
         pg.get_by_role("button", name="Save").click()
         assert pg.get_by_text("A confirmed purchase order is locked").is_visible()
-    order = live.rows(f"SELECT Status__c, Received_Total__c, Description__c FROM Purchase_Order__c "
+    order = live.rows(f"SELECT Status__c, Received_Total__c, Description__c, Approved_By__c FROM Purchase_Order__c "
                       f"WHERE Id = '{po}'")[0]
-    assert (order["Status__c"], order["Received_Total__c"], order["Description__c"]) == (
-        "Confirmed", 38000, "Road salt for the winter season")
+    assert (order["Status__c"], order["Received_Total__c"], order["Description__c"], order["Approved_By__c"]) == (
+        "Confirmed", 38000, "Road salt for the winter season", live.users[MANAGER.username])
 
     with logged_in(browser, live.url, PAYABLES.username) as pg:
         # 4. accounts payable enters the invoice: above $25,000 it goes to approval by itself and is locked

@@ -214,6 +214,8 @@ def act(ctx: Context, conn: Connection, hooks: AutomationHooks, workitem_id: str
         return "Pending"
     if same_step:
         delete_many(sys_ctx, WI, [w["Id"] for w in same_step], conn=conn)
+    _run(ctx, conn, hooks, target_obj, pk, f"approval {proc.name} step {number} approve",
+         proc.steps[number - 1].on_approve)
     _enter_step(ctx, sys_ctx, conn, hooks, proc, target_obj, pk, _pk(inst["Id"]), submitter, number + 1)
     return str(_find(conn, schema, PI, Id=_pk(inst["Id"]))[0]["Status"])
 

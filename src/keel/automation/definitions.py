@@ -69,6 +69,9 @@ class Step:
     approvers: tuple[Approver, ...]
     mode: str = "first_response"  # or unanimous
     criteria: str | None = None  # step entry criteria; a step whose criteria are false is skipped
+    # run as the approver when this step is approved (Salesforce's per-step "approval actions"), so a process can
+    # record who approved each step, not only the final approver
+    on_approve: tuple[Action, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -170,7 +173,7 @@ def parse_approval(doc: Mapping[str, Any], source: str = "<approval>") -> Approv
         if mode not in ("first_response", "unanimous"):
             raise MetadataError(f"{where}, step {sname}: mode is first_response or unanimous")
         steps.append(Step(sname, tuple(_approver(a, f"{where}, step {sname}") for a in raw), mode,
-                          s.get("criteria")))
+                          s.get("criteria"), _actions(s.get("on_approve"), f"{where}, step {sname}")))
     if not steps:
         raise MetadataError(f"{where}: an approval process needs at least one step")
     return ApprovalProcess(
@@ -257,8 +260,10 @@ def check_flow(flow: Flow, schema: SchemaSnapshot) -> None:
         _formula(text, flow.object, schema, f"{where}, before_save {name}")
     _check_actions(flow.actions, flow.object, schema, where)
     for p in flow.scheduled_paths:
-        if p.date_field is not None and obj.get_field(p.date_field).type not in ("date", "datetime"):
-            raise MetadataError(f"{where}, path {p.name}: {p.date_field} is not a date or datetime field")
+        if p.date_field is not None:
+            f = obj.get_field(p.date_field)
+            if f.type not in ("date", "datetime") and not (f.type == "formula" and f.returns in ("date", "datetime")):
+                raise MetadataError(f"{where}, path {p.name}: {p.date_field} is not a date or datetime field")
         _check_actions(p.actions, flow.object, schema, f"{where}, path {p.name}")
 
 
@@ -271,5 +276,6 @@ def check_approval(proc: ApprovalProcess, schema: SchemaSnapshot) -> None:
     for s in proc.steps:
         if s.criteria:
             _formula(s.criteria, proc.object, schema, f"{where}, step {s.name}", "checkbox")
+        _check_actions(s.on_approve, proc.object, schema, f"{where}, step {s.name}")
     for acts in (proc.on_submit, proc.on_approve, proc.on_reject, proc.on_recall):
         _check_actions(acts, proc.object, schema, where)

@@ -16,7 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from keel.automation.definitions import Flow, ScheduledPath
+from keel.automation.support import formula_context
 from keel.automation.tables import scheduled
+from keel.formula.evaluate import compile_python
 from keel.metadata import values as V
 from keel.metadata.model import ObjectDef
 from keel.records.hooks import RowState
@@ -60,6 +62,7 @@ def sync(ctx: Context, conn: Connection, obj: ObjectDef, flow: Flow, holding: Se
         for sid, rid, path, due in conn.execute(q):
             existing[(int(rid), path)] = (int(sid), due)
     cancel: list[int] = [sid for r in stopped for (rid, _), (sid, _) in existing.items() if rid == r.pk]
+    computed = _formula_dates(ctx, conn, obj, flow, holding)
     inserts: list[dict[str, Any]] = []
     moves: list[dict[str, Any]] = []
     for r in holding:
@@ -70,7 +73,7 @@ def sync(ctx: Context, conn: Connection, obj: ObjectDef, flow: Flow, holding: Se
                 if have is None and r.index in firing:
                     inserts.append(_row(ctx, obj, flow, p, r.pk, now + dt.timedelta(hours=p.offset_hours), now))
                 continue
-            due = due_time(p, r.values, now)
+            due = due_time(p, computed.get((r.index, p.name), r.values), now)
             if due is None:
                 if have is not None:
                     cancel.append(have[0])
@@ -84,6 +87,26 @@ def sync(ctx: Context, conn: Connection, obj: ObjectDef, flow: Flow, holding: Se
         conn.execute(sa.update(t).where(t.c.id == sa.bindparam("b_id")).values(due_at=sa.bindparam("b_due")), moves)
     if inserts:
         conn.execute(sa.insert(t), inserts)
+
+
+def _formula_dates(ctx: Context, conn: Connection, obj: ObjectDef, flow: Flow,
+                   holding: Sequence[RowState]) -> dict[tuple[int, str], dict[str, Any]]:
+    """Paths relative to a date *formula* (a contract's current end date, say): formulas are computed at query
+    time, so the saved row does not carry them; evaluate each against the row as saved. The due time is fixed at
+    save time, so such a formula should depend on the record's fields, not on TODAY()."""
+    paths = [p for p in flow.scheduled_paths
+             if p.date_field is not None and obj.get_field(p.date_field).type == "formula"]
+    if not paths or not holding:
+        return {}
+    schema = ctx.schema(conn)
+    fctx = formula_context(ctx, conn, schema)
+    out: dict[tuple[int, str], dict[str, Any]] = {}
+    for p in paths:
+        assert p.date_field is not None
+        fn = compile_python(p.date_field, obj, schema, context_kind="flow")
+        for r in holding:
+            out[(r.index, p.name)] = {p.date_field: fn(r.values, fctx.for_row(r.prior))}
+    return out
 
 
 def cancel_for(conn: Connection, obj: ObjectDef, pks: Sequence[int]) -> None:

@@ -15,7 +15,8 @@ from jinja2 import nodes
 from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy.engine import Connection
 
-from keel.metadata.model import ObjectDef, SchemaSnapshot
+from keel.formula import field_sql
+from keel.metadata.model import FieldDef, ObjectDef, SchemaSnapshot
 from keel.query import run_soql
 from keel.storage import ids
 
@@ -170,6 +171,12 @@ def _soql_fields(ctx: Context, schema: SchemaSnapshot, obj: ObjectDef, paths: It
     return sorted(out)
 
 
+def _computed(obj: ObjectDef, name: str) -> bool:
+    """A formula field is computed by the query, so a saved row in memory does not carry its value."""
+    f = obj.find_field(name)
+    return f is not None and f.type == "formula"
+
+
 def read_for_templates(ctx: Context, conn: Connection, schema: SchemaSnapshot, obj: ObjectDef, pks: Sequence[int],
                        paths: Iterable[tuple[str, ...]],
                        in_memory: Mapping[int, Mapping[str, Any]] | None = None, *,
@@ -185,7 +192,7 @@ def read_for_templates(ctx: Context, conn: Connection, schema: SchemaSnapshot, o
         return {}
     paths = list(paths)
     fields = _soql_fields(ctx, schema, obj, paths)
-    if in_memory is not None and all("." not in f for f in fields):
+    if in_memory is not None and all("." not in f and not _computed(obj, f) for f in fields):
         if plain and set(fields) == {"Id", *(".".join(p) for p in paths)}:
             return in_memory
         return {pk: {f: in_memory[pk].get(f) for f in fields} for pk in pks if pk in in_memory}
@@ -195,13 +202,18 @@ def read_for_templates(ctx: Context, conn: Connection, schema: SchemaSnapshot, o
         sec = {"row_filter": lambda o, t: access.record_filter(o, t, "read"),
                "field_mask": lambda o, f: access.field_readable(o.api_name, f.api_name),
                "security_key": getattr(access, "cache_key", None) or ("user", ctx.actor.user_id)}
+    dialect = conn.dialect.name
+
+    def formula_sql(o: ObjectDef, f: FieldDef, alias: Any) -> Any:
+        return field_sql(f, o, schema, dialect, table_alias=alias)
+
     out: dict[int, dict[str, Any]] = {}
     for start in range(0, len(pks), CHUNK):
         part = pks[start:start + CHUNK]
         id_list = ", ".join(f"'{ids.encode(obj.key_prefix, pk)}'" for pk in part)
         soql = f"SELECT {', '.join(fields)} FROM {obj.api_name} WHERE Id IN ({id_list})"
         res = run_soql(conn, schema, soql, dialect=conn.dialect.name, query_all=True, now=ctx.clock(),
-                       time_zone=ctx.actor.time_zone,
+                       time_zone=ctx.actor.time_zone, formula_sql=formula_sql,
                        batch_size=len(part) + 1, user_id=ctx.actor.user_id, **sec)
         for rec in res["records"]:
             out[ids.split(rec["Id"])[1]] = rec

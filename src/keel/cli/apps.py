@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from keel.cli.common import DbOption, console, context, friendly_errors
 from keel.context import Context
@@ -28,7 +28,8 @@ def list_cmd(db: DbOption = None) -> None:
 
 
 @app_app.command("plan")
-def plan_cmd(name: str, db: DbOption = None) -> None:
+def plan_cmd(name: Annotated[str, typer.Argument(help="An app's name, or a directory holding a copy of one.")],
+             db: DbOption = None) -> None:
     """Print what installing or upgrading the app would change, and any data it would break."""
     from keel.services.apps import plan_app
 
@@ -47,7 +48,7 @@ def plan_cmd(name: str, db: DbOption = None) -> None:
 
 @app_app.command("install")
 def install_cmd(
-    name: str,
+    name: Annotated[str, typer.Argument(help="An app's name, or a directory holding a copy of one.")],
     db: DbOption = None,
     sample: Annotated[int | None, typer.Option(help="Also make sample data of this size (recruiting: applicants; "
                                                      "vendors: vendors; philanthropy: pledges).")] = None,
@@ -97,20 +98,22 @@ def _cell(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def first_run_demo(ctx: Context) -> list[tuple[str, str, str]]:
-    """Install the three apps with sample data and create one demo user per persona; returns
-    (persona, username, password) rows to print."""
+def first_run_demo(ctx: Context, sample: int | None = None) -> list[tuple[str, str, str]]:
+    """Install the three apps with sample data (each app's default size, or ``sample``) and create one demo user
+    per persona; returns (persona, username, password) rows to print."""
     from keel.apps.demo import create_demo_users
     from keel.services.apps import install_all
 
     install_all(ctx, sample=False)
     users = create_demo_users(ctx, DEMO_PASSWORD)
-    install_all(ctx, sample=True)
+    install_all(ctx, sample=True, size=sample)
     return users
 
 
 def print_demo_logins(rows: list[tuple[str, str, str]]) -> None:
-    t = Table("Persona", "Username", "Password", title="Demo users (sample data installed)")
+    # usernames and passwords are never wrapped or cut, however narrow the terminal: they are typed in to log in
+    t = Table("Persona", Column("Username", no_wrap=True), Column("Password", no_wrap=True),
+              title="Demo users (sample data installed)")
     for persona, user, password in rows:
         t.add_row(persona, user, password)
     console.print(t)

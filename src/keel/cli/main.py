@@ -165,6 +165,9 @@ def up(
     https_port: Annotated[int, typer.Option(help="HTTPS port (0 turns HTTPS off).")] = 8443,
     admin_password: Annotated[str | None, typer.Option(help="Password for a new administrator.")] = None,
     no_apps: Annotated[bool, typer.Option("--no-apps", help="On first run, skip the apps and sample data.")] = False,
+    sample: Annotated[int | None, typer.Option(min=1, help="On first run, each app's sample size (recruiting: "
+                                               "applicants; vendors: vendors; philanthropy: pledges) instead of "
+                                               "its default; 1 is the smallest.")] = None,
 ) -> None:
     """Initialise ./keel.db when missing (installing the three apps with sample data and demo users), then serve
     Keel on 127.0.0.1."""
@@ -181,7 +184,7 @@ def up(
             if not no_apps:  # first run: the three apps, their sample data and a demo user per persona
                 from keel.cli.apps import first_run_demo, print_demo_logins
 
-                print_demo_logins(first_run_demo(ctx))
+                print_demo_logins(first_run_demo(ctx, sample))
         require_current(ctx.db)
         require_search_indexes(ctx.db)
         serve(ctx, host=host, port=port, https_port=https_port)

@@ -73,10 +73,23 @@ class InstallResult:
 
 
 def app_dir(name: str) -> Path:
+    """A bundled app by name, or a package directory holding one of them (a newer or customised copy, kept in
+    an organisation's own repository), so an upgrade can be planned and applied from reviewed metadata."""
+    if name not in APP_NAMES and (Path(name) / "app.yaml").is_file():
+        path = Path(name)
+        real = str((load_yaml((path / "app.yaml").read_text(encoding="utf-8")) or {}).get("name") or "")
+        if real not in APP_NAMES:
+            raise KeelError(f"{name} holds app {real!r}; the apps are {', '.join(APP_NAMES)}.", code="NOT_FOUND")
+        return path
     path = APPS_ROOT / name
     if name not in APP_NAMES or not (path / "app.yaml").is_file():
         raise KeelError(f"No app named {name!r}; the apps are {', '.join(APP_NAMES)}.", code="NOT_FOUND")
     return path
+
+
+def app_name(name: str) -> str:
+    """The app a name or package directory installs: what its installed version is recorded under."""
+    return name if name in APP_NAMES else str(manifest(name)["name"])
 
 
 def manifest(name: str) -> dict[str, Any]:
@@ -87,7 +100,7 @@ def manifest(name: str) -> dict[str, Any]:
 def installed_version(ctx: Context, name: str) -> str | None:
     ensure_initialised(ctx.db)
     with ctx.db.read() as conn:
-        return S.get_meta(conn, f"app:{name}")
+        return S.get_meta(conn, f"app:{app_name(name)}")
 
 
 # -- desired schema ------------------------------------------------------------------------------------------
@@ -166,7 +179,7 @@ def plan_app(ctx: Context, name: str) -> AppPlan:
         p = plan(before, desired_objects(name, before))
         check_formulas(p)
         problems = data_problems(conn, p)
-        version = S.get_meta(conn, f"app:{name}")
+        version = S.get_meta(conn, f"app:{app_name(name)}")
     flows, procs = _definitions(name)
     return AppPlan(name, str(manifest(name).get("version", 1)), version, p, problems,
                    [s.name for s in permission_sets(name)], [f.name for f in flows], [a.name for a in procs])
@@ -207,7 +220,7 @@ def apply_app(ctx: Context, name: str) -> AppPlan:
             for a in procs:
                 check_approval(a, schema)
             store(conn, flows, procs)
-        S.set_meta(conn, f"app:{name}", ap.version)
+        S.set_meta(conn, f"app:{app_name(name)}", ap.version)
     ctx.metadata.replace(ap.plan.after)
     return ap
 
@@ -234,7 +247,7 @@ def install_app(ctx: Context, name: str, sample: int | None = None) -> InstallRe
     ap = apply_app(ctx, name)
     counts: dict[str, int] = {}
     if sample is not None:
-        gen = sample_generator(name)
+        gen = sample_generator(app_name(name))
         if gen is not None:
             from keel.services.automation import wire_automation
 
@@ -243,12 +256,14 @@ def install_app(ctx: Context, name: str, sample: int | None = None) -> InstallRe
     return InstallResult(ap, counts)
 
 
-def install_all(ctx: Context, *, sample: bool = True) -> dict[str, InstallResult]:
-    """Every bundled app, with each app's default sample size (``keel up`` on first run)."""
+def install_all(ctx: Context, *, sample: bool = True, size: int | None = None) -> dict[str, InstallResult]:
+    """Every bundled app, with each app's default sample size, or ``size`` (``keel up`` on first run; a small
+    size keeps a first start, or a test of it, short)."""
     out = {}
     for name in APP_NAMES:
         default = manifest(name).get("default_sample")
-        out[name] = install_app(ctx, name, int(default) if sample and default is not None else None)
+        n = size if size is not None else default
+        out[name] = install_app(ctx, name, int(n) if sample and n is not None else None)
     return out
 
 

@@ -153,9 +153,14 @@ def _walk(ctx: Context, rng: random.Random, staff: dict[str, str], apps: list[st
         wd = [i for i in last if paths[i].outcome == "Withdrawn"]
         gate_rows: list[dict[str, Any]] = []
         for i in moves + fail + active:
+            # where gates run in parallel, half the failures come back first while the other gate is still
+            # being run: that gate is then run after the disqualification (wasted spend, derived by a formula)
+            early = i in fail and len(gates) > 1 and rng.random() < 0.5
             for g in gates:
                 failed = i in fail and g == gates[-1]
                 done = None if i in active else left_on[i] - timedelta(days=3)
+                if done is not None and failed and early:
+                    done = max(paths[i].entered[k], done - timedelta(days=7))
                 row: dict[str, Any] = {
                     "Job_Application__c": apps[i], "Gate_Type__c": g, "Cost__c": COST[g],
                     "Adjudicator__c": rng.choice(adjudicators), "Scheduled_Date__c": paths[i].entered[k],
@@ -164,7 +169,6 @@ def _walk(ctx: Context, rng: random.Random, staff: dict[str, str], apps: list[st
                 }
                 if failed and done is not None:
                     row["Right_To_Respond_Due__c"] = done + timedelta(days=14)
-                    row["Run_After_Disqualification__c"] = g == "Polygraph" and rng.random() < 0.3
                 if g in ("Fitness Test 1", "Fitness Test 2") and done is not None:
                     row["Valid_Until__c"] = done + timedelta(days=180)
                 if row["Result__c"] == "Pass" and g == "Polygraph" and rng.random() < 0.05:

@@ -182,8 +182,9 @@ def _orders(ctx: Context, rng: random.Random, staff: dict[str, str], vendors: li
         totals[ln["Purchase_Order__c"]] = totals.get(ln["Purchase_Order__c"], 0.0) + ln["Quantity__c"] * ln[
             "Unit_Price__c"]
     confirmed = [k for k in range(len(pos)) if k % 5 != 0]  # one in five stays a draft
+    # the outcome of the Purchase Order Approval process, loaded as history (the process records it the same way)
     batched_save(ctx, "Purchase_Order__c", [{
-        "Id": pos[k], "Status__c": "Confirmed", "Approved_By__c": staff["officer"],
+        "Id": pos[k], "Status__c": "Confirmed", "Approval_Granted__c": True, "Approved_By__c": staff["officer"],
         "Second_Approver__c": staff["cpo"] if totals[pos[k]] > 100_000 else None} for k in confirmed])
     received = {pos[k] for k in confirmed if k % 4 != 1}
     batched_save(ctx, "PO_Line__c", [{"Id": lid, "Quantity_Received__c": ln["Quantity__c"]}
