@@ -22,6 +22,7 @@ def test_admin_sees_the_secret_so_the_probe_is_real(admin: TestClient, web_org: 
     assert SECRET in admin.get("/search?q=TOPSECRET").text
     assert SECRET in admin.get("/o/Job_Application__c/kanban").text
     assert SECRET in admin.get("/o/Candidate__c/export.csv").text
+    assert SECRET in admin.get("/reports/export.csv?obj=Candidate__c&type=tabular&cols=Name,SSN__c").text
 
 
 @pytest.mark.parametrize("path", [
@@ -33,6 +34,8 @@ def test_admin_sees_the_secret_so_the_probe_is_real(admin: TestClient, web_org: 
     "/reports?run=1&obj=Position__c&g1=Secret_Notes__c", "/reports?run=1&obj=Candidate__c&g1=SSN__c",
     "/reports?run=1&obj=Job_Application__c&g1=Medical_Result__c", "/reports?obj=Position__c",  # reports
     "/reports/export.xlsx?obj=Candidate__c&g1=SSN__c", "/dashboards",
+    "/reports/export.csv?obj=Candidate__c&g1=SSN__c",
+    "/reports/export.csv?obj=Candidate__c&type=tabular&cols=Name,SSN__c",
     "/lookup/Candidate__c?q=Cand", "/lookup/Job_Application__c?q=App",  # lookup previews
     "/approvals", "/reports?run=1&obj=Candidate__c&type=tabular&cols=Name,SSN__c",  # approvals, tabular reports
     "/reports?run=1&obj=Job_Application__c&g1=Stage__c&g2=Medical_Result__c&chart=stacked_bar",

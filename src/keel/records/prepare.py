@@ -18,6 +18,9 @@ from keel.records.codec import Encoder, encoder, layout_kind, pg_copy_type
 from keel.storage import ids
 from keel.storage.ids import CanonicalId, parse
 
+# A dependent picklist, its controlling field, and each restricted value's controlling values.
+Dependent = tuple[FieldDef, FieldDef, dict[str, frozenset[str]]]
+
 AUDIT_COLUMNS = ("created_date", "created_by_id", "last_modified_date", "last_modified_by_id", "system_modstamp")
 
 
@@ -40,6 +43,9 @@ class WritePlan:
     copy_types: tuple[str, ...]  # PostgreSQL type of each insert column, for binary COPY
     # Generated draft coercers by the tuple of input keys they accept (see ``fastpath.draft_coercer``).
     draft_coercers: dict[tuple[str, ...], fastpath.DraftCoercer] = field(default_factory=dict)
+    # Dependent picklists: (dependent field, controlling field, value -> controlling values it is valid for).
+    # Values without ``valid_for`` are valid whatever the controller holds, as the form shows them.
+    dependents: tuple[Dependent, ...] = ()
 
     def draft_coercer(self, slots: list[fastpath.Slot], owner: str) -> fastpath.DraftCoercer:
         """The generated coercer for new rows with these keys, defaults (and the owner) included."""
@@ -121,7 +127,21 @@ def _build(schema: SchemaSnapshot, obj: ObjectDef, dialect: str) -> WritePlan:
         copy_types=tuple(copy_types),
         build_row=fastpath.row_builder([
             (f.api_name, layout_kind(f, dialect), _reference_kind(f), encoders[f.api_name]) for f in writable]),
+        dependents=_dependents(obj, writable),
     )
+
+
+def _dependents(obj: ObjectDef, writable: list[FieldDef]) -> tuple[Dependent, ...]:
+    """Decided once per schema, so the per-batch check in ``validate`` is a dictionary look-up per row."""
+    out: list[Dependent] = []
+    for f in writable:
+        ctl = obj.find_field(f.controlling_field) if f.controlling_field else None
+        if ctl is None or f.type not in ("picklist", "multipicklist"):
+            continue
+        allowed = {pv.value: frozenset(pv.valid_for) for pv in f.values if pv.valid_for}
+        if allowed:
+            out.append((f, ctl, allowed))
+    return tuple(out)
 
 
 def _reference_kind(f: FieldDef) -> int:

@@ -92,6 +92,7 @@ def validate(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: Write
     """Required, lookups and in-batch uniqueness (validation rules follow in ``rules``). Uniqueness of new rows
     against the table is left to the unique index (see ``save``), which is far cheaper than a lookup per batch."""
     _required(plan, batch)
+    _dependent_picklists(plan, batch)
     batch.prune()
     _references(ctx, conn, schema, plan, batch, known)
     unique(conn, schema, plan, batch, against_table="updates")
@@ -107,6 +108,27 @@ def _required(plan: WritePlan, batch: Batch) -> None:
         if missing:
             batch.fail(r.index, "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]",
                        missing)
+
+
+def _dependent_picklists(plan: WritePlan, batch: Batch) -> None:
+    """A dependent picklist's value must be valid for its controlling field's value. The form hides the other
+    values, but the API, imports, flows and crafted posts come here too; Salesforce refuses such a value with
+    ``INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST``. A checkbox controller is matched as ``true``/``false``."""
+    for f, ctl, allowed in plan.dependents:
+        names = {f.api_name, ctl.api_name}
+        for r in batch.rows:
+            v = r.values.get(f.api_name)
+            if v is None or (r.prior is not None and not names & r.changed):
+                continue
+            c = r.values.get(ctl.api_name)
+            key = ("true" if c else "false") if ctl.type == "checkbox" else "" if c is None else str(c)
+            parts = str(v).split(";") if f.type == "multipicklist" else [str(v)]
+            bad = [p for p in parts if (ok := allowed.get(p)) is not None and key not in ok]
+            if bad:
+                when = f"{ctl.label} is {key}" if key else f"{ctl.label} is blank"
+                batch.fail(r.index, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                           f"{f.label}: bad value for restricted picklist field: {bad[0]} (not valid when {when})",
+                           [f.api_name])
 
 
 def _references(ctx: Context, conn: Connection, schema: SchemaSnapshot, plan: WritePlan, batch: Batch,

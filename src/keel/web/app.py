@@ -99,6 +99,7 @@ def create_web_app(ctx: Context) -> ASGIApp:
         Route("/approvals", page(approvals.items_page)),
         Route("/reports", page(reports.report_page)),
         Route("/reports/export.xlsx", page(reports.report_xlsx)),
+        Route("/reports/export.csv", page(reports.report_csv)),
         Route("/dashboards", page(reports.dashboard)),
         Route("/dashboards/{name}", page(named.named_dashboard)),
         Route("/reports/r/{name}", page(named.named_report)),

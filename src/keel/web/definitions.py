@@ -28,7 +28,8 @@ from keel.yamlio import load_yaml
 
 APPS_DIR = Path(__file__).resolve().parents[1] / "apps"
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
-PARAM_KEYS = ("obj", "type", "g1", "g2", "g3", "agg", "field", "chart", "ff", "fo", "fv", "cols")
+PARAM_KEYS = ("obj", "type", "g1", "g2", "g3", "agg", "field", "chart", "ff", "fo", "fv", "cols",
+              "ff2", "fo2", "fv2", "ff3", "fo3", "fv3")
 
 meta = sa.MetaData()
 saved_reports = sa.Table(
@@ -96,9 +97,11 @@ def report_from_yaml(raw: Mapping[str, Any], prefix: str = "", source: str = "pa
                               "cols": ",".join(str(c) for c in raw.get("columns") or [])}
     for i, g in enumerate(groups):
         params[f"g{i + 1}"] = g
-    flt = raw.get("filter") or {}
-    if flt:
-        params.update(ff=str(flt.get("field", "")), fo=str(flt.get("op", "=")), fv=str(flt.get("value", "")))
+    # ``filter:`` (one) or ``filters:`` (up to three, ANDed), as the builder's ff/fo/fv, ff2/… and ff3/…
+    flts = ([raw["filter"]] if raw.get("filter") else []) + list(raw.get("filters") or [])
+    for flt, suffix in zip(flts, ("", "2", "3"), strict=False):
+        params.update({f"ff{suffix}": str(flt.get("field", "")), f"fo{suffix}": str(flt.get("op", "=")),
+                       f"fv{suffix}": str(flt.get("value", ""))})
     return ReportDef(prefix + name, label, params, None, chart, source)
 
 

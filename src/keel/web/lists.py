@@ -20,7 +20,7 @@ from keel.records import delete_many, save_many
 from keel.services.export import cell as csv_cell
 from keel.services.query import query, query_all_records
 from keel.web.base import Web, cell_value, editable, readable, relation_select, require
-from keel.web.saved_views import delete_view, save_view, user_views
+from keel.web.saved_views import MAX_COLUMNS, column_choices, delete_view, save_view, user_views
 from keel.web.views import COUNT_CAP, OPS, PAGE, build_query, views_for
 
 
@@ -59,7 +59,8 @@ def list_view(web: Web) -> Response:
                editable_cols={f.api_name for f in lq.columns if editable(web.ctx, obj, f)},
                mass_fields=[f for f in obj.fields if editable(web.ctx, obj, f) and f.type in
                             ("picklist", "checkbox", "text", "number", "date", "currency")],
-               kanban_fields=[f for f in obj.fields if f.type == "picklist" and readable(web.ctx, obj, f.api_name)])
+               kanban_fields=[f for f in obj.fields if f.type == "picklist" and readable(web.ctx, obj, f.api_name)],
+               column_choices=column_choices(web.ctx, obj), max_columns=MAX_COLUMNS)
     if web.htmx and web.request.headers.get("hx-target") == "list-rows":
         return web.render("list_rows.html", **ctx)
     return web.render("list.html", **ctx)

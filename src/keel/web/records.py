@@ -115,6 +115,9 @@ def record_page(web: Web) -> Response:
         h["Old"], h["New"] = display(h["OldValue"], f), display(h["NewValue"], f)
     values = {f.api_name: cell_value(rec, f) for s in sections for f in s["fields"]}
     can_edit = web.ctx.actor.is_system or web.ctx.actor.access.can(obj.api_name, "edit")
+    # Fields this user can see but not change (computed, system or read-only by field security) are marked, so
+    # nobody opens the form expecting to edit them.
+    fixed = {f.api_name for s in sections for f in s["fields"] if not editable(web.ctx, obj, f)}
     rid18 = str(rec["Id"])
     # The user has just been shown to read the record: one audited system context reads what hangs off it.
     sys_ctx = system_context(web.ctx, f"record page {rid18}: approvals, notes, files")
@@ -122,6 +125,7 @@ def record_page(web: Web) -> Response:
     notes, files = notes_and_files(web, sys_ctx, rid18) if obj.api_name not in ("Note", "Attachment") else ([], [])
     return web.render("record.html", obj=obj, rec=rec, sections=sections, values=values, related=rel_rows,
                       history=history[::-1][:50], can_edit=can_edit, approval=approval, notes=notes, files=files,
+                      readonly=fixed,
                       can_share=can_share(web, obj, rid18),
                       can_delete_files=web.ctx.actor.is_system or web.ctx.actor.access.can("Attachment", "delete"))
 
@@ -142,8 +146,10 @@ def coerce(f: FieldDef, form: Mapping[str, Any], multi: Mapping[str, list[str]])
 
 
 def record_form(web: Web) -> Response:
-    """``/o/{obj}/new`` and ``/r/{id}/edit``: the layout's editable fields; errors come back from the lifecycle
-    next to the field they name."""
+    """``/o/{obj}/new`` and ``/r/{id}/edit``: the layout's readable fields, editable ones as inputs and the rest
+    shown read-only (marked, ``aria-readonly``, and never posted); errors come back from the lifecycle next to the
+    field they name. A crafted post of a read-only field is handed to the lifecycle, which refuses it, rather than
+    dropped: the form is exactly as strict as the API."""
     rid = web.path.get("id")
     if rid:
         obj = object_for_id(web, str(rid))
@@ -155,26 +161,29 @@ def record_form(web: Web) -> Response:
         obj = found
         require(web.ctx, obj, "create")
     sections, _ = layout(web, obj)
-    for s in sections:
-        s["fields"] = [f for f in s["fields"] if editable(web.ctx, obj, f)]
-    sections = [s for s in sections if s["fields"]]
-    fields = [f for s in sections for f in s["fields"]]
+    fields = [f for s in sections for f in s["fields"] if editable(web.ctx, obj, f)]
+    fixed = [f for s in sections for f in s["fields"] if not editable(web.ctx, obj, f)]
     values: dict[str, Any] = {}
     labels: dict[str, str] = {}
-    if rid and web.request.method == "GET":
-        names = ["Id", *[f.api_name for f in fields], *[r for f in fields if (r := relation_select(f, web.ctx))]]
+    shown: dict[str, str] = {}  # read-only fields: their displayed value
+    if rid:
+        wanted = [*fields, *fixed] if web.request.method == "GET" else fixed
+        names = ["Id", *[f.api_name for f in wanted], *[r for f in wanted if (r := relation_select(f, web.ctx))]]
         recs = query(web.ctx, f"SELECT {', '.join(dict.fromkeys(names))} FROM {obj.api_name} "
                               f"WHERE Id = {soql_literal(None, str(rid))}")["records"]
         if not recs:
             raise KeelError("The record does not exist or is not visible.", code="NOT_FOUND")
-        values = dict(recs[0])
-        values["__version__"] = record_version(web, obj, str(recs[0]["Id"]))
-        labels = {f.api_name: cell_value(values, f)[0] for f in fields if f.is_reference}
+        shown = {f.api_name: cell_value(recs[0], f)[0] for f in fixed}
+        if web.request.method == "GET":
+            values = dict(recs[0])
+            values["__version__"] = record_version(web, obj, str(recs[0]["Id"]))
+            labels = {f.api_name: cell_value(values, f)[0] for f in fields if f.is_reference}
     errors: dict[str, list[str]] = {}
     general: list[str] = []
     conflict = False
     if web.request.method == "POST":
         draft = {f.api_name: coerce(f, web.form, web.multi) for f in fields}
+        draft.update({f.api_name: coerce(f, web.form, web.multi) for f in fixed if f.api_name in web.form})
         if not rid:
             draft = {k: v for k, v in draft.items() if v is not None}
         else:
@@ -191,7 +200,7 @@ def record_form(web: Web) -> Response:
                 general.append("Someone else saved this record after you opened it, so your changes were not "
                                "saved. Open the record again to see their changes, then redo yours.")
                 continue
-            targets = [n for n in e.fields if any(f.api_name == n for f in fields)]
+            targets = [n for n in e.fields if any(f.api_name == n for f in (*fields, *fixed))]
             for n in targets:
                 errors.setdefault(n, []).append(e.message)
             if not targets:
@@ -199,6 +208,7 @@ def record_form(web: Web) -> Response:
         values = {**draft, "__version__": draft.get("__version__")}
         labels = {f.api_name: str(web.form.get(f"{f.api_name}__label", "")) for f in fields if f.is_reference}
     return web.render("form.html", obj=obj, sections=sections, values=values, labels=labels, errors=errors,
+                      readonly=shown if rid else {f.api_name: "" for f in fixed},
                       general=general, rid=rid, conflict=conflict,
                       status=409 if conflict else 422 if errors or general else 200)
 

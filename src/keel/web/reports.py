@@ -7,6 +7,7 @@ string: a report's URL is its saved definition.
 
 from __future__ import annotations
 
+import csv
 import io
 import time
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from starlette.responses import Response
 
 from keel.errors import KeelError
 from keel.metadata.model import FieldDef, ObjectDef
+from keel.services.export import cell as csv_cell
 from keel.services.query import query
 from keel.web.base import Web, cell_value, display, nav_objects, readable, relation_select, require
 from keel.web.svg import chart, stacked_bar
@@ -28,6 +30,18 @@ TABULAR_LIMIT = 2000
 GROUPABLE = ("picklist", "text", "checkbox", "date", "lookup", "master_detail", "email", "number")
 NUMERIC = ("number", "currency", "percent")
 GROUP_KEYS = ("g1", "g2", "g3")
+FILTER_SUFFIXES = ("", "2", "3")
+
+
+def _where(web: Web, obj: ObjectDef, params: Mapping[str, str]) -> str:
+    """The builder's filters (``ff``/``fo``/``fv``, then ``ff2``… and ``ff3``…), ANDed: "open positions in
+    Patrol opened in the last 90 days" is one report, not three. Each goes through the list views' ``condition``,
+    so a relative date such as ``LAST_N_DAYS:90`` is a SOQL date literal and a field the user cannot read is
+    refused by the compiler."""
+    parts = [condition(web.schema(), obj, {"field": params[f"ff{s}"], "op": params.get(f"fo{s}") or "=",
+                                           "value": params[f"fv{s}"]})
+             for s in FILTER_SUFFIXES if params.get(f"ff{s}") and params.get(f"fv{s}")]
+    return " WHERE " + " AND ".join(parts) if parts else ""
 
 
 def _groupable(web: Web, obj: ObjectDef) -> list[FieldDef]:
@@ -43,10 +57,7 @@ def run_tabular(web: Web, obj: ObjectDef, params: Mapping[str, str]) -> dict[str
     if not cols:
         raise KeelError("Choose at least one column you can read.", code="INVALID_FIELD")
     select = ["Id"] + [c.api_name for c in cols] + [r for c in cols if (r := relation_select(c, web.ctx))]
-    where = ""
-    if params.get("ff") and params.get("fv"):
-        where = " WHERE " + condition(web.schema(), obj, {"field": params["ff"], "op": params.get("fo", "="),
-                                                           "value": params["fv"]})
+    where = _where(web, obj, params)
     soql = (f"SELECT {', '.join(dict.fromkeys(select))} FROM {obj.api_name}{where} "
             f"ORDER BY {cols[0].api_name if cols[0].type not in UNSORTABLE else 'Id'} LIMIT {TABULAR_LIMIT}")
     started = time.perf_counter()
@@ -84,10 +95,7 @@ def run_report(web: Web, obj: ObjectDef, params: Mapping[str, str]) -> dict[str,
         expr = f"SUM({measure.api_name}) v, COUNT({measure.api_name}) n"
     else:
         expr = (f"{agg}({measure.api_name})" if measure else "COUNT(Id)") + " v"
-    where = ""
-    if params.get("ff") and params.get("fv"):
-        where = " WHERE " + condition(web.schema(), obj, {"field": params["ff"], "op": params.get("fo", "="),
-                                                           "value": params["fv"]})
+    where = _where(web, obj, params)
     gsql = ", ".join(g.api_name for g in groups)
     soql = f"SELECT {gsql + ', ' if gsql else ''}{expr} FROM {obj.api_name}{where}"
     if groups:
@@ -200,6 +208,33 @@ def report_xlsx(web: Web) -> Response:
     wb.save(buf)
     return Response(buf.getvalue(), media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                     headers={"Content-Disposition": f'attachment; filename="{obj.api_name}-report.xlsx"'})
+
+
+def report_csv(web: Web) -> Response:
+    """The report as CSV: the same run as the page (as the user, readable fields only, the same filters), every
+    text cell formula-neutralised as the list export does, so a hostile record name is inert in a spreadsheet."""
+    obj = web.schema().find_object(web.params.get("obj", ""))
+    if obj is None:
+        raise KeelError("No such object.", code="NOT_FOUND")
+    result = run_report(web, obj, web.params)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    if result["tabular"]:
+        cols: list[FieldDef] = result["columns"]
+        w.writerow([c.label for c in cols])
+        for rec, cells in result["records"]:
+            w.writerow([csv_cell(text) if c.is_reference else csv_cell(rec.get(c.api_name))
+                        for c, (text, _link) in zip(cols, cells, strict=True)])
+    else:
+        w.writerow([g.label for g in result["groups"]] + [result["label"]])
+        for keys, v in result["rows"]:
+            w.writerow([csv_cell(k) for k in keys] + [csv_cell(v)])
+        w.writerow(["Total"] + [""] * max(0, len(result["groups"]) - 1) + [csv_cell(result["total"])])
+    audit = web.ctx.extras.get("audit")
+    if audit is not None:
+        audit(web.ctx, "export", obj.api_name, len(result["records"] if result["tabular"] else result["rows"]))
+    return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{obj.api_name}-report.csv"'})
 
 
 def _safe_cell(value: str) -> str:

@@ -15,10 +15,40 @@ from starlette.responses import RedirectResponse, Response
 
 from keel.context import Context
 from keel.errors import KeelError
-from keel.metadata.model import ObjectDef
-from keel.web.base import Web
+from keel.metadata.model import FieldDef, ObjectDef
+from keel.web.base import Web, readable
 from keel.web.definitions import saved_views
 from keel.web.views import OPS, ListView, build_query
+
+MAX_COLUMNS = 10
+NOT_COLUMNS = ("Id", "IsDeleted", "SystemModstamp")
+
+
+def column_choices(ctx: Context, obj: ObjectDef) -> list[FieldDef]:
+    """The fields a view's column picker offers: those this user can read (a picker listing hidden fields would
+    reveal that they exist, and a saved column the viewer cannot read is dropped when the view runs anyway)."""
+    return [f for f in obj.fields if f.api_name not in NOT_COLUMNS and f.type != "longtext"
+            and readable(ctx, obj, f.api_name)]
+
+
+def _picked_columns(web: Web, obj: ObjectDef) -> list[str] | None:
+    """``c1``…``c10`` in order, blanks skipped and repeats kept once; None when the form has no picker. A field
+    the user cannot read is refused, never silently left out."""
+    if not any(f"c{i}" in web.form for i in range(1, MAX_COLUMNS + 1)):
+        return None
+    offered = {f.api_name for f in column_choices(web.ctx, obj)}
+    picked: list[str] = []
+    for i in range(1, MAX_COLUMNS + 1):
+        name = str(web.form.get(f"c{i}", "")).strip()
+        if not name:
+            continue
+        if name not in offered:
+            raise KeelError(f"{name} is not a field you can show as a column.", code="INVALID_FIELD")
+        if name not in picked:
+            picked.append(name)
+    if not picked:
+        raise KeelError("Choose at least one column.", code="INVALID_FIELD")
+    return picked
 
 
 def user_views(ctx: Context, obj: ObjectDef) -> list[ListView]:
@@ -40,7 +70,9 @@ def user_views(ctx: Context, obj: ObjectDef) -> list[ListView]:
 
 
 def save_view(web: Web, obj: ObjectDef) -> Response:
-    """``POST /o/{obj}/views``: the list as it is now (base view, ad-hoc filter, name search, sort)."""
+    """``POST /o/{obj}/views``: the list as it is now (base view, ad-hoc filter, name search, sort) with the
+    columns chosen in the picker, in their order. With ``update`` the user's own current view is changed in place
+    instead of a new one being added."""
     label = str(web.form.get("label", "")).strip()[:120]
     if not label:
         raise KeelError("Give the view a name.", code="REQUIRED_FIELD_MISSING")
@@ -54,8 +86,17 @@ def save_view(web: Web, obj: ObjectDef) -> Response:
         filters.append({"field": params["ff"], "op": params["fo"] or "=", "value": params["fv"]})
     if params["q"]:
         filters.append({"field": "Name", "op": "contains", "value": params["q"]})
-    body = {"columns": [f.api_name for f in lq.columns], "filters": filters, "sort": lq.sort.api_name,
-            "desc": lq.desc}
+    columns = _picked_columns(web, obj) or [f.api_name for f in lq.columns]
+    body = {"columns": columns, "filters": filters, "sort": lq.sort.api_name, "desc": lq.desc}
+    if str(web.form.get("update", "")) == "1":
+        vid = params["view"].removeprefix("my_")
+        if lq.view.owner_id != web.ctx.actor.user_id or not vid.isdigit():
+            raise KeelError("You can only change your own views.", code="INSUFFICIENT_ACCESS")
+        with web.ctx.db.transaction() as conn:
+            conn.execute(sa.update(saved_views).where(
+                saved_views.c.id == int(vid), saved_views.c.owner_id == web.ctx.actor.user_id).values(
+                label=label, visibility=visibility, body=json.dumps(body)))
+        return RedirectResponse(f"/o/{obj.api_name}?view=my_{vid}", status_code=303)
     with web.ctx.db.transaction() as conn:
         new_id = conn.execute(sa.insert(saved_views).values(
             object=obj.api_name, owner_id=web.ctx.actor.user_id, label=label, visibility=visibility,

@@ -15,6 +15,10 @@ def _fmt(v: float) -> str:
     return f"{v:,.0f}" if abs(v) >= 100 or float(v).is_integer() else f"{v:,.2f}"
 
 
+def _clip(label: str, room: int) -> str:
+    return label if len(label) <= room else label[:room - 1] + "…"
+
+
 def bar(title: str, data: Sequence[tuple[str, float]], *, width: int = 560) -> Markup:
     row, left, pad = 26, 170, 8
     height = pad * 2 + 28 + row * max(1, len(data))
@@ -79,6 +83,9 @@ def line(title: str, data: Sequence[tuple[str, float]], *, width: int = 560) -> 
     n = max(1, len(data) - 1)
     pts = [(left + (width - left - 20) * i / n, 30 + (height - bottom - 30) * (1 - v / top_v))
            for i, (_, v) in enumerate(data)]
+    # Each label gets the width between two points (about 6 px a character at 11 px), not a fixed 12 characters:
+    # "Investigations" under one of three points was cut to "Investigatio".
+    room = max(8, int((width - left - 20) / n / 6.2)) if len(data) > 1 else 40
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" class="chart" viewBox="0 0 {width} {height}" '
              f'width="{width}" height="{height}" aria-label="{escape(title)}"><title>{escape(title)}</title>',
              f'<text x="8" y="20" font-size="14" font-weight="bold" fill="#222">{escape(title)}</text>',
@@ -91,7 +98,7 @@ def line(title: str, data: Sequence[tuple[str, float]], *, width: int = 560) -> 
         parts.append(f'<text x="{x:.1f}" y="{y - 7:.1f}" font-size="11" text-anchor="middle" fill="#222">'
                      f'{_fmt(v)}</text>')
         parts.append(f'<text x="{x:.1f}" y="{height - bottom + 16}" font-size="11" text-anchor="middle" '
-                     f'fill="#222">{escape(label[:12])}</text>')
+                     f'fill="#222">{escape(_clip(label, room))}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
 
