@@ -7,10 +7,11 @@ import sqlalchemy as sa
 
 from keel.records import delete_many, save_many
 from keel.security import reach
-from keel.security.tables import share_reach
+from keel.metadata.tables import table_for
+from keel.security.tables import share_reach, shares
 from keel.services.query import query
 from keel.services.security import recalculate_sharing, share_record, unshare_record
-from keel.storage import migrate
+from keel.storage import ids, migrate
 from tests.security.test_sharing import Org, rid, role_id, world  # noqa: F401  (``world`` is the fixture)
 
 
@@ -19,15 +20,31 @@ def reach_rows(w: Org) -> set[tuple[int, ...]]:
         return {tuple(r) for r in conn.execute(sa.select(share_reach))}
 
 
+def shared_flags(w: Org) -> dict[str, set[int]]:
+    """Per object, the records whose ``is_shared`` flag is set."""
+    out: dict[str, set[int]] = {}
+    with w.admin.db.read() as conn:
+        schema = w.admin.schema(conn)
+        for obj in schema.objects:
+            t = table_for(schema, obj)
+            out[obj.api_name] = set(conn.execute(sa.select(t.c.id).where(t.c.is_shared == sa.true())).scalars())
+    return out
+
+
 def assert_matches_rebuild(w: Org) -> None:
-    """What the writes left equals what a full rebuild computes (the rebuild is rolled back)."""
-    before = reach_rows(w)
+    """What the writes left equals what a full rebuild computes (the rebuild is rolled back): the reach rows, and
+    the shared flags, which must be set exactly on the records that have a share row."""
+    before, flags = reach_rows(w), shared_flags(w)
     with w.admin.db.engine.connect() as conn:
         tx = conn.begin()
-        reach.rebuild(conn, w.admin.schema(conn))
+        schema = w.admin.schema(conn)
+        expected = {o.api_name: set(conn.execute(sa.select(shares.c.record_id).where(shares.c.object_id == o.id))
+                                    .scalars()) for o in schema.objects}
+        reach.rebuild(conn, schema)
         rebuilt = {tuple(r) for r in conn.execute(sa.select(share_reach))}
         tx.rollback()
     assert before == rebuilt
+    assert {k: v for k, v in flags.items() if v} == {k: v for k, v in expected.items() if v}
 
 
 def test_inherited_shares_follow_role_changes(world: Org) -> None:  # noqa: F811
@@ -104,3 +121,32 @@ def test_migration_0004_creates_the_tables_and_a_recalculation_fills_them(world:
     recalculate_sharing(world.admin)
     assert "case-aud" in world.visible("mgr")
     assert_matches_rebuild(world)
+
+
+def test_migration_0006_adds_and_fills_the_shared_flag(world: Org) -> None:  # noqa: F811
+    """An organisation from before 0006 has no flag: the upgrade adds it, sets it from the share rows and rebuilds
+    each Name index to carry it, so managers keep seeing their shared records."""
+    from alembic import command
+
+    share_record(world.ctx("aud"), "Case_File__c", rid(world, "Case_File__c", "case-aud"), world.users["a1"])
+    with world.admin.db.transaction() as conn:
+        command.downgrade(migrate._config(conn), "0005")
+    with world.admin.db.read() as conn:
+        table = world.admin.schema(conn).get_object("Case_File__c").table
+        assert "is_shared" not in {c["name"] for c in sa.inspect(conn).get_columns(table)}
+    migrate.upgrade(world.admin.db)
+    assert migrate.status(world.admin.db).up_to_date
+    assert shared_flags(world)["Case_File__c"] == {rid_pk(world, "case-aud")}
+    with world.admin.db.read() as conn:
+        if conn.dialect.name == "sqlite":
+            ddl = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = ?", (f"ix_{table}_name",)).scalar()
+        else:
+            ddl = conn.exec_driver_sql("SELECT indexdef FROM pg_indexes WHERE indexname = %s",
+                                       (f"ix_{table}_name",)).scalar()
+    assert ddl is not None and "is_shared" in ddl and "is_deleted" in ddl
+    assert "case-aud" in world.visible("mgr") and "case-aud" in world.visible("a1")
+    assert_matches_rebuild(world)
+
+
+def rid_pk(w: Org, name: str) -> int:
+    return ids.split(rid(w, "Case_File__c", name))[1]

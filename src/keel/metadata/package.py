@@ -31,7 +31,7 @@ _OBJECT_KEYS = frozenset(
      "search_fields", "list_views", "compact_fields", "indexes"}
 )
 STANDARD_COLUMNS = ("id", "name", "owner_id", "created_date", "created_by_id", "last_modified_date",
-                    "last_modified_by_id", "system_modstamp", "is_deleted", "version")
+                    "last_modified_by_id", "system_modstamp", "is_deleted", "version", "is_shared")
 # Every object carries these; ``Name`` comes from the object's ``name_field``.
 AUDIT_FIELDS = (
     FieldDef("Id", "id", "Record ID", column="id", standard=True),

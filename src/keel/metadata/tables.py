@@ -17,6 +17,8 @@ from keel.storage.ddl import IndexSpec
 SEARCHABLE_TYPES = frozenset({"text", "textarea", "longtext", "email", "phone", "url", "picklist", "multipicklist",
                               "auto_number", "composite"})
 
+NAME_INCLUDE = ("owner_id", "is_shared", "is_deleted")
+
 _IDS = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # INTEGER PRIMARY KEY is SQLite's rowid
 
 
@@ -70,6 +72,9 @@ def build_table(obj: ObjectDef, metadata: sa.MetaData | None = None) -> sa.Table
     for f in obj.fields:
         cols.extend(field_columns(f))
     cols.append(sa.Column("version", sa.Integer, nullable=False, server_default="1"))
+    # Derived, kept by ``security.reach``: the record has a row in keel_share. A list sorted by Name under private
+    # sharing tests it from the Name index and probes the shares of only the records that have any.
+    cols.append(sa.Column("is_shared", sa.Boolean, nullable=False, server_default=sa.false()))
     return sa.Table(obj.table, metadata or sa.MetaData(), *cols)
 
 
@@ -106,10 +111,11 @@ def index_specs(obj: ObjectDef) -> list[IndexSpec]:
                 continue
         if f.indexed or f.is_relationship or f.api_name == "Name":
             # SOQL compares and sorts text case-insensitively, so text is indexed on lower(column) only. The name
-            # index carries the owner, so a list sorted by name under private sharing tests ownership in the index.
+            # index carries the owner, the shared flag and the recycle-bin flag, so a list sorted by name under
+            # private sharing tests visibility in the index and reads only the table rows it returns.
             # Keys NULLS FIRST on PostgreSQL serve SOQL's default orders (ASC NULLS FIRST, DESC NULLS LAST), so
             # ``ORDER BY Name LIMIT 50`` reads 50 index entries instead of sorting the table.
-            include = ("owner_id",) if f.api_name == "Name" else ()
+            include = NAME_INCLUDE if f.api_name == "Name" else ()
             specs.append(IndexSpec(f"ix_{obj.table}_{f.column}", (f.column,), lower=text, include=include,
                                    nulls_first=True))
     specs += composite_specs(obj, specs)

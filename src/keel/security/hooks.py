@@ -84,7 +84,7 @@ class SecurityHooks:
         pks = _pks(rows)
         if pks:
             conn.execute(sa.delete(shares).where(shares.c.object_id == obj.id, shares.c.record_id.in_(pks)))
-            reach.forget(conn, obj.id, pks)
+            reach.forget(conn, ctx.schema(conn), obj.id, pks)
             shape = share_shape(ctx.schema(conn), obj)
             if shape is not None:  # share sObject pks are per table: the parent object tells the mirrors apart
                 mirrored = shares.c.object_id == shape.parent.id, shares.c.share_id.in_(pks)

@@ -151,6 +151,46 @@ def _int(value: int) -> ColumnElement[Any]:
     return _ints((value,))[0]
 
 
+def _shared(access: UserAccess, obj: ObjectDef, table: FromClause, level: int) -> ColumnElement[bool]:
+    """Records shared with any of my principals, or (granting access using hierarchies) with anyone below me.
+
+    A dense user's lists walk a sort index in order and test each entry (``UserAccess.dense``). For them each
+    record's ``is_shared`` flag, which the Name index carries, comes first, and only the ~1% of entries with a
+    share probe ``keel_share`` and ``keel_share_reach`` by record: building the whole share list (hundreds of
+    ids into a temporary index) cost more than the rest of a 50-row page. Anyone else gets an uncorrelated list
+    built once per statement from the (principal, object_id) index, which the planner can also drive from.
+    """
+    obj_id = _int(obj.id)
+    lo_hi = access.span if obj.role_hierarchy else None
+    if access.dense:
+        direct_c = [shares.c.object_id == obj_id, shares.c.record_id == table.c.id,
+                    shares.c.principal.in_(_ints(sorted(access.principals)))]
+        if level > READ:
+            direct_c.append(shares.c.access_level >= _int(level))
+        probes: list[ColumnElement[bool]] = [sa.exists(sa.select(sa.literal(1)).where(*direct_c))]
+        if lo_hi is not None:
+            reach_c = [share_reach.c.object_id == obj_id, share_reach.c.record_id == table.c.id,
+                       share_reach.c.pos > _int(lo_hi[0]), share_reach.c.pos <= _int(lo_hi[1])]
+            if level > READ:
+                reach_c.append(share_reach.c.access_level >= _int(level))
+            probes.append(sa.exists(sa.select(sa.literal(1)).where(*reach_c)))
+        return sa.and_(table.c.is_shared == sa.true(), sa.or_(*probes))
+    direct = sa.select(shares.c.record_id).where(shares.c.object_id == obj_id,
+                                                 shares.c.principal.in_(_ints(sorted(access.principals))))
+    if level > READ:
+        direct = direct.where(shares.c.access_level >= _int(level))
+    shared: sa.Select[Any] | sa.CompoundSelect[Any] = direct
+    if lo_hi is not None:
+        # Shares reaching any role below mine: one range of one index (``security/reach.py``), added to the same
+        # list so each row still costs one probe.
+        inherited = sa.select(share_reach.c.record_id).where(
+            share_reach.c.object_id == obj_id, share_reach.c.pos > _int(lo_hi[0]), share_reach.c.pos <= _int(lo_hi[1]))
+        if level > READ:
+            inherited = inherited.where(share_reach.c.access_level >= _int(level))
+        shared = sa.union_all(direct, inherited)
+    return table.c.id.in_(shared)
+
+
 def master_field(obj: ObjectDef) -> FieldDef | None:
     return next((f for f in obj.fields if f.type == "master_detail"), None)
 
@@ -191,23 +231,7 @@ def visibility(access: UserAccess, obj: ObjectDef, table: FromClause, mode: str)
         grants.append(owner.in_(_ints(sorted({*mine, *below}))))
     else:
         grants.append(owner == _int(access.user_pk))
-    # Records shared with any of my principals: an uncorrelated list built once per statement from the
-    # (principal, object_id) index. ``id + 0`` keeps dense users' lists an in-order scan (see UserAccess.dense).
-    direct = sa.select(shares.c.record_id).where(shares.c.object_id == _int(obj.id),
-                                                 shares.c.principal.in_(_ints(sorted(access.principals))))
-    if level > READ:
-        direct = direct.where(shares.c.access_level >= _int(level))
-    shared: sa.Select[Any] | sa.CompoundSelect[Any] = direct
-    if obj.role_hierarchy and access.span is not None:
-        # Granting access using hierarchies: shares reaching any role below mine, one range of one index
-        # (``security/reach.py``), added to the same list so each row still costs one probe.
-        lo, hi = access.span
-        inherited = sa.select(share_reach.c.record_id).where(
-            share_reach.c.object_id == _int(obj.id), share_reach.c.pos > _int(lo), share_reach.c.pos <= _int(hi))
-        if level > READ:
-            inherited = inherited.where(share_reach.c.access_level >= _int(level))
-        shared = sa.union_all(direct, inherited)
-    grants.append((table.c.id + _int(0) if access.dense else table.c.id).in_(shared))
+    grants.append(_shared(access, obj, table, level))
     hierarchy = obj.role_hierarchy and bool(access.subordinate_keys)
     if level <= EDIT:
         for rule in access.rules.get(obj.key, ()):

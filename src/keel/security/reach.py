@@ -15,6 +15,10 @@ manager), which made a 50-row list several times the unshared query. Instead:
 The rows are derived data: ``rebuild`` recomputes them all inside the recalculation (a role move renumbers the
 tree; a membership change moves grantees), and ``refresh`` recomputes the rows of the records whose shares a
 write just changed, in the same transaction.
+
+The same functions keep each record's ``is_shared`` flag (it has a ``keel_share`` row). A manager's list sorted
+by Name walks about 50 / (visible fraction) entries of the Name index, which carries the flag; probing the shares
+of the ~1% of entries that have any is far cheaper than building the whole share list for every page.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from keel.metadata.model import SchemaSnapshot
+from keel.metadata.model import ObjectDef, SchemaSnapshot
+from keel.metadata.tables import table_for
 from keel.security.principals import KIND_MASK, ROLE_SUB, col, live
 from keel.security.tables import principal_members, role_spans, share_reach, shares
 
@@ -143,12 +148,15 @@ def rebuild(conn: Connection, schema: SchemaSnapshot) -> int:
     rows = _rows(found, where)
     conn.execute(sa.delete(share_reach))
     _insert(conn, rows)
+    mark_shared(conn, schema)
     return len(rows)
 
 
 def refresh(conn: Connection, schema: SchemaSnapshot, object_id: int, record_ids: Iterable[int]) -> None:
-    """Recompute the reach rows of these records after their share rows changed (written, deleted, moved)."""
+    """Recompute the reach rows and shared flags of these records after their share rows changed (written,
+    deleted, moved)."""
     recs = sorted(set(record_ids))
+    obj = _object(schema, object_id)
     for start in range(0, len(recs), _CHUNK):
         part = recs[start:start + _CHUNK]
         conn.execute(sa.delete(share_reach).where(share_reach.c.object_id == object_id,
@@ -159,11 +167,46 @@ def refresh(conn: Connection, schema: SchemaSnapshot, object_id: int, record_ids
             where = _Positions(conn, schema)
             where.load(int(r[2]) for r in found)
             _insert(conn, _rows(found, where))
+        if obj is not None:
+            _flag(conn, schema, obj, sorted({int(r[1]) for r in found}), part)
 
 
-def forget(conn: Connection, object_id: int, record_ids: Iterable[int]) -> None:
-    """Drop the reach rows of deleted records."""
+def forget(conn: Connection, schema: SchemaSnapshot, object_id: int, record_ids: Iterable[int]) -> None:
+    """Drop the reach rows and shared flags of deleted records (their share rows are gone)."""
     recs = sorted(set(record_ids))
+    obj = _object(schema, object_id)
     for start in range(0, len(recs), _CHUNK):
+        part = recs[start:start + _CHUNK]
         conn.execute(sa.delete(share_reach).where(share_reach.c.object_id == object_id,
-                                                  share_reach.c.record_id.in_(recs[start:start + _CHUNK])))
+                                                  share_reach.c.record_id.in_(part)))
+        if obj is not None:
+            _flag(conn, schema, obj, [], part)
+
+
+def mark_shared(conn: Connection, schema: SchemaSnapshot) -> None:
+    """Set every record's shared flag from ``keel_share`` (recalculation, upgrades, imported organisations).
+    Only rows whose flag is wrong are written."""
+    for obj in schema.objects:
+        if not obj.table:
+            continue
+        t = table_for(schema, obj)
+        has = t.c.id.in_(sa.select(shares.c.record_id).where(shares.c.object_id == obj.id))
+        conn.execute(sa.update(t).where(t.c.is_shared == sa.false(), has).values(is_shared=sa.true()))
+        conn.execute(sa.update(t).where(t.c.is_shared == sa.true(), sa.not_(has)).values(is_shared=sa.false()))
+
+
+def _object(schema: SchemaSnapshot, object_id: int) -> ObjectDef | None:
+    by_id: dict[int, ObjectDef] = schema.cache.get("objects_by_id") or schema.cache.setdefault(
+        "objects_by_id", {o.id: o for o in schema.objects})
+    obj = by_id.get(object_id)
+    return obj if obj is not None and obj.table else None
+
+
+def _flag(conn: Connection, schema: SchemaSnapshot, obj: ObjectDef, shared: list[int], records: list[int]) -> None:
+    """``is_shared`` of ``records``: true exactly for ``shared``."""
+    t = table_for(schema, obj)
+    if shared:
+        conn.execute(sa.update(t).where(t.c.id.in_(shared), t.c.is_shared == sa.false()).values(is_shared=sa.true()))
+    rest = sorted(set(records) - set(shared))
+    if rest:
+        conn.execute(sa.update(t).where(t.c.id.in_(rest), t.c.is_shared == sa.true()).values(is_shared=sa.false()))

@@ -131,6 +131,8 @@ share_reach = sa.Table(
     sa.Column("pos", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("record_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("access_level", sa.SmallInteger, primary_key=True, autoincrement=False),
+    # "Does this record reach a role below mine": the per-record probe of a manager's sorted list.
+    sa.Index("ix_keel_share_reach_record", "object_id", "record_id", "pos", "access_level"),
     sqlite_with_rowid=False,
 )
 
