@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from keel.metadata.tables import table_for
 from keel.records import delete_many, save_many
 from keel.security import reach
-from keel.metadata.tables import table_for
 from keel.security.tables import share_reach, shares
 from keel.services.query import query
 from keel.services.security import recalculate_sharing, share_record, unshare_record
@@ -141,8 +141,8 @@ def test_migration_0006_adds_and_fills_the_shared_flag(world: Org) -> None:  # n
         if conn.dialect.name == "sqlite":
             ddl = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = ?", (f"ix_{table}_name",)).scalar()
         else:
-            ddl = conn.exec_driver_sql("SELECT indexdef FROM pg_indexes WHERE indexname = %s",
-                                       (f"ix_{table}_name",)).scalar()
+            ddl = conn.exec_driver_sql("SELECT indexdef FROM pg_indexes WHERE indexname = %s "
+                                       "AND schemaname = current_schema()", (f"ix_{table}_name",)).scalar()
     assert ddl is not None and "is_shared" in ddl and "is_deleted" in ddl
     assert "case-aud" in world.visible("mgr") and "case-aud" in world.visible("a1")
     assert_matches_rebuild(world)
