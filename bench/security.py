@@ -130,6 +130,7 @@ def build(ctx: Context, rows: int, rng: random.Random) -> dict[str, Any]:
     with db.transaction() as conn:
         conn.execute(sa.insert(shares), share_rows)
         reach.rebuild(conn, schema)  # where each share reaches in the role tree (managers inherit it)
+        reach.mark_shared(conn, schema)  # the records' shared flags, as the share writes would have set them
         if db.dialect == "postgresql":
             conn.exec_driver_sql("ANALYZE")
         else:

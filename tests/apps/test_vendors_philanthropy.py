@@ -165,6 +165,21 @@ def test_purchase_order_two_step_approval(apps: Context, persona: Callable[..., 
     assert state() == ("Approved", uid(mgr), uid(cpo), True)
     save_many(mgr, "Purchase_Order__c", [{"Id": po, "Status__c": "Confirmed"}])
 
+    # An approval covers the order as approved: its lines are locked from submission on, and an order sent back
+    # to Draft loses the approval, so growing a small approved order past $100,000 needs both approvals again.
+    small = save_many(req, "Purchase_Order__c", [{"Vendor__c": vendor(apps, "Small"), "Requested_By__c": uid(req)}])[
+        0].id
+    save_many(req, "PO_Line__c", [{"Purchase_Order__c": small, "Quantity__c": 1, "Unit_Price__c": 50000}])
+    approve_po(req, small, [mgr])
+    refused(req, "PO_Line__c", [{"Purchase_Order__c": small, "Quantity__c": 9, "Unit_Price__c": 50000}], "locked")
+    save_many(mgr, "Purchase_Order__c", [{"Id": small, "Status__c": "Draft"}])
+    r = query(apps, f"SELECT Approval_Granted__c, Approved_By__c FROM Purchase_Order__c WHERE Id = '{small}'")[
+        "records"][0]
+    assert (r["Approval_Granted__c"], r["Approved_By__c"]) == (False, None)
+    save_many(req, "PO_Line__c", [{"Purchase_Order__c": small, "Quantity__c": 9, "Unit_Price__c": 50000}])
+    refused(mgr, "Purchase_Order__c", [{"Id": small, "Status__c": "Approved"}], "Purchase Order Approval process")
+    refused(mgr, "Purchase_Order__c", [{"Id": small, "Status__c": "Confirmed"}], "Purchase Order Approval process")
+
 
 def test_contract_approval_by_tier_and_status_transitions(apps: Context, persona: Callable[..., Context]) -> None:
     officer = persona("off", "Vendor_Procurement_Officer")

@@ -164,6 +164,7 @@ def _assert_unreachable(r: httpx.Response, expected: str) -> None:
     assert doc["status"] == "unavailable" and doc["checks"]["database"]["ok"] is False
     reason = doc["checks"]["database"]["reason"]
     assert reason.startswith("the database is unreachable: ") and expected in reason.lower(), reason
+    assert "127.0.0.1" not in reason and "/" not in reason, reason  # unauthenticated: no hosts, ports or paths
 
 
 @pytest.mark.parametrize("backend", PG_ONLY)
@@ -201,6 +202,6 @@ def test_readyz_503_when_the_sqlite_volume_is_gone(sqlite_template: Path, tmp_pa
             ctx.db.dispose()  # the pool's open connections would keep the unlinked file readable
             shutil.rmtree(tmp_path / "volume")
             assert httpx.get(f"{base}/healthz").status_code == 200
-            _assert_unreachable(httpx.get(f"{base}/readyz"), "unable to open database file")
+            _assert_unreachable(httpx.get(f"{base}/readyz"), "cannot open the database file")
     finally:
         ctx.db.dispose()

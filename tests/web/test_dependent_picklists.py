@@ -57,6 +57,17 @@ def test_save_many_refuses_a_dependent_value_invalid_for_its_controller(dep_org:
     assert names == {"A1", "A2", "A3", "A4", "B3"}
 
 
+def test_a_checkbox_controller_matches_yaml_booleans(dep_org: Org) -> None:
+    """``valid_for: [true]`` is a YAML boolean; the controller's value is matched as the text ``true``."""
+    ctx = system_context(dep_org.ctx, "dependent picklist test")
+    ok = save_many(ctx, "Assignment__c", [{"Name": "W1", "Armed__c": True, "Weapon__c": "Sidearm"},
+                                          {"Name": "W2", "Armed__c": False, "Weapon__c": "None Issued"}])
+    assert all(r.success for r in ok)
+    with pytest.raises(BatchError) as bad:
+        save_many(ctx, "Assignment__c", [{"Name": "W3", "Armed__c": False, "Weapon__c": "Sidearm"}])
+    assert bad.value.results[0].errors[0].code == CODE
+
+
 def test_a_crafted_form_post_is_refused_next_to_the_field(admin: TestClient, dep_org: Org) -> None:
     form = admin.get("/o/Assignment__c/new").text
     assert 'data-controller="f-Division__c"' in form and 'data-valid-for="Dispatch;Patrol"' in form

@@ -54,6 +54,7 @@ from keel.storage import system as S
 
 access_log = logging.getLogger("keel.access")
 slow_log = logging.getLogger("keel.slow")
+log = logging.getLogger("keel.readiness")
 _REQUEST: ContextVar[dict[str, Any] | None] = ContextVar("keel_request", default=None)
 _SANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # Request ids: a random per-process prefix and a counter. They correlate log lines and need no secrecy; calling
@@ -236,6 +237,18 @@ def multiprocess_dir() -> str | None:
     return path if path and values.ValueClass is not values.MutexValue else None
 
 
+def _failure_kind(e: BaseException) -> str:
+    text = str(getattr(e, "orig", None) or e).lower()
+    for needle, kind in (("refused", "connection refused"), ("password", "authentication failed"),
+                         ("authentication", "authentication failed"), ("could not translate host", "unknown host"),
+                         ("timeout", "connection timed out"), ("timed out", "connection timed out"),
+                         ("unable to open", "cannot open the database file"), ("no such table", "schema missing"),
+                         ("does not exist", "database or schema missing"), ("locked", "database is locked")):
+        if needle in text:
+            return kind
+    return "see the server log"
+
+
 def readiness(ctx: Context) -> dict[str, dict[str, Any]]:
     checks: dict[str, dict[str, Any]] = {}
     try:
@@ -245,11 +258,11 @@ def readiness(ctx: Context) -> dict[str, dict[str, Any]]:
         with ctx.db.read() as conn:
             beat = S.get_meta(conn, WORKER_HEARTBEAT_KEY)
     except sa.exc.SQLAlchemyError as e:
-        # the driver's first line says which way it failed (refused, unknown host, unopenable file) without the
-        # URL's password, which drivers do not echo
-        reason = str(getattr(e, "orig", None) or e).strip().splitlines()
+        # The probe is unauthenticated: it says which way the database failed, never the driver's text (hosts,
+        # ports, user names, file paths), which goes to the server's log.
+        log.warning("readiness: the database is unreachable: %s", e)
         return {"database": {"ok": False, "error": type(e).__name__,
-                             "reason": f"the database is unreachable: {reason[0][:300] if reason else 'no detail'}"}}
+                             "reason": f"the database is unreachable: {_failure_kind(e)}"}}
     if beat is None:
         checks["worker"] = {"ok": True, "configured": False}
     else:

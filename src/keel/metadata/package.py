@@ -315,6 +315,16 @@ def picklist_values(raw: Any, at: str) -> tuple[PicklistValue, ...]:
     return _picklist_values(raw, at)
 
 
+def _valid_for(raw: Any, at: str) -> tuple[str, ...]:
+    """Controlling values as the text the lifecycle compares: YAML reads ``[true]`` or ``[3]`` as a boolean or a
+    number, which would never equal the ``"true"`` or ``"3"`` a checkbox or picklist controller is matched as."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise MetadataError(f"{at}: 'valid_for' must be a list of controlling values")
+    return tuple(("true" if v else "false") if isinstance(v, bool) else str(v) for v in raw)
+
+
 def _picklist_values(raw: Any, at: str) -> tuple[PicklistValue, ...]:
     if not isinstance(raw, list) or not raw:
         raise MetadataError(f"{at}: picklists need a non-empty 'values' list")
@@ -324,7 +334,7 @@ def _picklist_values(raw: Any, at: str) -> tuple[PicklistValue, ...]:
         if isinstance(item, dict):
             value = str(item.get("value", ""))
             pv = PicklistValue(value, str(item.get("label", value)), bool(item.get("active", True)),
-                               bool(item.get("default", False)), tuple(item.get("valid_for") or ()))
+                               bool(item.get("default", False)), _valid_for(item.get("valid_for"), at))
         else:
             value = str(item)
             pv = PicklistValue(value, value)

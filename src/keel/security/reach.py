@@ -16,7 +16,7 @@ The rows are derived data: ``rebuild`` recomputes them all inside the recalculat
 tree; a membership change moves grantees), and ``refresh`` recomputes the rows of the records whose shares a
 write just changed, in the same transaction.
 
-The same functions keep each record's ``is_shared`` flag (it has a ``keel_share`` row). A manager's list sorted
+``refresh`` and ``forget`` also keep each record's ``is_shared`` flag (it has a ``keel_share`` row). A manager's list sorted
 by Name walks about 50 / (visible fraction) entries of the Name index, which carries the flag; probing the shares
 of the ~1% of entries that have any is far cheaper than building the whole share list for every page.
 """
@@ -148,7 +148,6 @@ def rebuild(conn: Connection, schema: SchemaSnapshot) -> int:
     rows = _rows(found, where)
     conn.execute(sa.delete(share_reach))
     _insert(conn, rows)
-    mark_shared(conn, schema)
     return len(rows)
 
 
@@ -159,6 +158,12 @@ def refresh(conn: Connection, schema: SchemaSnapshot, object_id: int, record_ids
     obj = _object(schema, object_id)
     for start in range(0, len(recs), _CHUNK):
         part = recs[start:start + _CHUNK]
+        if obj is not None and conn.dialect.name == "postgresql":
+            # Two transactions changing shares of one record would each recompute from their own snapshot, and the
+            # later commit would keep rows and a flag missing the other's share: lock the records first (in id
+            # order, so concurrent writers cannot deadlock). SQLite has one writer at a time.
+            t = table_for(schema, obj)
+            conn.execute(sa.select(t.c.id).where(t.c.id.in_(part)).order_by(t.c.id).with_for_update())
         conn.execute(sa.delete(share_reach).where(share_reach.c.object_id == object_id,
                                                   share_reach.c.record_id.in_(part)))
         found = conn.execute(sa.select(*_SHARE_COLS).where(shares.c.object_id == object_id,
@@ -184,8 +189,9 @@ def forget(conn: Connection, schema: SchemaSnapshot, object_id: int, record_ids:
 
 
 def mark_shared(conn: Connection, schema: SchemaSnapshot) -> None:
-    """Set every record's shared flag from ``keel_share`` (recalculation, upgrades, imported organisations).
-    Only rows whose flag is wrong are written."""
+    """Set every record's shared flag from ``keel_share`` (imported organisations, share rows written in bulk
+    outside the share writes). Only rows whose flag is wrong are written. The recalculation does not call it:
+    roles and groups moving change where shares reach, never which records have one."""
     for obj in schema.objects:
         if not obj.table:
             continue
