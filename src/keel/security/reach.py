@@ -16,9 +16,9 @@ The rows are derived data: ``rebuild`` recomputes them all inside the recalculat
 tree; a membership change moves grantees), and ``refresh`` recomputes the rows of the records whose shares a
 write just changed, in the same transaction.
 
-``refresh`` and ``forget`` also keep each record's ``is_shared`` flag (it has a ``keel_share`` row). A manager's list sorted
-by Name walks about 50 / (visible fraction) entries of the Name index, which carries the flag; probing the shares
-of the ~1% of entries that have any is far cheaper than building the whole share list for every page.
+``refresh`` and ``forget`` also keep each record's ``is_shared`` flag (it has a ``keel_share`` row). A manager's
+list sorted by Name walks about 50 / (visible fraction) entries of the Name index, which carries the flag; probing
+the shares of the ~1% of entries that have any is far cheaper than building the whole share list for every page.
 """
 
 from __future__ import annotations
