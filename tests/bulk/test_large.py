@@ -14,10 +14,11 @@ per database; see docs/bulk.md).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 from helpers import BAD_KINDS, item_rows, json_records, parse_csv
-from simple_salesforce import Salesforce
+from simple_salesforce.api import Salesforce
 
 from conftest import Live
 from keel.storage import ids as keel_ids
@@ -31,18 +32,24 @@ def bulk1_rows(backend: str) -> int:
     return int(FULL) if FULL else (100_000 if backend == "sqlite" else 10_000)
 
 
+def _handler(sf: Salesforce, api: str, obj: str) -> Any:
+    """``sf.bulk2.Item__c`` and the like; simple-salesforce types these attribute lookups as a loose union."""
+    return getattr(getattr(sf, api), obj)
+
+
 @pytest.fixture(scope="module")
 def vendors(sf: Salesforce) -> dict[str, str]:
-    res = sf.bulk2.Vendor__c.insert(records=[{"Name": f"Vendor {i}", "Vendor_Code__c": f"V{i}"} for i in range(5)],
-                                    wait=0.2)[0]
+    v = _handler(sf, "bulk2", "Vendor__c")
+    res = v.insert(records=[{"Name": f"Vendor {i}", "Vendor_Code__c": f"V{i}"} for i in range(5)], wait=0.2)[0]
     assert res["numberRecordsFailed"] == 0
-    ok = parse_csv(sf.bulk2.Vendor__c.get_successful_records(res["job_id"]))
+    ok = parse_csv(v.get_successful_records(res["job_id"]))
     return {r["Vendor_Code__c"]: r["sf__Id"] for r in ok}
 
 
 def _failed(sf: Salesforce, job_id: str, key: str) -> dict[str, str]:
     """failedResults as ``row[key] -> error code``."""
-    return {r[key]: r["sf__Error"].split(":", 1)[0] for r in parse_csv(sf.bulk2.Item__c.get_failed_records(job_id))}
+    b = _handler(sf, "bulk2", "Item__c")
+    return {r[key]: r["sf__Error"].split(":", 1)[0] for r in parse_csv(b.get_failed_records(job_id))}
 
 
 def _counts(res: dict[str, object]) -> tuple[object, object]:
@@ -51,7 +58,7 @@ def _counts(res: dict[str, object]) -> tuple[object, object]:
 
 @pytest.mark.slow
 def test_bulk2_hundred_thousand_rows(live: Live, sf: Salesforce, vendors: dict[str, str]) -> None:
-    b = sf.bulk2.Item__c
+    b = _handler(sf, "bulk2", "Item__c")
     # insert
     rows, bad_ins = item_rows(N, prefix="L")
     res = b.insert(records=rows, wait=0.5)[0]
@@ -136,12 +143,13 @@ def test_bulk1_hundred_thousand_rows(live: Live, sf: Salesforce, vendors: dict[s
     n = bulk1_rows(live.backend)
     rows, expected = item_rows(n, prefix="M")
     recs = json_records(rows)
-    res = sf.bulk.Item__c.insert(recs, batch_size=10_000)
+    b1 = _handler(sf, "bulk", "Item__c")
+    res = b1.insert(recs, batch_size=10_000)
     assert len(res) == n
     assert {recs[i]["Code__c"]: r["errors"][0]["statusCode"] for i, r in enumerate(res)
             if not r["success"]} == expected
     assert all(r["created"] and r["id"] for r in res if r["success"])
-    got = sf.bulk.Item__c.query("SELECT Id, Code__c, Vendor__r.Vendor_Code__c FROM Item__c WHERE Code__c LIKE 'M%'",
+    got = b1.query("SELECT Id, Code__c, Vendor__r.Vendor_Code__c FROM Item__c WHERE Code__c LIKE 'M%'",
                                 wait=1)
     assert len(got) == n - len(expected)
     by_code = {r["Code__c"]: r for r in got}
