@@ -15,7 +15,7 @@ subqueries run once per page and relationship (``WHERE parent IN (…)``), with 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Generator, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -362,7 +362,7 @@ def fetch_more(conn: Connection, schema: SchemaSnapshot, locator: str, *, dialec
 
 
 def stream_rows(conn: Connection, cq: CompiledQuery, *, now: dt.datetime | None = None,
-                time_zone: str | None = None, fetch: int = MAX_BATCH) -> Iterator[list[Any]]:
+                time_zone: str | None = None, fetch: int = MAX_BATCH) -> Generator[list[Any], None, None]:
     """Every row of a records plan in its keyset order, ``fetch`` rows at a time, from ONE cursor: a server-side
     cursor on PostgreSQL, SQLite's own lazy cursor otherwise. The rows are raw (positions as in the plan).
 

@@ -8,6 +8,7 @@ like Salesforce's, and stay until the retention period ends.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -195,10 +196,12 @@ def _stream_csv(ctx: Context, soql: str, query_all: bool, cols: list[str] | None
             return False
         header, cells = made
         w.header(header)
-        for rows in stream_rows(conn, cq, now=ctx.clock(), time_zone=ctx.actor.time_zone):
-            if stop is not None and stop.is_set():
-                raise InterruptedError
-            w.rows_of(list(map(cells, rows)))
+        batches = stream_rows(conn, cq, now=ctx.clock(), time_zone=ctx.actor.time_zone)
+        with contextlib.closing(batches):  # close the cursor before the transaction ends, on every exit
+            for rows in batches:
+                if stop is not None and stop.is_set():
+                    raise InterruptedError
+                w.rows_of(list(map(cells, rows)))
     return True
 
 
