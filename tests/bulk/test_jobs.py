@@ -133,3 +133,22 @@ def test_retention_sweep_expires_results_and_idle_jobs(live: Live, http: httpx.C
     # a second sweep leaves the note as it is
     B.sweep(replace(ctx, clock=lambda: ctx.clock() + timedelta(days=2 * days + 1)))
     assert http.get(f"/jobs/ingest/{ingest['id']}").json()["errorMessage"] == B.EXPIRED_NOTE
+
+
+def test_query_job_runs_with_its_owners_sharing(live: Live, clients: dict[str, httpx.Client]) -> None:
+    """A query job reads as its owner: over BulkJob (private) each user's file holds exactly the jobs the same
+    SOQL shows them through REST."""
+    run_ingest(clients["bob"], "Item__c", "insert", to_csv(ROWS))  # every user owns at least one job
+    run_ingest(clients["ann"], "Item__c", "insert", to_csv(ROWS))
+    soql = "SELECT Id, State, Operation FROM BulkJob"
+    seen: dict[str, set[str]] = {}
+    for who in ("ann", "bob", "carol"):
+        c = clients[who]
+        job = c.post("/jobs/query", json={"operation": "query", "query": soql}).json()
+        assert wait_job(c, job["id"], "query")["state"] == "JobComplete"
+        rows = parse_csv(c.get(f"/jobs/query/{job['id']}/results").text)
+        rest = c.get("/query", params={"q": soql}).json()["records"]
+        seen[who] = {r["Id"] for r in rows}
+        assert seen[who] == {r["Id"] for r in rest} and job["id"] in seen[who]  # it runs as a job of its own
+    assert seen["ann"] and seen["bob"] and not seen["ann"] & seen["bob"]
+    assert seen["ann"] | seen["bob"] < seen["carol"]  # view all: every job, the admin's included
