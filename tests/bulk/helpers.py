@@ -15,8 +15,10 @@ COLUMNS = ["Name", "Code__c", "Vendor__r.Vendor_Code__c", "Qty__c", "Price__c", 
            "Note__c", "Email__c", "Category__c"]
 
 
-def item_rows(n: int, *, prefix: str = "C", bad_every: int = 100) -> tuple[list[dict[str, str]], dict[str, str]]:
-    """``n`` Item__c rows; every ``bad_every``-th is bad in one of four ways. Returns rows and code -> expected."""
+def item_rows(n: int, *, prefix: str = "C", bad_every: int = 100,
+              shift: int = 0) -> tuple[list[dict[str, str]], dict[str, str]]:
+    """``n`` Item__c rows; every ``bad_every``-th is bad in one of four ways (``shift`` moves which rows, so a
+    second load of the same codes can fail on others). Returns rows and code -> expected."""
     rows: list[dict[str, str]] = []
     expected: dict[str, str] = {}
     for i in range(n):
@@ -24,8 +26,8 @@ def item_rows(n: int, *, prefix: str = "C", bad_every: int = 100) -> tuple[list[
              "Qty__c": str(i % 50), "Price__c": f"{i % 1000}.25", "Active__c": "true" if i % 2 else "false",
              "Due__c": "2024-05-06", "Color__c": ("Red", "Green", "Blue")[i % 3], "Note__c": f"note, \"{i}\"",
              "Email__c": f"u{i}@example.com", "Category__c": "Hardware"}
-        if i % bad_every == bad_every - 1:
-            kind = BAD_KINDS[(i // bad_every) % len(BAD_KINDS)]
+        if (i + shift) % bad_every == bad_every - 1:
+            kind = BAD_KINDS[((i + shift) // bad_every) % len(BAD_KINDS)]
             if kind == "FIELD_CUSTOM_VALIDATION_EXCEPTION":
                 r["Qty__c"] = "-5"
             elif kind == "REQUIRED_FIELD_MISSING":
@@ -37,6 +39,19 @@ def item_rows(n: int, *, prefix: str = "C", bad_every: int = 100) -> tuple[list[
             expected[r["Code__c"]] = kind
         rows.append(r)
     return rows, expected
+
+
+def json_records(rows: list[dict[str, str]]) -> list[dict[str, object]]:
+    """``item_rows`` as simple-salesforce ``sf.bulk`` (Bulk 1.0 JSON) sends them: typed values, the relationship
+    column as a nested object, blank values left out."""
+    out: list[dict[str, object]] = []
+    for r in rows:
+        rec: dict[str, object] = {k: v for k, v in r.items() if "." not in k and v != ""}
+        rec["Vendor__r"] = {"Vendor_Code__c": r["Vendor__r.Vendor_Code__c"]}
+        rec["Active__c"] = r["Active__c"] == "true"
+        rec["Qty__c"] = int(r["Qty__c"])
+        out.append(rec)
+    return out
 
 
 def to_csv(rows: list[dict[str, str]], sep: str = ",", eol: str = "\n", columns: list[str] | None = None) -> bytes:

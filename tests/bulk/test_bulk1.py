@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import httpx
 import pytest
-from helpers import item_rows, parse_csv, run_ingest, to_csv
+from helpers import item_rows, json_records, parse_csv, run_ingest, to_csv
 from simple_salesforce import Salesforce
 
 from conftest import Live
@@ -25,14 +25,7 @@ def vendors(live: Live, http: httpx.Client) -> None:
 
 def _records(n: int, prefix: str) -> tuple[list[dict[str, object]], dict[str, str]]:
     rows, expected = item_rows(n, prefix=prefix)
-    out: list[dict[str, object]] = []
-    for r in rows:
-        rec: dict[str, object] = {k: v for k, v in r.items() if "." not in k and v != ""}
-        rec["Vendor__r"] = {"Vendor_Code__c": r["Vendor__r.Vendor_Code__c"]}
-        rec["Active__c"] = r["Active__c"] == "true"
-        rec["Qty__c"] = int(r["Qty__c"])
-        out.append(rec)
-    return out, expected
+    return json_records(rows), expected
 
 
 def test_simple_salesforce_bulk_json(live: Live, sf: Salesforce, vendors: None) -> None:

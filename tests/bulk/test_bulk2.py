@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +16,7 @@ import pytest
 from helpers import COLUMNS, item_rows, parse_csv, run_ingest, to_csv, wait_job
 from simple_salesforce import Salesforce
 
-from conftest import Live
+from conftest import ADMIN, Live
 
 N = 5_000
 
@@ -183,3 +184,34 @@ def test_bad_job_specs(live: Live, http: httpx.Client) -> None:
     assert http.get("/jobs/ingest/750000000000999AAA").status_code == 404
     r = httpx.get(f"{live.http}/services/data/v59.0/jobs/ingest")
     assert r.status_code == 401
+
+
+@pytest.mark.parametrize("soql", [
+    "SELECT Id, Name, Vendor__r.Name, Vendor__r.Id, Qty__c, Price__c, Active__c, Due__c, Seen__c, Note__c, Email__c "
+    "FROM Item__c",
+    "SELECT vendor__r.vendor_code__c, code__c, i.Active__c FROM Item__c i WHERE Qty__c > 10 "
+    "ORDER BY Price__c DESC NULLS LAST, Name LIMIT 777 OFFSET 5",
+])
+def test_streamed_query_results_equal_the_page_path(live: Live, http: httpx.Client, inserted: dict[str, Any],
+                                                     tmp_path: Path, soql: str) -> None:
+    from keel.services import bulk_query as BQ
+    from keel.services.security import user_context
+    from keel.services.users import find_user_id
+    from keel.storage import ids
+
+    rows = [{"Name": "seen", "Category__c": "x", "Seen__c": "2024-05-06T07:08:09.123Z", "Active__c": "true",
+             "Qty__c": "20", "Price__c": "3.5", "Due__c": "2024-02-29"}]
+    assert run_ingest(http, "Item__c", "insert", to_csv(rows))["state"] == "JobComplete"
+    ctx = user_context(live.ctx, ids.decode(find_user_id(live.ctx, ADMIN), "005"))
+    w = BQ.CsvResultWriter(tmp_path / "probe.csv", "|", "\r\n")
+    try:
+        assert BQ._stream_csv(ctx, soql, False, BQ.soql_columns(soql), w, None)  # one cursor served it
+    finally:
+        w.close()
+    n = BQ._write_csv(ctx, soql, False, tmp_path / "stream.csv", "|", "\r\n", None)
+    m = BQ._write_csv(ctx, soql, False, tmp_path / "pages.csv", "|", "\r\n", None, stream=False)
+    assert n == m > 700
+    for suffix in ("", ".idx"):
+        assert (tmp_path / f"stream.csv{suffix}").read_bytes() == (tmp_path / f"pages.csv{suffix}").read_bytes()
+    text = (tmp_path / "stream.csv").read_text()
+    assert '"true"' in text and ('"2024-05-06T07:08:09.123+0000"' in text or "Seen__c" not in soql)

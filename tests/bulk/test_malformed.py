@@ -86,3 +86,25 @@ def test_active_job_limit(live: Live, http: httpx.Client) -> None:
         http.patch(f"/jobs/ingest/{first['id']}", json={"state": "Aborted"})
     finally:
         live.ctx.extras.pop("bulk_limits")
+
+
+def test_job_bytes_limit(live: Live, http: httpx.Client) -> None:
+    from keel.services.bulk import BulkLimits
+
+    body = b"Name,Category__c\n" + b"".join(b"limit %03d,x\n" % i for i in range(50))  # 617 bytes
+    live.ctx.extras["bulk_limits"] = BulkLimits(max_upload_bytes=1000, max_job_bytes=1000)
+    try:
+        job = http.post("/jobs/ingest", json={"object": "Item__c", "operation": "insert"}).json()
+        put = f"/jobs/ingest/{job['id']}/batches"
+        assert http.put(put, content=body, headers={"Content-Type": "text/csv"}).status_code == 201
+        r = http.put(put, content=body, headers={"Content-Type": "text/csv"})  # each fits a batch, not both
+        assert r.status_code == 400, r.text
+        assert r.json()[0]["errorCode"] == "LIMIT_EXCEEDED"
+        assert "exceed the limit of 1000 bytes per job" in r.json()[0]["message"]
+    finally:
+        live.ctx.extras.pop("bulk_limits")
+    # the refused upload left nothing behind: the job still takes the first one and completes with its rows
+    assert http.patch(f"/jobs/ingest/{job['id']}", json={"state": "UploadComplete"}).status_code == 200
+    info = wait_job(http, str(job["id"]), timeout=60)
+    assert (info["state"], info["numberRecordsProcessed"], info["numberRecordsFailed"]) == ("JobComplete", 50, 0)
+    assert live.count("Item__c", "WHERE Name LIKE 'limit %'") == 50

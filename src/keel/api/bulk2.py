@@ -185,6 +185,9 @@ async def _sub(request: Request, ctx: Context, kind: str, job_id: str, what: str
     if method not in ("GET", "HEAD"):
         return _not_allowed(method, "GET")
     job = await run_in_threadpool(_read, ctx, job_id, kind)
+    if job.expired:
+        raise KeelError(f"The job's results have expired: they are kept for {B.limits(ctx).retention_days} days.",
+                        code="INVALIDJOB")
     if kind == "ingest" and what in ("successfulresults", "failedresults", "unprocessedrecords"):
         from keel.services.bulk_results import ingest_results
 

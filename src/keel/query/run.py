@@ -15,7 +15,7 @@ subqueries run once per page and relationship (``WHERE parent IN (…)``), with 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Generator, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -383,3 +383,27 @@ def fetch_more(conn: Connection, schema: SchemaSnapshot, locator: str, *, dialec
         cursors.save(conn, cid, state, cursor_idle)
         result["nextRecordsUrl"] = f"{base_url}/query/{cid}-{end}"
     return result
+
+
+def stream_rows(conn: Connection, cq: CompiledQuery, *, now: dt.datetime | None = None,
+                time_zone: str | None = None, fetch: int = MAX_BATCH) -> Generator[list[Any], None, None]:
+    """Every row of a records plan in its keyset order, ``fetch`` rows at a time, from ONE cursor: a server-side
+    cursor on PostgreSQL, SQLite's own lazy cursor otherwise. The rows are raw (positions as in the plan).
+
+    For bulk query jobs, which read every row once: a page per keyset step would re-plan and re-seek the query and
+    save a cursor per 2,000 rows. One cursor also reads one snapshot (the caller's transaction), so the result is
+    consistent even while the object is being written. Child subqueries are not run; callers use pages for them."""
+    p = cq.plan
+    assert p.kind == "records" and not p.children
+    rv = cq.runtime_values(now or cq.now or dt.datetime.now(dt.UTC), time_zone)
+    values = {**rv, "_lim": p.limit if p.limit is not None else 2**31 - 1, "_off": p.offset or 0}
+    r = cq.rendered(("first", None), lambda: first_page_statement(cq))
+    raw: Any = conn.connection.driver_connection
+    assert raw is not None
+    cur = raw.cursor(name=f"keel_stream_{cursors.new_cursor_id()}") if cq.dialect == "postgresql" else raw.cursor()
+    try:
+        cur.execute(r.sql, r.params(values, cq.dialect))
+        while rows := cur.fetchmany(fetch):
+            yield rows
+    finally:
+        cur.close()

@@ -275,3 +275,75 @@ def compile_shape(shape: ObjShape) -> Callable[[str], Callable[[Row, dict[str, A
     exec(compile(src, "<soql-shape>", "exec"), ns)  # generated from metadata only, see docstring
     fn: Callable[[str], Callable[[Row, dict[str, Any] | None], Any]] = ns["_make"]
     return fn
+
+
+_TEXT_CONVS = (_datetime, _date, _time)
+
+
+def _csv_cell(v: Any) -> Any:
+    """A shaped value as a CSV cell: booleans as ``true``/``false``; None stays None (an empty field)."""
+    if v.__class__ is bool:
+        return "true" if v else "false"
+    return v
+
+
+def compile_cells(shape: ObjShape, columns: Sequence[str]) -> tuple[list[str], Callable[[Row], tuple[Any, ...]]] | None:
+    """A generated function from a row straight to the CSV cells of ``columns`` (dotted paths, any casing), and the
+    header in the record's casing; None when the shape needs records (TYPEOF, polymorphic parents, child
+    subqueries) or a column is not a plain field path.
+
+    Bulk query results are flat CSV, so building a nested record per row only to flatten it again costs most of
+    the time of a query job. The cells equal what flattening ``compile_shape``'s record gives: a parent whose id is
+    null leaves all its columns empty."""
+    ns: dict[str, Any] = {"enc": encode_id, "cell": _csv_cell}
+    found: dict[str, tuple[str, str]] = {}  # lower-cased dotted path -> (path in record casing, expression)
+    counter = [0]
+
+    def const(value: Any) -> str:
+        counter[0] += 1
+        ns[f"k{counter[0]}"] = value
+        return f"k{counter[0]}"
+
+    def walk(sh: ObjShape, prefix: str, guards: tuple[str, ...]) -> bool:
+        get = sh.id_get
+        if sh.typeof or sh.type_idx is not None or not isinstance(get, IdGet) or get.prefix is None:
+            return False
+        guards = (*guards, f"row[{get.idx}] is not None") if prefix else guards
+        for kind, key, payload in sh.entries:
+            if kind == "v" and isinstance(payload, ValueGet):
+                v = f"row[{payload.idx}]"
+                conv = payload.conv
+                if conv is _plain:
+                    expr = v
+                elif conv is _bool:
+                    expr = f"(None if {v} is None else 'true' if {v} else 'false')"
+                elif conv in _TEXT_CONVS or getattr(conv, "__name__", "") in ("conv", "conv_int"):
+                    expr = f"{const(conv)}({v})"  # never a boolean
+                else:
+                    expr = f"cell({const(conv)}({v}))"
+            elif kind == "v":
+                expr = f"cell({const(payload)}(row))"
+            elif kind == "i":
+                expr = f"(None if row[{get.idx}] is None else enc({get.prefix!r}, row[{get.idx}]))"
+            elif kind == "p":
+                if not walk(payload, f"{prefix}{key}.", guards):
+                    return False
+                continue
+            else:
+                return False
+            if guards:
+                expr = f"({expr} if {' and '.join(guards)} else None)"
+            found[f"{prefix}{key}".lower()] = (f"{prefix}{key}", expr)
+        return True
+
+    if not walk(shape, "", ()):
+        return None
+    picked = [found.get(c.lower()) for c in columns]
+    if not picked or any(p is None for p in picked):
+        return None
+    header = [p[0] for p in picked if p is not None]
+    exprs = [p[1] for p in picked if p is not None]
+    src = f"def _cells(row):\n    return ({', '.join(exprs)},)\n"
+    exec(compile(src, "<soql-cells>", "exec"), ns)  # generated from metadata only, as in compile_shape
+    fn: Callable[[Row], tuple[Any, ...]] = ns["_cells"]
+    return header, fn

@@ -44,6 +44,7 @@ LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
 INGEST_OPS = ("insert", "update", "upsert", "delete", "hardDelete")
 QUERY_OPS = ("query", "queryAll")
 TERMINAL = ("JobComplete", "Failed", "Aborted", "Closed")
+EXPIRED_NOTE = "Results expired after the retention period."
 ACTIVE = ("Open", "UploadComplete", "InProgress")
 
 
@@ -108,6 +109,11 @@ class Job:
     @property
     def is_query(self) -> bool:
         return self.operation in QUERY_OPS
+
+    @property
+    def expired(self) -> bool:
+        """The retention sweep removed the uploads and results; the record and its counters remain."""
+        return EXPIRED_NOTE in (self.error or "")
 
     @property
     def sep(self) -> str:
@@ -203,6 +209,12 @@ def _from_row(obj: ObjectDef, row: Mapping[Any, Any]) -> Job:
             value = int(value or 0)
         kw[attr] = value
     kw = {k: v for k, v in kw.items() if v is not None}
+    # The counters the worker last wrote to the record; the upload rows override them while they exist (see
+    # ``_counters``), and after the retention sweep removed those rows these are what is left.
+    for fname, attr in (("NumberRecordsProcessed", "processed"), ("NumberRecordsFailed", "failed"),
+                        ("NumberBatches", "batches")):
+        col = obj.get_field(fname).column
+        kw[attr] = int(row[col] or 0) if col else 0
     return Job(pk=row["id"], id=ids.encode(JOB_PREFIX, row["id"]), owner_pk=row["owner_id"],
                created=row["created_date"], modstamp=row["system_modstamp"], **kw)
 
@@ -402,8 +414,8 @@ def sweep(ctx: Context) -> int:
             if s == "Open":
                 values.update({"State": "Aborted", "ErrorMessage": "Aborted: the job stayed open longer than the "
                                f"{lim.retention_days}-day retention period."})
-            else:
-                values["ErrorMessage"] = (job.error or "") + " Results expired after the retention period."
+            elif not job.expired:
+                values["ErrorMessage"] = f"{job.error or ''} {EXPIRED_NOTE}".strip()
             write_job(ctx, conn, values, reason="bulk retention sweep")
         shutil.rmtree(job_dir(ctx, job_id), ignore_errors=True)
         n += 1

@@ -14,7 +14,8 @@ from sqlalchemy.engine import Connection
 from keel.context import Context
 from keel.formula import field_sql
 from keel.metadata.model import FieldDef, ObjectDef
-from keel.query import fetch_more, run_soql
+from keel.query import CompiledQuery, fetch_more, run_soql
+from keel.query.run import plan_cache
 from keel.query.sensitive import SensitiveAccess
 from keel.security.audit import audit_sensitive_read
 
@@ -112,3 +113,14 @@ def query_all_records(ctx: Context, soql: str, *, query_all: bool = False,
         if page.get("done", True) or not page.get("nextRecordsUrl"):
             return
         page = query_more(ctx, page["nextRecordsUrl"].rsplit("/", 1)[-1], surface=surface)
+
+
+def compiled(ctx: Context, soql: str, *, query_all: bool = False, conn: Connection) -> CompiledQuery:
+    """The plan of ``soql`` as the acting user (through the plan cache), for callers that execute it themselves:
+    bulk query jobs stream every row with ``keel.query.run.stream_rows``."""
+    opts = soql_options(ctx)
+    schema = ctx.schema(conn)
+    return plan_cache(schema).get(soql, schema, dialect=opts["dialect"], security_key=opts["security_key"],
+                                  query_all=query_all, row_filter=opts["row_filter"], field_mask=opts["field_mask"],
+                                  time_zone=ctx.actor.time_zone, formula_sql=opts["formula_sql"],
+                                  user_id=ctx.actor.user_id)
