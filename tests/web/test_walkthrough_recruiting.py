@@ -114,7 +114,7 @@ def test_recruiting_walkthrough(browser: Any, live: Live, tmp_path: Path) -> Non
         pg.goto("/o/Assessment__c/new")
         pick(pg, "Job Application", name)
         pg.get_by_label("Gate Type").select_option("Background Investigation")
-        pg.get_by_label("Cost").fill("5200")
+        pg.get_by_label("Cost", exact=True).fill("5200")
         pick(pg, "Adjudicator", "Recruiter")
         pg.get_by_role("button", name="Save").click()
         assert pg.get_by_text("The adjudicator cannot be the recruiter of the same application.").is_visible()
