@@ -212,10 +212,12 @@ def main() -> int:
         lo, hi = access.span or (0, 0)
         inherited_n = int(conn.execute(sa.select(sa.func.count()).select_from(share_reach).where(
             share_reach.c.object_id == obj.id, share_reach.c.pos > lo, share_reach.c.pos <= hi)).scalar_one())
+        # Records with a share (the flag the Name index carries) probe the share tables by record.
         hand_sql = (f"SELECT id, name, {cols['Stage__c']}, {cols['Amount__c']} FROM {obj.table} t WHERE "
-                    f"is_deleted = false AND (owner_id IN ({owners}) OR t.id + 0 IN (SELECT record_id FROM "
-                    f"keel_share WHERE object_id = {obj.id} AND principal IN ({keys}) UNION ALL SELECT record_id "
-                    f"FROM keel_share_reach WHERE object_id = {obj.id} AND pos > {lo} AND pos <= {hi})) "
+                    f"is_deleted = false AND (owner_id IN ({owners}) OR t.is_shared = TRUE AND (EXISTS (SELECT 1 "
+                    f"FROM keel_share s WHERE s.object_id = {obj.id} AND s.record_id = t.id AND s.principal IN "
+                    f"({keys})) OR EXISTS (SELECT 1 FROM keel_share_reach r WHERE r.object_id = {obj.id} AND "
+                    f"r.record_id = t.id AND r.pos > {lo} AND r.pos <= {hi}))) "
                     f"ORDER BY lower(name){' NULLS FIRST' if ctx.db.dialect == 'postgresql' else ''}, id LIMIT "
                     # Bound, as Keel binds it: given a literal LIMIT 50, SQLite scans and sorts the whole table.
                     f"{'?' if ctx.db.dialect == 'sqlite' else '%s'}")

@@ -17,7 +17,7 @@ from keel.storage.ddl import IndexSpec
 SEARCHABLE_TYPES = frozenset({"text", "textarea", "longtext", "email", "phone", "url", "picklist", "multipicklist",
                               "auto_number", "composite"})
 
-NAME_INCLUDE = ("owner_id", "is_shared", "is_deleted")
+NAME_INCLUDE = ("owner_id", "is_shared")
 
 _IDS = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # INTEGER PRIMARY KEY is SQLite's rowid
 
@@ -111,8 +111,9 @@ def index_specs(obj: ObjectDef) -> list[IndexSpec]:
                 continue
         if f.indexed or f.is_relationship or f.api_name == "Name":
             # SOQL compares and sorts text case-insensitively, so text is indexed on lower(column) only. The name
-            # index carries the owner, the shared flag and the recycle-bin flag, so a list sorted by name under
-            # private sharing tests visibility in the index and reads only the table rows it returns.
+            # index carries the owner and the shared flag, so a list sorted by name under private sharing tests
+            # visibility in the index. Not ``is_deleted``: every query filters on it, and SQLite would then walk
+            # this index with a table lookup per row instead of scanning the table for unindexed filters.
             # Keys NULLS FIRST on PostgreSQL serve SOQL's default orders (ASC NULLS FIRST, DESC NULLS LAST), so
             # ``ORDER BY Name LIMIT 50`` reads 50 index entries instead of sorting the table.
             include = NAME_INCLUDE if f.api_name == "Name" else ()

@@ -1,9 +1,8 @@
 """Each record's ``is_shared`` flag, carried by the Name index, and a per-record index of ``keel_share_reach``.
 
-A manager's list sorted by Name tests every Name-index entry it walks. With the flag (and ``is_deleted``) in the
-index, the test reads no table row, and only records that have a share probe the share tables, by record
-(``security/reach.py``). The flag is derived from ``keel_share``, so this migration fills it here with plain SQL;
-from then on every share write keeps it.
+A manager's list sorted by Name tests every Name-index entry it walks. With the flag in the index, only records
+that have a share probe the share tables, by record (``security/reach.py``). The flag is derived from
+``keel_share``, so this migration fills it here with plain SQL; from then on every share write keeps it.
 
 Revision ID: 0006
 Revises: 0005
@@ -22,7 +21,7 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
-NAME_INCLUDE = ("owner_id", "is_shared", "is_deleted")  # as ``metadata.tables.NAME_INCLUDE``, frozen here
+NAME_INCLUDE = ("owner_id", "is_shared")  # as ``metadata.tables.NAME_INCLUDE``, frozen here
 
 
 def _objects(bind: sa.Connection) -> list[tuple[int, str, set[str]]]:
