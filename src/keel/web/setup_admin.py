@@ -1,5 +1,6 @@
-"""Setup screens for administrators: users, the role tree, profiles and permission sets (read-only), flows and
-approval processes (activate / deactivate), the outbox's dead letters (retry) and the audit log.
+"""Setup screens for administrators: users, profiles and permission sets (read-only), flows and approval processes
+(activate / deactivate), the outbox's dead letters (retry) and the audit log. A user's profile, role and
+permission sets and the role tree are edited in ``setup_people``.
 
 Every action is an existing service function (``services.users``, ``services.security``,
 ``services.automation``), which checks the administrator's permission again: the screen's own check
@@ -74,18 +75,6 @@ def users(web: Web) -> Response:
         u["Role"] = rnames.get(str(u.get("UserRoleId")), "")
     return web.render("setup_users.html", users=rows, profiles=profiles, roles=roles,
                       msg={"created": "User created.", "done": "Done."}.get(str(web.params.get("msg", "")), ""))
-
-
-def roles(web: Web) -> Response:
-    """``/setup/roles``: the hierarchy as a nested list (a tree with ARIA roles)."""
-    require_admin(web)
-    recs = query(web.ctx, "SELECT Id, Name, ParentRoleId FROM UserRole ORDER BY Name")["records"]
-    children: dict[str, list[dict[str, Any]]] = {}
-    for r in recs:
-        children.setdefault(str(r.get("ParentRoleId") or ""), []).append(r)
-    known = {str(r["Id"]) for r in recs}
-    roots = [r for r in recs if str(r.get("ParentRoleId") or "") not in known]
-    return web.render("setup_roles.html", roots=roots, children=children)
 
 
 def profiles(web: Web) -> Response:
