@@ -18,7 +18,7 @@ from starlette.responses import RedirectResponse, Response
 from keel.context import Context
 from keel.errors import KeelError
 from keel.web.base import Web
-from keel.web.definitions import NAME, Component, DashboardDef, ReportDef, saved_dashboards
+from keel.web.definitions import NAME, Component, DashboardDef, ReportDef, saved_dashboards, saved_reports
 from keel.web.named import all_reports, catalog_of
 
 KINDS = ("bar", "stacked_bar", "line", "pie", "donut", "funnel", "metric")
@@ -125,8 +125,6 @@ def _save(web: Web, draft: Draft, reports: dict[str, ReportDef]) -> None:
 
 
 def _report_shared(ctx: Context, name: str) -> bool:
-    from keel.web.definitions import saved_reports
-
     with ctx.db.read() as conn:
         return bool(conn.execute(sa.select(saved_reports.c.shared).where(saved_reports.c.name == name)).scalar())
 
