@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import playwright.sync_api as playwright_sync
 import pytest
@@ -141,6 +142,39 @@ def test_summary_report_chart(page: object) -> None:
     pg.goto("/dashboards")  # type: ignore[attr-defined]
     assert pg.locator("svg.chart").count() >= 3  # type: ignore[attr-defined]
     shot(pg, "05b-dashboard")
+
+
+def test_build_a_two_component_dashboard(page: object, live_server: LiveServer) -> None:
+    """Save a report from the builder, then build a dashboard of it twice (a donut and a key metric), move the
+    metric first, save, and see both tiles drawn in that order."""
+    pg: Any = page
+    pg.goto("/reports?run=1&obj=Position__c&g1=Department__c&agg=SUM&field=Headcount__c&chart=bar")
+    pg.get_by_label("Save as (API name)").fill("Headcount_Board")
+    pg.get_by_label("Label", exact=True).fill("Headcount by department")
+    pg.get_by_role("button", name="Save report").click()
+    pg.wait_for_url(re.compile(r"/reports/r/Headcount_Board$"))
+    pg.goto("/dashboards")
+    pg.get_by_role("link", name="New dashboard").click()
+    pg.get_by_label("Title", exact=True).fill("Hiring overview")
+    pg.get_by_label("API name").fill("Hiring_Overview")
+    for chart, title in (("Donut", "Headcount share"), ("Key metric", "Total headcount")):
+        pg.get_by_label("Report", exact=True).select_option(label="Headcount by department (saved)")
+        pg.get_by_label("Chart", exact=True).select_option(label=chart)
+        pg.get_by_label("Component title").fill(title)
+        pg.get_by_role("button", name="Add component").click()
+    pg.get_by_role("button", name="Move component 2 up").click()
+    assert pg.get_by_label("Title of component 1").input_value() == "Total headcount"
+    shot(pg, "05c-dashboard-builder")
+    pg.get_by_role("button", name="Save dashboard").click()
+    pg.wait_for_url(re.compile(r"/dashboards/Hiring_Overview$"))
+    tiles = pg.locator("section.card")
+    assert tiles.count() == 2
+    assert tiles.nth(0).get_attribute("aria-label") == "Total headcount"
+    total = query(live_server.org.ctx, "SELECT SUM(Headcount__c) s FROM Position__c")["records"][0]["s"]
+    assert tiles.nth(0).locator("p.metric strong").inner_text() == f"{int(total)}"
+    assert tiles.nth(1).locator("svg.chart").is_visible()
+    assert tiles.nth(1).locator("svg.chart").get_attribute("aria-label") == "Headcount share"
+    shot(pg, "05d-dashboard-built")
 
 
 def test_import_wizard_with_error_report(page: object, tmp_path: Path) -> None:

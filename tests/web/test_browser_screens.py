@@ -137,7 +137,7 @@ def test_every_form_control_has_an_accessible_name(page: object, live_server: Li
     screens = ["/", "/o/Position__c", f"/r/{org.positions[0]}", f"/r/{org.positions[0]}/edit",
                "/o/Job_Application__c/new", "/o/Job_Application__c/kanban", "/o/Job_Application__c",
                "/reports?run=1&obj=Position__c&g1=Department__c", "/o/Candidate__c/import", "/search?q=Position",
-               "/dashboards"]
+               "/dashboards", "/dashboards/build"]
     unnamed = {}
     for url in screens:
         pg.goto(url)  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ from keel.context import Context
 from keel.web import (
     approvals,
     auth,
+    dashboard_builder,
     files,
     import_jobs,
     imports,
@@ -103,6 +104,7 @@ def create_web_app(ctx: Context) -> ASGIApp:
         Route("/reports/export.xlsx", page(reports.report_xlsx)),
         Route("/reports/export.csv", page(reports.report_csv)),
         Route("/dashboards", page(reports.dashboard)),
+        Route("/dashboards/build", page(dashboard_builder.builder), methods=["GET", "POST"]),
         Route("/dashboards/{name}", page(named.named_dashboard)),
         Route("/reports/r/{name}", page(named.named_report)),
         Route("/reports/save", page(named.save), methods=["POST"]),

@@ -3,7 +3,8 @@
 Where they come from (docs/web.md, "Reports and dashboards in YAML", is the contract):
 - each app package under ``keel/apps/*/``: the ``reports:`` list and ``dashboard:``/``dashboards:`` of
   ``app.yaml``, and any ``reports/*.yaml`` / ``dashboards/*.yaml`` files (one definition per file);
-- the builder's "Save report", stored in ``keel_web_report`` (one row per name; private to its owner unless shared).
+- the builder's "Save report", stored in ``keel_web_report`` (one row per name; private to its owner unless shared);
+- the dashboard builder's "Save dashboard", stored the same way in ``keel_web_dashboard`` (``web/dashboard_builder``).
 
 A definition never carries access: every report runs as the viewing user through SOQL, so a package or a colleague
 cannot widen what anyone sees. Package reports are named ``<app>.<name>``; saved ones ``<name>``.
@@ -42,6 +43,16 @@ saved_reports = sa.Table(
     sa.Column("updated", sa.DateTime, nullable=False),
 )
 
+saved_dashboards = sa.Table(
+    "keel_web_dashboard", meta,
+    sa.Column("name", sa.String(80), primary_key=True),
+    sa.Column("label", sa.String(200), nullable=False),
+    sa.Column("owner_id", sa.BigInteger, nullable=False),
+    sa.Column("shared", sa.Boolean, nullable=False, default=False),
+    sa.Column("body", sa.Text, nullable=False),  # {"components": [{"report", "chart", "title"}, ...]} in order
+    sa.Column("updated", sa.DateTime, nullable=False),
+)
+
 saved_views = sa.Table(
     "keel_web_list_view", meta,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -66,10 +77,26 @@ class ReportDef:
 
 
 @dataclass(frozen=True)
+class Component:
+    """One tile: a report, optionally drawn as another chart (or ``metric``, its total) under another title."""
+
+    report: str
+    chart: str = ""
+    title: str = ""
+
+
+@dataclass(frozen=True)
 class DashboardDef:
     name: str
     label: str
     reports: tuple[str, ...]
+    components: tuple[Component, ...] = ()  # the builder's tiles; a package dashboard has only ``reports``
+    source: str = "package"
+    owner_id: int | None = None
+    shared: bool = True
+
+    def parts(self) -> tuple[Component, ...]:
+        return self.components or tuple(Component(r) for r in self.reports)
 
 
 @dataclass

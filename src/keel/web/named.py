@@ -1,5 +1,5 @@
 """Named reports and dashboards in the UI: run a package or saved report, save one from the builder, and show a
-package dashboard with a short-lived per-user cache.
+package or saved dashboard (``web/dashboard_builder``) with a short-lived per-user cache.
 
 Dashboard cache: a dashboard over a million rows costs seconds of aggregate SQL, and people reload dashboards all
 day. Component results are cached per (report, the viewer's security key, schema version) for ``CACHE_SECONDS``:
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from starlette.responses import RedirectResponse, Response
@@ -20,7 +20,16 @@ from starlette.responses import RedirectResponse, Response
 from keel.errors import KeelError
 from keel.services.query import query
 from keel.web.base import Web, display, nav_objects, require
-from keel.web.definitions import PARAM_KEYS, Catalog, DashboardDef, ReportDef, save_report, saved_for, with_deployed
+from keel.web.definitions import (
+    PARAM_KEYS,
+    Catalog,
+    Component,
+    DashboardDef,
+    ReportDef,
+    save_report,
+    saved_for,
+    with_deployed,
+)
 from keel.web.reports import run_report
 from keel.web.svg import chart, stacked_bar
 
@@ -107,15 +116,20 @@ def run_soql_report(web: Web, rdef: ReportDef) -> dict[str, Any]:
             "ms": (time.perf_counter() - started) * 1000, "capped": False, "obj": None}
 
 
-def run_named(web: Web, rdef: ReportDef) -> dict[str, Any]:
+def run_named(web: Web, rdef: ReportDef, part: Component | None = None) -> dict[str, Any]:
+    """A named report as the viewer; a dashboard component may draw it as another chart (``metric``: no chart,
+    the total alone) under its own title."""
+    chart = "none" if part and part.chart == "metric" else (part.chart if part and part.chart else None)
+    title = part.title if part and part.title else None
     if rdef.soql:
-        return run_soql_report(web, rdef)
+        return run_soql_report(web, replace(rdef, chart=chart or rdef.chart, label=title or rdef.label))
     obj = web.schema().find_object(str(rdef.params.get("obj", "")))
     if obj is None:
         raise KeelError(f"Report {rdef.name} is about an object that does not exist.", code="NOT_FOUND")
     require(web.ctx, obj, "read")
-    result = run_report(web, obj, rdef.params)
-    result["title"] = rdef.label if rdef.source == "saved" or not result.get("svg") else result["title"]
+    params = {**rdef.params, **({"chart": chart} if chart else {}), **({"title": title} if title else {})}
+    result = run_report(web, obj, params)
+    result["title"] = title or (rdef.label if rdef.source == "saved" or not result.get("svg") else result["title"])
     return result
 
 
@@ -142,36 +156,66 @@ def save(web: Web) -> Response:
 
 
 def dashboards_index(web: Web) -> list[DashboardDef]:
-    return list(catalog_of(web).dashboards.values())
+    """Package dashboards, then the viewer's own and shared saved ones."""
+    from keel.web.dashboard_builder import saved_dashboards_for
+
+    return list(catalog_of(web).dashboards.values()) + list(saved_dashboards_for(web.ctx).values())
+
+
+@dataclass
+class Tile:
+    part: Component
+    label: str
+    result: dict[str, Any] | None
+    error: str | None
+    at: float
+
+    @property
+    def metric(self) -> bool:
+        return self.part.chart == "metric" or (self.result is not None and not self.result.get("svg"))
+
+
+def find_dashboard(web: Web, name: str) -> DashboardDef:
+    from keel.web.dashboard_builder import saved_dashboards_for
+
+    dash = catalog_of(web).dashboards.get(name) or saved_dashboards_for(web.ctx).get(name)
+    if dash is None:
+        raise KeelError("No such dashboard, or it is private to another user.", code="NOT_FOUND")
+    return dash
 
 
 def named_dashboard(web: Web) -> Response:
-    """``/dashboards/{name}``: each component as the viewer, cached briefly (see the module docstring)."""
-    catalog = catalog_of(web)
-    dash = catalog.dashboards.get(str(web.path["name"]))
-    if dash is None:
-        raise KeelError("No such dashboard.", code="NOT_FOUND")
+    """``/dashboards/{name}``: each component as the viewer, cached briefly (see the module docstring). A component
+    whose report the viewer cannot list or run becomes an error tile; the others still show."""
+    dash = find_dashboard(web, str(web.path["name"]))
+    reports = all_reports(web)
     started = time.perf_counter()
     cache: ResultCache = web.request.app.state.dashboard_cache
     refresh = web.params.get("refresh") == "1"
-    components: list[tuple[ReportDef, dict[str, Any] | None, str | None, float]] = []
+    tiles: list[Tile] = []
     hits = 0
-    for name in dash.reports:
-        rdef = catalog.reports[name]
-        key = cache_key(web, dash.name, name)
+    for part in dash.parts():
+        rdef = reports.get(part.report)
+        label = part.title or (rdef.label if rdef else part.report)
         now = time.time()
+        if rdef is None:
+            tiles.append(Tile(part, label, None, "This report does not exist or is private to another user.", now))
+            continue
+        # the component's whole definition is in the key, so an edited dashboard never shows a stale tile
+        key = cache_key(web, f"{dash.source}:{dash.name}", f"{part.report}|{part.chart}|{part.title}")
         res = None if refresh else cache.get(key, now)
         if res is not None:
             hits += 1
-            components.append((rdef, res, None, cache.entries[key][0]))
+            tiles.append(Tile(part, label, res, None, cache.entries[key][0]))
             continue
         try:
-            res = run_named(web, rdef)
+            res = run_named(web, rdef, part)
         except KeelError as e:
-            components.append((rdef, None, e.message, now))
+            tiles.append(Tile(part, label, None, e.message, now))
             continue
         cache.put(key, now, res)
-        components.append((rdef, res, None, now))
-    oldest = min((c[3] for c in components), default=time.time())
-    return web.render("dashboard_named.html", dash=dash, components=components, hits=hits,
+        tiles.append(Tile(part, label, res, None, now))
+    oldest = min((t.at for t in tiles), default=time.time())
+    return web.render("dashboard_named.html", dash=dash, tiles=tiles, hits=hits,
+                      editable=dash.source == "saved" and dash.owner_id == web.ctx.actor.user_id,
                       ms=(time.perf_counter() - started) * 1000, as_of=time.strftime("%H:%M:%S", time.gmtime(oldest)))

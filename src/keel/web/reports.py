@@ -115,7 +115,7 @@ def run_report(web: Web, obj: ObjectDef, params: Mapping[str, str]) -> dict[str,
     series = sorted({c for cells in matrix.values() for c in cells})
     cols = series if len(groups) == 2 else []  # two groupings show as a matrix; three as nested subtotals
     label = f"{agg.title()} of {measure.label}" if measure else "Record count"
-    title = f"{label} by {groups[0].label}" if groups else label
+    title = params.get("title") or (f"{label} by {groups[0].label}" if groups else label)
     kind = params.get("chart", "bar")
     svg = None
     if groups and kind == "stacked_bar" and len(groups) >= 2:
