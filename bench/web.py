@@ -14,8 +14,8 @@ donut, stage by source, average score by stage, recent hires by source, strong o
 reports and a shared dashboard through the web app's report and dashboard builders, opened by each user.
 
 Budgets: list view page (50 rows, first and deep keyset pages) p50 <= 30 ms; record page with 3 related lists
-p50 <= 40 ms; dashboard of 6 components <= 1 s (on what users get: the cached page; the recomputed one, "Refresh",
-is printed beside it). Prints the figures and exits 1 if a budget is missed.
+p50 <= 40 ms; dashboard of 6 components <= 1 s with every component computed (as after "Refresh"; the cached page a
+second viewer gets within 60 s is printed beside it). Prints the figures and exits 1 if a budget is missed.
 """
 
 from __future__ import annotations
@@ -260,11 +260,11 @@ def report(who: str, results: dict[str, tuple[list[float], list[float]]]) -> boo
         xs = sorted(xs)
         p50, p95, wall = statistics.median(xs), xs[max(0, int(len(xs) * 0.95) - 1)], statistics.median(walls)
         ok = True
-        if name.startswith("dashboard") and "cached" in name:
+        if name.startswith("dashboard") and "cached" in name:  # what a second viewer within 60 s gets: info
+            verdict = f"max {max(xs):.0f} ms (cached)"
+        elif name.startswith("dashboard"):  # the budget: all six components computed, as after Refresh
             ok = max(xs) <= 1000.0
             verdict = f"max {max(xs):.0f} ms <= 1000 ms " + ("ok" if ok else "MISSED")
-        elif name.startswith("dashboard"):  # the recomputed run is reported; the budget is on what users get
-            verdict = f"max {max(xs):.0f} ms (recomputed; {'within' if max(xs) <= 1000 else 'over'} 1 s)"
         else:
             b = BUDGETS.get(name)
             ok = b is None or p50 <= b

@@ -136,3 +136,53 @@ def test_migrate_adds_standard_objects_a_newer_keel_ships(org: Context) -> None:
         obj = load_snapshot(conn).get_object("QueueSobject")
         assert obj.key_prefix == "03g" and sa.inspect(conn).has_table(obj.table)
     assert runner.invoke(app, ["migrate", "--db", org.db.url, "--check"]).exit_code == 0
+
+
+def test_migrate_rebuilds_report_indexes_a_newer_keel_derives_differently(org: Context) -> None:
+    """Report indexes on privately shared objects now carry the owner and the shared flag (the sharing predicate
+    reads them). An organisation made by an older Keel holds the old index under another name: ``keel migrate``
+    drops it and builds the new one; the plan alone would see no change."""
+    from keel.metadata.apply import apply_plan
+    from keel.metadata.index_sync import pending
+    from keel.metadata.package import parse_object
+    from keel.metadata.plan import plan
+    from keel.metadata.store import load_snapshot
+
+    doc = {"object": "Case__c", "sharing": "private", "name_field": {"type": "text"},
+           "fields": [{"name": "Stage__c", "type": "text", "length": 20}, {"name": "Amount__c", "type": "number"}],
+           "indexes": [{"group_by": ["Stage__c"], "include": ["Amount__c"]}]}
+    with org.db.read() as conn:
+        before = load_snapshot(conn)
+    apply_plan(org.db, plan(before, [*before.objects, parse_object(doc)]), org.metadata)
+    with org.db.read() as conn:
+        obj = load_snapshot(conn).get_object("Case__c")
+        assert pending(conn) == []
+    cols = {f.api_name: f.column for f in obj.fields}
+    (name,) = [ix for ix in _index_names(org.db, obj.table) if ix.startswith("cx_")]
+    with org.db.transaction() as conn:  # as an older Keel built it: no owner or shared flag
+        conn.exec_driver_sql(f'DROP INDEX "{name}"')
+        conn.exec_driver_sql(f'CREATE INDEX "cx_{obj.table}_0ld" ON "{obj.table}" '
+                             f'("{cols["Stage__c"]}", "{cols["Amount__c"]}", is_deleted, id)')
+    runner = CliRunner()
+    check = runner.invoke(app, ["migrate", "--db", org.db.url, "--check"])
+    assert check.exit_code == 1 and "report indexes to rebuild on 1 table" in check.output, check.output
+    done = runner.invoke(app, ["migrate", "--db", org.db.url])
+    assert done.exit_code == 0 and "1 created, 1 dropped" in done.output, done.output
+    assert [ix for ix in _index_names(org.db, obj.table) if ix.startswith("cx_")] == [name]
+    with org.db.read() as conn:
+        if conn.dialect.name == "sqlite":
+            ddl = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = ?", (name,)).scalar()
+        else:
+            ddl = conn.exec_driver_sql("SELECT indexdef FROM pg_indexes WHERE indexname = %s "
+                                       "AND schemaname = current_schema()", (name,)).scalar()
+    assert "owner_id" in str(ddl) and "is_shared" in str(ddl), ddl
+    assert runner.invoke(app, ["migrate", "--db", org.db.url, "--check"]).exit_code == 0
+
+
+def _index_names(db: Database, table: str) -> list[str]:
+    with db.read() as conn:
+        if conn.dialect.name == "sqlite":
+            sql = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?"
+        else:
+            sql = "SELECT indexname FROM pg_indexes WHERE tablename = %s AND schemaname = current_schema()"
+        return sorted(str(r[0]) for r in conn.exec_driver_sql(sql, (table,)))

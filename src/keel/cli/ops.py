@@ -60,7 +60,7 @@ def ops_commands(app: typer.Typer) -> None:
                 check: Annotated[bool, typer.Option(help="Only report; exit 1 if migrations are pending.")] = False,
                 ) -> None:
         """Upgrade Keel's system tables to this version's schema (one transaction)."""
-        from keel.metadata import search_index
+        from keel.metadata import index_sync, search_index
         from keel.services import org, security
         from keel.storage import migrate as m
 
@@ -69,9 +69,10 @@ def ops_commands(app: typer.Typer) -> None:
             before = m.status(ctx.db)
             with ctx.db.read() as conn:
                 unindexed = [o.api_name for o in search_index.missing(conn)]
+                stale = index_sync.pending(conn) if before.up_to_date else []
             unfilled = before.up_to_date and security.sharing_unfilled(ctx)
             standard = org.missing_standard_objects(ctx) if before.up_to_date else []
-            if before.up_to_date and not unindexed and not unfilled and not standard:
+            if before.up_to_date and not unindexed and not unfilled and not standard and not stale:
                 console.print(f"System tables are current (revision {before.head}).")
                 return
             if check:
@@ -81,6 +82,8 @@ def ops_commands(app: typer.Typer) -> None:
                     console.print(f"Pending: new standard objects {', '.join(standard)}.")
                 if unindexed:
                     console.print(f"Pending: search indexes for {len(unindexed)} object(s).")
+                if stale:
+                    console.print(f"Pending: list and report indexes to rebuild on {len(stale)} table(s).")
                 if unfilled:
                     console.print("Pending: a sharing recalculation (managers' inherited shares).")
                 raise typer.Exit(1)
@@ -95,6 +98,11 @@ def ops_commands(app: typer.Typer) -> None:
             built = search_index.build_missing(ctx.db)
             if built:
                 console.print(f"Built search indexes for {len(built)} object(s).")
+            synced = index_sync.sync(ctx.db)
+            if synced:
+                console.print(f"Rebuilt list and report indexes on {len(synced)} table(s): "
+                              f"{sum(len(p.create) for p in synced)} created, {sum(len(p.drop) for p in synced)} "
+                              "dropped.")
             if security.sharing_unfilled(ctx):  # an upgrade through 0004: fill the derived sharing tables
                 security.recalculate_sharing(security.system_context(ctx, "keel migrate: fill sharing tables"))
                 console.print("Recalculated sharing: managers inherit their subordinates' shares.")

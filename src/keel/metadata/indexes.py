@@ -146,7 +146,10 @@ def _spec(obj: ObjectDef, ix: IndexDef) -> IndexSpec | None:
         spec = IndexSpec("", tuple(dict.fromkeys((*keys, "id"))), lower_columns=lowered, nulls_first=True)
     else:
         # Raw columns: GROUP BY uses them as stored, and a filter's lower(column) is computed from the index entry.
-        rest = tuple(dict.fromkeys(c for c in (*include, "is_deleted", "id") if c not in keys))
+        # Under private sharing the record predicate reads the owner and the shared flag: with them in the index
+        # a user's report stays an index-only scan, not a table lookup per row.
+        shared = ("owner_id", "is_shared") if obj.sharing in ("private", "public_read") else ()
+        rest = tuple(dict.fromkeys(c for c in (*include, "is_deleted", *shared, "id") if c not in keys))
         spec = IndexSpec("", tuple(keys), include=rest)
     digest = hashlib.sha1(("|".join((ix.kind, *spec.keys()))).encode()).hexdigest()[:10]
     return IndexSpec(f"cx_{obj.table}_{digest}", spec.columns, include=spec.include,
