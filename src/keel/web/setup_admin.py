@@ -1,6 +1,6 @@
-"""Setup screens for administrators: users, profiles and permission sets (read-only), flows and approval processes
-(activate / deactivate), the outbox's dead letters (retry) and the audit log. A user's profile, role and
-permission sets and the role tree are edited in ``setup_people``.
+"""Setup screens for administrators: users, flows and approval processes (activate / deactivate), the outbox's
+dead letters (retry) and the audit log. A user's profile, role and permission sets and the role tree are edited in
+``setup_people``; profiles, permission sets and their groups in ``setup_perms``.
 
 Every action is an existing service function (``services.users``, ``services.security``,
 ``services.automation``), which checks the administrator's permission again: the screen's own check
@@ -8,8 +8,6 @@ Every action is an existing service function (``services.users``, ``services.sec
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -75,21 +73,6 @@ def users(web: Web) -> Response:
         u["Role"] = rnames.get(str(u.get("UserRoleId")), "")
     return web.render("setup_users.html", users=rows, profiles=profiles, roles=roles,
                       msg={"created": "User created.", "done": "Done."}.get(str(web.params.get("msg", "")), ""))
-
-
-def profiles(web: Web) -> Response:
-    """``/setup/profiles``: profiles and permission sets with their object permissions (read-only)."""
-    require_admin(web)
-    profs = query(web.ctx, "SELECT Id, Name FROM Profile ORDER BY Name")["records"]
-    psets = query(web.ctx, "SELECT Id, Name, Label, ProfileId, Profile.Name FROM PermissionSet ORDER BY Name")[
-        "records"]
-    perms = query(web.ctx, "SELECT ParentId, SobjectType, PermissionsRead, PermissionsCreate, PermissionsEdit, "
-                           "PermissionsDelete, PermissionsViewAllRecords, PermissionsModifyAllRecords "
-                           "FROM ObjectPermissions ORDER BY SobjectType LIMIT 2000")["records"]
-    by_parent: dict[str, list[dict[str, Any]]] = {}
-    for p in perms:
-        by_parent.setdefault(str(p.get("ParentId")), []).append(p)
-    return web.render("setup_profiles.html", profiles=profs, psets=psets, perms=by_parent)
 
 
 def flows(web: Web) -> Response:
