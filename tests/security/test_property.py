@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from keel.context import Context
 from keel.metadata.model import SchemaSnapshot
 from keel.metadata.tables import table_for
+from keel.security import reach
 from keel.security.access import load_access
 from keel.security.principals import recalculate
 from keel.security.tables import shares
@@ -226,6 +227,7 @@ def write(conn: sa.Connection, schema: SchemaSnapshot, m: dict[str, Any]) -> Non
         conn.execute(sa.insert(shares).values(object_id=obj.id, record_id=1 + rec, principal=key[1],
                                               access_level=level, row_cause=cause, created_date=NOW))
     recalculate(conn, schema)
+    reach.mark_shared(conn, schema)  # share rows written directly: set the records' flags as share writes would
 
 
 def _unique_shares(grants: list[Any]) -> list[Any]:
