@@ -201,3 +201,41 @@ def test_offers_tentative_then_final(apps: Context, persona: Callable[..., Conte
                      f"ORDER BY Name")["records"]
     assert [(o["Offer_Type__c"], o["Status__c"]) for o in got] == [
         ("Tentative", "Accepted"), ("Final", "Declined"), ("Final", "Accepted")]
+
+
+def test_time_in_stage_and_to_hire_percentiles_match_the_visible_rows(apps: Context,
+                                                                      persona: Callable[..., Context]) -> None:
+    """The median and p90 of the two reports equal Python's on the rows each user can see: the administrator sees
+    every application, a hiring manager only those of the positions they own."""
+    import statistics
+
+    from keel.services.apps import run_app_report
+
+    generate(apps, 150)
+    hm = persona("hm_pct", "Recruiting_Hiring_Manager")
+    positions = [r["Id"] for r in query(apps, "SELECT Id FROM Position__c ORDER BY Name")["records"]]
+    save_many(apps, "Position__c", [{"Id": p, "OwnerId": uid(hm)} for p in positions[::3]])
+
+    def p90(values: list[float]) -> float:
+        return values[0] if len(values) == 1 else statistics.quantiles(values, n=10, method="inclusive")[-1]
+
+    seen = []
+    for who in (apps, hm):
+        rows = query(who, "SELECT Stage__c, Days_In_Stage__c FROM Stage_History__c WHERE Left__c != null")["records"]
+        by_stage: dict[str, list[float]] = {}
+        for r in rows:
+            by_stage.setdefault(r["Stage__c"], []).append(float(r["Days_In_Stage__c"]))
+        got = {r["Stage__c"]: r for r in run_app_report(who, "recruiting", "time_in_stage")[1]}
+        assert set(got) == set(by_stage) and by_stage
+        for stage, values in by_stage.items():
+            assert got[stage]["n"] == len(values)
+            assert abs(got[stage]["median_days"] - statistics.median(values)) < 1e-6, stage
+            assert abs(got[stage]["p90_days"] - p90(values)) < 1e-6, stage
+        hired = [float(r["Days_To_Hire__c"]) for r in query(
+            who, "SELECT Days_To_Hire__c FROM Job_Application__c WHERE Status__c = 'Hired'")["records"]]
+        tth = run_app_report(who, "recruiting", "time_to_hire")[1][0]
+        assert hired and tth["hires"] == len(hired)
+        assert abs(tth["median_days"] - statistics.median(hired)) < 1e-6
+        assert abs(tth["p90_days"] - p90(hired)) < 1e-6
+        seen.append(len(rows))
+    assert 0 < seen[1] < seen[0]  # the manager's figures come from fewer rows, not the whole organisation's
