@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import date, timedelta
 
 import orjson
+import pytest
 
 from keel.apps.recruiting.sample import generate
 from keel.context import Context
@@ -167,9 +168,16 @@ def test_sample_is_calibrated(apps: Context) -> None:
         assert abs(got["to_hire_pct"] - 100 * hired / len(closed)) < 0.01
     assert 0.6 < funnel["Applied"]["conversion_pct"] / 100 < 0.9 and funnel["Polygraph"]["conversion_pct"] < 40
     assert funnel["Final Offer"]["to_hire_pct"] > funnel["Applied"]["to_hire_pct"]
-    # cost per hire per requisition equals its gate spend over its hires
+    # cost per hire per requisition is its gate spend over its hires, blank without a hire; the Total line is
+    # every gate's cost over every hire
     for r in reports["cost_per_hire"]:
-        assert r["hires"] > 0 and abs(r["cost_per_hire"] - r["gate_cost"] / r["hires"]) < 0.05, r
+        want = r["gate_cost"] / r["hires"] if r["hires"] else None
+        assert r["cost_per_hire"] == pytest.approx(want), r
+    from keel.services.apps import run_app_report_totals
+
+    total = run_app_report_totals(apps, "recruiting", "cost_per_hire")[2]["cost_per_hire"]
+    spend = one(apps, "SELECT SUM(Cost__c) s FROM Assessment__c")["s"]
+    assert total is not None and abs(total - spend / rows["Hired"]) < 1e-6
     # wasted spend is derived: the gates whose result came after the application's disqualification date
     wasted = {r["Gate_Type__c"]: r["n"] for r in reports["wasted_spend"]}
     assert set(wasted) <= {"Medical Exam", "Fitness Test 2"} and wasted, wasted
