@@ -247,3 +247,21 @@ def test_time_in_stage_and_to_hire_percentiles_match_the_visible_rows(apps: Cont
         assert abs(tth["p90_days"] - p90(hired)) < 1e-6
         seen.append(len(rows))
     assert 0 < seen[1] < seen[0]  # the manager's figures come from fewer rows, not the whole organisation's
+
+
+def test_duplicate_phones_are_found_however_they_are_written(apps: Context, persona: Callable[..., Context]) -> None:
+    """Candidate phones are compared by their normalised key (a before-save flow, NORMALIZEPHONE), so one number
+    written three ways is one candidate, while a foreign number with the same digits is another."""
+    rec = persona("rec_ph", "Recruiting_Recruiter")
+    first = save_many(rec, "Candidate__c", [{"Last_Name__c": "Ng", "Phone__c": "(202) 555-0100"}])[0].id
+    assert one(apps, f"SELECT Phone_Key__c FROM Candidate__c WHERE Id = '{first}'")["Phone_Key__c"] == "2025550100"
+    for spelling in ("202-555-0100", "+1 202 555 0100", "1 (202) 555.0100"):
+        refused(rec, "Candidate__c", [{"Last_Name__c": "Dup", "Phone__c": spelling}], "duplicate")
+    other = save_many(rec, "Candidate__c", [{"Last_Name__c": "Ode", "Phone__c": "+44 202 555 0100"},
+                                            {"Last_Name__c": "Ray", "Phone__c": "202-555-0199"}])
+    # an edit into another candidate's number is refused too, and the key follows an accepted change
+    refused(rec, "Candidate__c", [{"Id": other[1].id, "Phone__c": "(202) 5550100"}], "duplicate")
+    save_many(rec, "Candidate__c", [{"Id": other[1].id, "Phone__c": "+1-202-555-0142"}])
+    keys = {r["Last_Name__c"]: r["Phone_Key__c"] for r in query(apps, "SELECT Last_Name__c, Phone_Key__c FROM "
+                                                                      "Candidate__c")["records"]}
+    assert keys == {"Ng": "2025550100", "Ode": "442025550100", "Ray": "2025550142"}
