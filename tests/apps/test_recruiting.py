@@ -175,6 +175,8 @@ def test_sample_is_calibrated(apps: Context) -> None:
         assert r["cost_per_hire"] == pytest.approx(want), r
     from keel.services.apps import run_app_report_totals
 
+    per_hire = run_app_report_totals(apps, "recruiting", "applicants_per_hire")[2]["applicants_per_hire"]
+    assert per_hire == round(sum(rows.values()) / rows["Hired"], 1)  # every application of every requisition
     total = run_app_report_totals(apps, "recruiting", "cost_per_hire")[2]["cost_per_hire"]
     spend = one(apps, "SELECT SUM(Cost__c) s FROM Assessment__c")["s"]
     assert total is not None and abs(total - spend / rows["Hired"]) < 1e-6
