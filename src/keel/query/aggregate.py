@@ -20,7 +20,7 @@ from keel.metadata.types import TYPES
 from keel.query import ast as A
 from keel.query import shape as S
 from keel.query.emit import DATE_FUNCS, FOLDED_TYPES, PASSTHROUGH, OrderKey, Plan
-from keel.query.percentile import PCT, has_percentile, windowed
+from keel.query.percentile import has_percentile, mentions_percentile, windowed
 from keel.query.resolve import Scope, SoqlFieldError, Val, malformed
 
 if TYPE_CHECKING:
@@ -70,12 +70,11 @@ def aggregate(em: Emitter, scope: Scope, q: A.Query, where: list[sa.ColumnElemen
         em.rolled = set(groups) - set(active)
         selects.append(_select(em, scope, q, where, groups, active, shape if n == 0 else None, positions))
     em.rolled = set()
-    if len(selects) == 1 and not any(f.name == PCT for f in selects[0].get_final_froms()
-                                     if isinstance(f, sa.Subquery)):
+    if len(selects) == 1 and not any(isinstance(i, A.SelectExpr) and mentions_percentile(i.expr) for i in q.select):
         base = selects[0]
         order = [_order(em, scope, o, groups, positions) for o in q.order_by]
     else:
-        # (one select reads from the percentile window subquery when it is alone: its ORDER BY names columns too)
+        # (so does a query with a percentile, on both databases alike: SQLite's reads from a window subquery)
         sub = (sa.union_all(*selects) if len(selects) > 1 else selects[0]).subquery()
         base = sa.select(*sub.c)
         order = [_union_order(em, scope, o, positions, sub) for o in q.order_by]

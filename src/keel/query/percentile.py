@@ -26,8 +26,6 @@ from sqlalchemy.sql.elements import ColumnElement
 from keel.query import ast as A
 from keel.query.resolve import Val, malformed
 
-PCT = "pct"  # the window subquery's name, by which ``aggregate`` knows its ORDER BY must name selected columns
-
 
 class SqlitePercentile(ColumnElement[float]):
     """A placeholder the SQLite window rewrite (``windowed``) replaces; it never reaches the compiler."""
@@ -62,6 +60,12 @@ def percentile_value(dialect: str, inner: Val, name: str, number: str | None, po
     # The fraction is inlined: a bound one would make PostgreSQL see two different expressions in SELECT and ORDER BY.
     expr = sa.func.percentile_cont(sa.literal_column(repr(p), sa.Float)).within_group(inner.expr)
     return Val(expr, "float", inner.label, key=key)
+
+
+def mentions_percentile(e: A.Expr) -> bool:
+    """A select item with a percentile: its query's ORDER BY names selected columns, on both databases."""
+    return isinstance(e, A.Call) and (e.name.upper() in ("MEDIAN", "PERCENTILE")
+                                      or any(mentions_percentile(a) for a in e.args))
 
 
 def has_percentile(exprs: list[Any]) -> bool:
@@ -100,7 +104,7 @@ def windowed(cols: list[sa.ColumnElement[Any]], from_: sa.FromClause, where: lis
         inner_cols += [m.x.label(f"x{i}"),
                        sa.func.row_number().over(partition_by=part, order_by=sa.nulls_last(m.x)).label(f"rn{i}"),
                        sa.func.count(m.x).over(partition_by=part).label(f"n{i}")]
-    inner = sa.select(*inner_cols).select_from(from_).where(*where).subquery(PCT)
+    inner = sa.select(*inner_cols).select_from(from_).where(*where).subquery("pct")
     swap: dict[int, sa.ColumnElement[Any]] = {}
     for i, m in enumerate(marks):
         x, rn, n = inner.c[f"x{i}"], inner.c[f"rn{i}"], inner.c[f"n{i}"]
