@@ -70,7 +70,7 @@ def aggregate(em: Emitter, scope: Scope, q: A.Query, where: list[sa.ColumnElemen
         em.rolled = set(groups) - set(active)
         selects.append(_select(em, scope, q, where, groups, active, shape if n == 0 else None, positions))
     em.rolled = set()
-    if len(selects) == 1 and not any(isinstance(i, A.SelectExpr) and mentions_percentile(i.expr) for i in q.select):
+    if len(selects) == 1 and not mentions_percentile((q.select, q.having, q.order_by)):
         base = selects[0]
         order = [_order(em, scope, o, groups, positions) for o in q.order_by]
     else:

@@ -16,6 +16,7 @@ percentiles with COUNT, SUM and GROUP BY ROLLUP, and the row filter (sharing) is
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import sqlalchemy as sa
@@ -62,10 +63,16 @@ def percentile_value(dialect: str, inner: Val, name: str, number: str | None, po
     return Val(expr, "float", inner.label, key=key)
 
 
-def mentions_percentile(e: A.Expr) -> bool:
-    """A select item with a percentile: its query's ORDER BY names selected columns, on both databases."""
-    return isinstance(e, A.Call) and (e.name.upper() in ("MEDIAN", "PERCENTILE")
-                                      or any(mentions_percentile(a) for a in e.args))
+def mentions_percentile(node: Any) -> bool:
+    """Whether a query (or any part of one) uses a percentile. Such a query's ORDER BY names selected columns, on
+    both databases alike, since SQLite's form reads everything through the window subquery."""
+    if isinstance(node, A.Call) and node.name.upper() in ("MEDIAN", "PERCENTILE"):
+        return True
+    if isinstance(node, tuple | list):
+        return any(mentions_percentile(x) for x in node)
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        return any(mentions_percentile(getattr(node, f.name)) for f in dataclasses.fields(node))
+    return False
 
 
 def has_percentile(exprs: list[Any]) -> bool:
