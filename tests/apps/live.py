@@ -9,8 +9,11 @@ personas it logs in as.
 
 from __future__ import annotations
 
+import os
 import re
+import struct
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +35,8 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+DOC_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "apps" / "img"  # the user guides' pictures
+DOC_SIZE = {"width": 1280, "height": 800}
 PASSWORD = "a long walkthrough passphrase"
 ADMIN = "admin@walkthrough.test"
 
@@ -127,8 +132,57 @@ def logged_in(browser: Any, base_url: str, username: str, password: str = PASSWO
 
 
 def shot(page: Any, name: str) -> None:
+    """The whole page under tests/artifacts/ (gitignored); with ``KEEL_DOC_SCREENSHOTS=1`` also the user guide's
+    picture of this step, docs/apps/img/<name>.png: the 1280x800 viewport, recompressed."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"walkthrough-{name}.png"), full_page=True)
+    if os.environ.get("KEEL_DOC_SCREENSHOTS") == "1":
+        doc_shot(page, name)
+
+
+def doc_shot(page: Any, name: str) -> Path:
+    size = page.viewport_size
+    page.set_viewport_size(DOC_SIZE)
+    try:
+        png = page.screenshot(full_page=False)
+    finally:
+        page.set_viewport_size(size)
+    DOC_IMAGES.mkdir(parents=True, exist_ok=True)
+    out = DOC_IMAGES / f"{name}.png"
+    out.write_bytes(recompress_png(png))
+    assert png_size(out.read_bytes()) == (DOC_SIZE["width"], DOC_SIZE["height"]), out
+    return out
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    assert png[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    width, height = struct.unpack(">II", png[16:24])
+    return int(width), int(height)
+
+
+def recompress_png(png: bytes) -> bytes:
+    """The same image with its pixel data deflated at level 9 in one IDAT chunk, and nothing but the chunks a
+    viewer needs (Chromium writes fast, large PNGs; there is no image library to lean on)."""
+    pos, chunks, data = 8, [], b""
+    while pos < len(png):
+        length, kind = struct.unpack(">I4s", png[pos:pos + 8])
+        body = png[pos + 8:pos + 8 + length]
+        pos += 12 + length
+        if kind == b"IDAT":
+            data += body
+        elif kind in (b"IHDR", b"PLTE", b"IEND"):
+            chunks.append((kind, body))
+    packed = zlib.compress(zlib.decompress(data), 9)
+    out = png[:8]
+    for kind, body in chunks:
+        if kind == b"IEND":
+            out += _chunk(b"IDAT", packed)
+        out += _chunk(kind, body)
+    return out
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
 def record_id(page: Any) -> str:

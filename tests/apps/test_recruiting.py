@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import date, timedelta
 
 import orjson
+import pytest
 
 from keel.apps.recruiting.sample import generate
 from keel.context import Context
@@ -167,9 +168,18 @@ def test_sample_is_calibrated(apps: Context) -> None:
         assert abs(got["to_hire_pct"] - 100 * hired / len(closed)) < 0.01
     assert 0.6 < funnel["Applied"]["conversion_pct"] / 100 < 0.9 and funnel["Polygraph"]["conversion_pct"] < 40
     assert funnel["Final Offer"]["to_hire_pct"] > funnel["Applied"]["to_hire_pct"]
-    # cost per hire per requisition equals its gate spend over its hires
+    # cost per hire per requisition is its gate spend over its hires, blank without a hire; the Total line is
+    # every gate's cost over every hire
     for r in reports["cost_per_hire"]:
-        assert r["hires"] > 0 and abs(r["cost_per_hire"] - r["gate_cost"] / r["hires"]) < 0.05, r
+        want = r["gate_cost"] / r["hires"] if r["hires"] else None
+        assert r["cost_per_hire"] == pytest.approx(want), r
+    from keel.services.apps import run_app_report_totals
+
+    per_hire = run_app_report_totals(apps, "recruiting", "applicants_per_hire")[2]["applicants_per_hire"]
+    assert per_hire == round(sum(rows.values()) / rows["Hired"], 1)  # every application of every requisition
+    total = run_app_report_totals(apps, "recruiting", "cost_per_hire")[2]["cost_per_hire"]
+    spend = one(apps, "SELECT SUM(Cost__c) s FROM Assessment__c")["s"]
+    assert total is not None and abs(total - spend / rows["Hired"]) < 1e-6
     # wasted spend is derived: the gates whose result came after the application's disqualification date
     wasted = {r["Gate_Type__c"]: r["n"] for r in reports["wasted_spend"]}
     assert set(wasted) <= {"Medical Exam", "Fitness Test 2"} and wasted, wasted
@@ -201,3 +211,59 @@ def test_offers_tentative_then_final(apps: Context, persona: Callable[..., Conte
                      f"ORDER BY Name")["records"]
     assert [(o["Offer_Type__c"], o["Status__c"]) for o in got] == [
         ("Tentative", "Accepted"), ("Final", "Declined"), ("Final", "Accepted")]
+
+
+def test_time_in_stage_and_to_hire_percentiles_match_the_visible_rows(apps: Context,
+                                                                      persona: Callable[..., Context]) -> None:
+    """The median and p90 of the two reports equal Python's on the rows each user can see: the administrator sees
+    every application, a hiring manager only those of the positions they own."""
+    import statistics
+
+    from keel.services.apps import run_app_report
+
+    generate(apps, 150)
+    hm = persona("hm_pct", "Recruiting_Hiring_Manager")
+    positions = [r["Id"] for r in query(apps, "SELECT Id FROM Position__c ORDER BY Name")["records"]]
+    save_many(apps, "Position__c", [{"Id": p, "OwnerId": uid(hm)} for p in positions[::3]])
+
+    def p90(values: list[float]) -> float:
+        return values[0] if len(values) == 1 else statistics.quantiles(values, n=10, method="inclusive")[-1]
+
+    seen = []
+    for who in (apps, hm):
+        rows = query(who, "SELECT Stage__c, Days_In_Stage__c FROM Stage_History__c WHERE Left__c != null")["records"]
+        by_stage: dict[str, list[float]] = {}
+        for r in rows:
+            by_stage.setdefault(r["Stage__c"], []).append(float(r["Days_In_Stage__c"]))
+        got = {r["Stage__c"]: r for r in run_app_report(who, "recruiting", "time_in_stage")[1]}
+        assert set(got) == set(by_stage) and by_stage
+        for stage, values in by_stage.items():
+            assert got[stage]["n"] == len(values)
+            assert abs(got[stage]["median_days"] - statistics.median(values)) < 1e-6, stage
+            assert abs(got[stage]["p90_days"] - p90(values)) < 1e-6, stage
+        hired = [float(r["Days_To_Hire__c"]) for r in query(
+            who, "SELECT Days_To_Hire__c FROM Job_Application__c WHERE Status__c = 'Hired'")["records"]]
+        tth = run_app_report(who, "recruiting", "time_to_hire")[1][0]
+        assert hired and tth["hires"] == len(hired)
+        assert abs(tth["median_days"] - statistics.median(hired)) < 1e-6
+        assert abs(tth["p90_days"] - p90(hired)) < 1e-6
+        seen.append(len(rows))
+    assert 0 < seen[1] < seen[0]  # the manager's figures come from fewer rows, not the whole organisation's
+
+
+def test_duplicate_phones_are_found_however_they_are_written(apps: Context, persona: Callable[..., Context]) -> None:
+    """Candidate phones are compared by their normalised key (a before-save flow, NORMALIZEPHONE), so one number
+    written three ways is one candidate, while a foreign number with the same digits is another."""
+    rec = persona("rec_ph", "Recruiting_Recruiter")
+    first = save_many(rec, "Candidate__c", [{"Last_Name__c": "Ng", "Phone__c": "(202) 555-0100"}])[0].id
+    assert one(apps, f"SELECT Phone_Key__c FROM Candidate__c WHERE Id = '{first}'")["Phone_Key__c"] == "2025550100"
+    for spelling in ("202-555-0100", "+1 202 555 0100", "1 (202) 555.0100"):
+        refused(rec, "Candidate__c", [{"Last_Name__c": "Dup", "Phone__c": spelling}], "duplicate")
+    other = save_many(rec, "Candidate__c", [{"Last_Name__c": "Ode", "Phone__c": "+44 202 555 0100"},
+                                            {"Last_Name__c": "Ray", "Phone__c": "202-555-0199"}])
+    # an edit into another candidate's number is refused too, and the key follows an accepted change
+    refused(rec, "Candidate__c", [{"Id": other[1].id, "Phone__c": "(202) 5550100"}], "duplicate")
+    save_many(rec, "Candidate__c", [{"Id": other[1].id, "Phone__c": "+1-202-555-0142"}])
+    keys = {r["Last_Name__c"]: r["Phone_Key__c"] for r in query(apps, "SELECT Last_Name__c, Phone_Key__c FROM "
+                                                                      "Candidate__c")["records"]}
+    assert keys == {"Ng": "2025550100", "Ode": "442025550100", "Ray": "2025550142"}

@@ -8,6 +8,7 @@ import io
 import re
 
 import openpyxl  # type: ignore[import-untyped]
+import pytest
 from starlette.testclient import TestClient
 
 from keel.services.query import query
@@ -85,3 +86,26 @@ def test_a_hidden_field_cannot_be_the_third_grouping(recruiter: TestClient) -> N
 def test_grouping_twice_by_one_field_is_refused(admin: TestClient) -> None:
     r = admin.get("/reports?run=1&obj=Position__c&g1=Department__c&g2=Status__c&g3=Department__c")
     assert "Group by each field once." in r.text
+
+
+def test_median_and_p90_levels_come_from_the_rows_not_from_the_groups(admin: TestClient, web_org: Org) -> None:
+    """A percentile cannot be merged from its groups: each subtotal and the grand total are the median (p90) of
+    their own rows, as Python computes them from the same records."""
+    import statistics
+
+    recs = query(web_org.ctx, "SELECT Department__c, Headcount__c FROM Position__c WHERE Headcount__c != null")
+    by_dept: dict[str, list[float]] = {}
+    for r in recs["records"]:
+        by_dept.setdefault(r["Department__c"], []).append(float(r["Headcount__c"]))
+    every = [v for vs in by_dept.values() for v in vs]
+    assert len(by_dept) > 1 and len(every) > 3
+    for agg, fn in (("MEDIAN", statistics.median),
+                    ("P90", lambda v: statistics.quantiles(v, n=10, method="inclusive")[-1] if len(v) > 1 else v[0])):
+        page = admin.get(f"/reports?run=1&obj=Position__c&g1=Department__c&g2=Status__c&g3=Open_Date__c&agg={agg}"
+                         "&field=Headcount__c").text
+        m = re.search(r"Grand total</th><td><strong>([^<]*)</strong>", page)
+        assert m and m.group(1) == display(fn(every)), agg
+        csv_rows = admin.get(f"/reports/export.csv?obj=Position__c&g1=Department__c&agg={agg}"
+                             "&field=Headcount__c").text.strip().splitlines()
+        got = {line.split(",")[0]: float(line.split(",")[1]) for line in csv_rows[1:]}
+        assert got == pytest.approx({**{d: fn(v) for d, v in by_dept.items()}, "Total": fn(every)}), agg

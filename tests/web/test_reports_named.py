@@ -25,6 +25,13 @@ reports:
   - name: secret_by_status
     label: Secret notes (hidden from recruiters)
     soql: "SELECT Status__c, Secret_Notes__c FROM Position__c LIMIT 5"
+  - name: heads_per_position
+    label: Headcount per position
+    soql: "SELECT Department__c, SUM(Headcount__c) heads, COUNT(Id) n FROM Position__c GROUP BY Department__c
+      ORDER BY Department__c"
+    summaries:
+      - {name: per_position, label: Heads per position, formula: "ROUND(SUM(heads) / SUM(n), 2)"}
+      - {name: never, label: Divided by zero, formula: "SUM(heads) / (SUM(n) - SUM(n))"}
 dashboard: [by_department, headcount]
 """
 REPORT_YAML = """report: headcount
@@ -154,3 +161,35 @@ def test_keel_apply_deploys_a_packages_reports_and_dashboards(admin: TestClient,
     assert r.status_code == 200 and "Sum of Headcount" in r.text
     assert 'href="/dashboards/hiring_pack.overview"' in admin.get("/dashboards").text
     assert admin.get("/dashboards/hiring_pack.overview").text.count("<svg") == 1
+
+
+def test_summary_formulas_per_group_and_for_the_grand_total(recruiter_pkg: TestClient, web_org: Org) -> None:
+    """A ratio of the report's aggregates on every group's row and, on the Total line, over all rows (not an
+    average of the rows' ratios); a division by zero is blank. It is computed from what the viewer sees."""
+    from keel.services.query import query
+    from keel.services.report_summaries import parse_summaries, summarise
+    from keel.services.security import user_context
+    from keel.storage import ids
+    from keel.web.base import display
+
+    page = recruiter_pkg.get("/reports/r/hiring.heads_per_position").text
+    assert "<th scope=\"col\">Heads per position</th>" in page
+    uid = query(web_org.ctx, f"SELECT Id FROM User WHERE Username = '{RECRUITER}'")["records"][0]["Id"]
+    ctx = user_context(web_org.ctx, ids.split(uid)[1])
+    rows = query(ctx, "SELECT Department__c, Headcount__c FROM Position__c")["records"]
+    heads = sum(r["Headcount__c"] or 0 for r in rows)
+    total = re.search(r'<tr class="total"><th scope="row">Total</th><td><strong>([^<]*)</strong></td>'
+                      r'<td><strong>([^<]*)</strong></td><td><strong>([^<]*)</strong></td>'
+                      r'<td><strong>([^<]*)</strong></td></tr>', page)
+    assert total and total.groups() == ("", "", display(round(heads / len(rows), 2)), ""), page[-2000:]
+    for dept in {r["Department__c"] for r in rows}:
+        mine = [r["Headcount__c"] or 0 for r in rows if r["Department__c"] == dept]
+        assert f"<td>{dept}</td><td>{display(sum(mine))}</td><td>{len(mine)}</td>" \
+               f"<td>{display(round(sum(mine) / len(mine), 2))}</td><td></td>" in page
+    with pytest.raises(Exception, match="wrap heads"):
+        parse_summaries([{"name": "bad", "formula": "heads / SUM(n)"}])
+    with pytest.raises(Exception, match="only"):
+        parse_summaries([{"name": "bad", "formula": "TODAY()"}])
+    rows_out, grand = summarise(parse_summaries([{"name": "r", "formula": "SUM(a) / SUM(b)"}]),
+                                [{"a": 10, "b": 2}, {"a": 5, "b": 0}, {"a": None, "b": 3}])
+    assert [r["r"] for r in rows_out] == [5, None, None] and grand == {"r": 3}

@@ -74,7 +74,7 @@ def report_cmd(
     db: DbOption = None,
 ) -> None:
     """Run one of an app's reports (as the administrator) and print it as a table."""
-    from keel.services.apps import app_reports, run_app_report
+    from keel.services.apps import app_reports, run_app_report_totals
 
     with friendly_errors():
         if report is None:
@@ -83,10 +83,12 @@ def report_cmd(
                 t.add_row(r.name, r.label)
             console.print(t)
             return
-        found, rows = run_app_report(context(db), name, report)
+        found, rows, total = run_app_report_totals(context(db), name, report)
         t = Table(*(rows[0].keys() if rows else ["(no rows)"]), title=found.label)
         for row in rows:
             t.add_row(*(_cell(v) for v in row.values()))
+        if total and rows:  # the summary formulas over every row: the grand total line
+            t.add_row(*(_cell(total[k]) if k in total else ("Total" if i == 0 else "") for i, k in enumerate(rows[0])))
         console.print(t)
 
 

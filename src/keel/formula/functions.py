@@ -7,10 +7,10 @@ function exists everywhere or nowhere.
 from __future__ import annotations
 
 from keel.formula.fn import Fn
-from keel.formula.lib import change, dates, logic, maths, text, times
+from keel.formula.lib import change, dates, logic, maths, phone, text, times
 
 FUNCTIONS: dict[str, Fn] = {}
-for _row in (*logic.ROWS, *maths.ROWS, *text.ROWS, *dates.ROWS, *times.ROWS, *change.ROWS):
+for _row in (*logic.ROWS, *maths.ROWS, *text.ROWS, *phone.ROWS, *dates.ROWS, *times.ROWS, *change.ROWS):
     if _row.name in FUNCTIONS:  # pragma: no cover - a programming error caught at import
         raise RuntimeError(f"function {_row.name} is defined twice")
     FUNCTIONS[_row.name] = _row

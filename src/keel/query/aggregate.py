@@ -20,6 +20,7 @@ from keel.metadata.types import TYPES
 from keel.query import ast as A
 from keel.query import shape as S
 from keel.query.emit import DATE_FUNCS, FOLDED_TYPES, PASSTHROUGH, OrderKey, Plan
+from keel.query.percentile import has_percentile, mentions_percentile, windowed
 from keel.query.resolve import Scope, SoqlFieldError, Val, malformed
 
 if TYPE_CHECKING:
@@ -69,11 +70,12 @@ def aggregate(em: Emitter, scope: Scope, q: A.Query, where: list[sa.ColumnElemen
         em.rolled = set(groups) - set(active)
         selects.append(_select(em, scope, q, where, groups, active, shape if n == 0 else None, positions))
     em.rolled = set()
-    if len(selects) == 1:
+    if len(selects) == 1 and not mentions_percentile((q.select, q.having, q.order_by)):
         base = selects[0]
         order = [_order(em, scope, o, groups, positions) for o in q.order_by]
     else:
-        sub = sa.union_all(*selects).subquery()
+        # (so does a query with a percentile, on both databases alike: SQLite's reads from a window subquery)
+        sub = (sa.union_all(*selects) if len(selects) > 1 else selects[0]).subquery()
         base = sa.select(*sub.c)
         order = [_union_order(em, scope, o, positions, sub) for o in q.order_by]
     return Plan("aggregate", scope.obj, base, order, shape, [], q.limit, q.offset, em.runtime)
@@ -121,8 +123,10 @@ def _select(em: Emitter, scope: Scope, q: A.Query, where: list[sa.ColumnElement[
             get = S.value_getter(idx, S.converter(v.type, scale))
         shape.entries.append((key, get))
     group_exprs: list[sa.ColumnElement[Any]] = []
+    partition: list[sa.ColumnElement[Any]] = []
     for k in active:
         g = groups[k]
+        partition.append(em.opts.lower(g.expr) if k in em.folded else g.expr)
         if k not in em.folded and k in positions and _has_parameters(g.expr):
             # An expression with a run-time value (TODAY() in a formula) renders a new placeholder each time it
             # appears, and PostgreSQL cannot tell that SELECT's and GROUP BY's are the same expression: group by
@@ -132,11 +136,14 @@ def _select(em: Emitter, scope: Scope, q: A.Query, where: list[sa.ColumnElement[
         group_exprs.append(em.opts.lower(g.expr) if k in em.folded else g.expr)
         if g.type_expr is not None:
             group_exprs.append(g.type_expr)  # a polymorphic id is its key plus its type
+    having = em.cond(scope, q.having, agg_ok=True, groups=groups) if q.having is not None else None
+    if has_percentile([*cols, having]):
+        return windowed(cols, scope.from_clause(), where, partition, group_exprs, having)
     stmt = sa.select(*cols).select_from(scope.from_clause()).where(*where)
     if group_exprs:
         stmt = stmt.group_by(*group_exprs)
-    if q.having is not None:
-        stmt = stmt.having(em.cond(scope, q.having, agg_ok=True, groups=groups))
+    if having is not None:
+        stmt = stmt.having(having)
     return stmt
 
 
@@ -171,7 +178,7 @@ def _union_order(em: Emitter, scope: Scope, o: A.OrderItem, positions: dict[str,
     v = em.value(scope, o.expr, agg_ok=True)
     idx = positions.get(v.key)
     if idx is None:
-        raise malformed("ORDER BY with ROLLUP or CUBE must name a selected field or aggregate", o.pos)
+        raise malformed("ORDER BY with ROLLUP, CUBE or a percentile must name a selected field or aggregate", o.pos)
     col: sa.ColumnElement[Any] = sub.c[f"c{idx}"]
     nulls_first = (o.nulls == "FIRST") if o.nulls else not o.descending
     return OrderKey(em.opts.lower(col) if v.key in em.folded else col, o.descending, nulls_first)

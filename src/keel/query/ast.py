@@ -91,6 +91,7 @@ class Call:
     name: str
     args: tuple[Expr, ...]
     pos: Pos = field(default=NOPOS, compare=False, repr=False)
+    number: str | None = None  # a trailing numeric argument: the fraction of ``PERCENTILE(field, 0.9)``
 
 
 Expr = FieldRef | Call

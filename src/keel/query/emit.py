@@ -22,6 +22,7 @@ from keel.metadata.types import TYPES
 from keel.query import ast as A
 from keel.query import shape as S
 from keel.query.compare import compare
+from keel.query.percentile import percentile_value
 from keel.query.resolve import (
     NUMBER_TYPES,
     TEXT_TYPES,
@@ -36,7 +37,7 @@ from keel.query.resolve import resolve_object as _resolve_object
 from keel.query.sensitive import SensitiveRead
 from keel.query.tokens import unescape
 
-AGGREGATES = frozenset({"COUNT", "COUNT_DISTINCT", "SUM", "AVG", "MIN", "MAX"})
+AGGREGATES = frozenset({"COUNT", "COUNT_DISTINCT", "SUM", "AVG", "MIN", "MAX", "MEDIAN", "PERCENTILE"})
 DATE_FUNCS = frozenset({"CALENDAR_YEAR", "CALENDAR_MONTH", "CALENDAR_QUARTER", "DAY_IN_MONTH", "DAY_IN_WEEK",
                         "DAY_IN_YEAR", "DAY_ONLY", "HOUR_IN_DAY", "WEEK_IN_MONTH", "WEEK_IN_YEAR", "FISCAL_YEAR",
                         "FISCAL_QUARTER", "FISCAL_MONTH"})
@@ -430,15 +431,17 @@ class Emitter:
             if not agg_ok:
                 raise malformed("COUNT() is only allowed alone in the SELECT list", e.pos)
             return Val(sa.func.count(), "int", "expr", key="count()")
-        if len(e.args) != 1:
+        if len(e.args) != 1 or (e.number is not None) != (name == "PERCENTILE"):
             raise malformed(f"wrong number of arguments to {e.name}", e.pos)
         inner = self.value(scope, e.args[0], agg_ok=False)
         if name in AGGREGATES:
             if not agg_ok:
                 raise malformed(f"aggregate function {e.name} is not allowed here", e.pos)
-            if name in ("SUM", "AVG") and inner.type not in NUMBER_TYPES:
+            if name in ("SUM", "AVG", "MEDIAN", "PERCENTILE") and inner.type not in NUMBER_TYPES:
                 raise malformed(f"field {inner.label} does not support aggregate operator {name}", e.pos,
                                 code="INVALID_FIELD")
+            if name in ("MEDIAN", "PERCENTILE"):
+                return percentile_value(self.opts.dialect, inner, name, e.number, e.pos)
             fn: dict[str, Any] = {"COUNT": sa.func.count, "SUM": sa.func.sum, "AVG": sa.func.avg, "MIN": sa.func.min,
                   "MAX": sa.func.max}
             if name == "COUNT_DISTINCT":

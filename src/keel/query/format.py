@@ -57,7 +57,8 @@ def _order(o: A.OrderItem) -> str:
 def format_expr(e: A.Expr) -> str:
     if isinstance(e, A.FieldRef):
         return ".".join(e.path)
-    return f"{e.name}(" + ", ".join(format_expr(a) for a in e.args) + ")"
+    args = [format_expr(a) for a in e.args] + ([e.number] if e.number is not None else [])
+    return f"{e.name}(" + ", ".join(args) + ")"
 
 
 def format_value(v: A.Literal | A.ListValue | A.Query) -> str:

@@ -213,6 +213,8 @@ class _Parser:
         out = [self.expr()]
         while self.is_op(","):
             self.advance()
+            if self.tok.kind == NUMBER:
+                break
             out.append(self.expr())
         return out
 
@@ -310,10 +312,13 @@ class _Parser:
             name = self.advance().text
             self.advance()
             args: list[A.Expr] = []
+            number = None
             if not self.is_op(")"):
                 args = self.expr_list()
+                if args and self.tok.kind == NUMBER:  # PERCENTILE(field, 0.9): the list stopped after its comma
+                    number = self.advance().text
             self.expect_op(")")
-            return A.Call(name, tuple(args), self.pos(t))
+            return A.Call(name, tuple(args), self.pos(t), number)
         return self.field_ref()
 
     # --- conditions -------------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from keel.metadata.store import current_version, load_snapshot
 from keel.security.package import PermissionSetSpec, parse_permission_set
 from keel.services.metadata import check_formulas
 from keel.services.report_indexes import load_package_objects
+from keel.services.report_summaries import Summary, parse_summaries, summarise
 from keel.services.security import _find_by_name, create_role, deploy_permission_set, ensure_queue
 from keel.storage import system as S
 from keel.yamlio import load_yaml
@@ -273,17 +274,26 @@ class AppReport:
     label: str
     soql: str
     chart: str | None
+    summaries: tuple[Summary, ...] = ()
 
 
 def app_reports(name: str) -> list[AppReport]:
     """The reports an app declares in ``app.yaml`` (``reports: [{name, label, soql, chart}]``)."""
-    return [AppReport(str(r["name"]), str(r.get("label") or r["name"]), str(r["soql"]), r.get("chart"))
+    return [AppReport(str(r["name"]), str(r.get("label") or r["name"]), str(r["soql"]), r.get("chart"),
+                      parse_summaries(r.get("summaries")))
             for r in manifest(name).get("reports") or []]
 
 
 def run_app_report(ctx: Context, name: str, report: str) -> tuple[AppReport, list[dict[str, Any]]]:
     """Run one of an app's reports as ``ctx.actor``: an ordinary SOQL query, so sharing and field-level
-    security decide what it counts."""
+    security decide what it counts. Each row carries the report's summary formulas too."""
+    found, rows, _total = run_app_report_totals(ctx, name, report)
+    return found, rows
+
+
+def run_app_report_totals(ctx: Context, name: str,
+                          report: str) -> tuple[AppReport, list[dict[str, Any]], dict[str, float | None]]:
+    """``run_app_report`` and the summary formulas' grand totals (services/report_summaries.py)."""
     from keel.services.query import query
 
     found = next((r for r in app_reports(name) if r.name == report), None)
@@ -291,7 +301,8 @@ def run_app_report(ctx: Context, name: str, report: str) -> tuple[AppReport, lis
         names = ", ".join(r.name for r in app_reports(name))
         raise KeelError(f"{name} has no report {report!r}; its reports are {names}.", code="NOT_FOUND")
     rows = [{k: v for k, v in r.items() if k != "attributes"} for r in query(ctx, found.soql)["records"]]
-    return found, rows
+    rows, total = summarise(found.summaries, rows)
+    return found, rows, total
 
 
 def list_apps(ctx: Context) -> list[dict[str, Any]]:
@@ -300,4 +311,4 @@ def list_apps(ctx: Context) -> list[dict[str, Any]]:
 
 
 __all__ = ["APP_NAMES", "AppPlan", "AppReport", "InstallResult", "app_reports", "apply_app", "install_all",
-           "install_app", "list_apps", "plan_app", "run_app_report"]
+           "install_app", "list_apps", "plan_app", "run_app_report", "run_app_report_totals"]

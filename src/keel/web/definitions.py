@@ -25,6 +25,7 @@ import yaml
 from keel.context import Context
 from keel.errors import KeelError
 from keel.services.package_reports import deployed_report_definitions, package_document
+from keel.services.report_summaries import Summary, parse_summaries
 from keel.yamlio import load_yaml
 
 APPS_DIR = Path(__file__).resolve().parents[1] / "apps"
@@ -74,6 +75,7 @@ class ReportDef:
     chart: str | None = None
     source: str = "package"
     owner_id: int | None = None
+    summaries: tuple[Summary, ...] = ()  # summary formulas over a SOQL report's rows (services/report_summaries.py)
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,8 @@ def report_from_yaml(raw: Mapping[str, Any], prefix: str = "", source: str = "pa
     label = str(raw.get("label") or name)
     chart = str(raw["chart"]) if raw.get("chart") else None
     if raw.get("soql"):
-        return ReportDef(prefix + name, label, {}, str(raw["soql"]), chart, source)
+        return ReportDef(prefix + name, label, {}, str(raw["soql"]), chart, source,
+                         summaries=parse_summaries(raw.get("summaries")))
     groups = [str(g) for g in raw.get("groupings") or []][:3]
     params: dict[str, str] = {"obj": str(raw.get("object") or ""),
                               "type": str(raw.get("type") or ("tabular" if not groups else "summary")),

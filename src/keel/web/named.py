@@ -19,6 +19,7 @@ from starlette.responses import RedirectResponse, Response
 
 from keel.errors import KeelError
 from keel.services.query import query
+from keel.services.report_summaries import summarise
 from keel.web.base import Web, display, nav_objects, require
 from keel.web.definitions import (
     PARAM_KEYS,
@@ -86,7 +87,7 @@ def run_soql_report(web: Web, rdef: ReportDef) -> dict[str, Any]:
     """A package's SOQL report, run as the viewer. Leading text columns are groupings, the first numeric column
     after them is the measure; two groupings chart as a stacked bar."""
     started = time.perf_counter()
-    recs = query(web.ctx, str(rdef.soql), surface="report")["records"]
+    recs, totals = summarise(rdef.summaries, query(web.ctx, str(rdef.soql), surface="report")["records"])
     keys = [k for k in (recs[0] if recs else {}) if k != "attributes"]
     rows = [[_flat(r.get(k)) for k in keys] for r in recs]
     labels = 0
@@ -109,11 +110,14 @@ def run_soql_report(web: Web, rdef: ReportDef) -> dict[str, Any]:
             for r in rows:
                 sums[str(r[0])] = sums.get(str(r[0]), 0.0) + float(r[labels] or 0)
             svg = chart(rdef.chart, rdef.label, list(sums.items()))
-    cols = [Col(k.replace("__c", "").replace("_", " "), k) for k in keys]
+    labels_of = {sm.name: sm.label for sm in rdef.summaries}
+    cols = [Col(labels_of.get(k) or k.replace("__c", "").replace("_", " "), k) for k in keys]
+    total_line = [display(totals[k]) if k in totals else ("Total" if i == 0 else "") for i, k in enumerate(keys)]
     return {"tabular": True, "columns": cols, "records": [({}, [(display(v), None) for v in row]) for row in rows],
             "title": rdef.label, "label": "Rows", "total": float(len(rows)), "svg": svg, "groups": [], "rows": [],
             "cols": [], "matrix": {}, "subtotals": {}, "soql": rdef.soql, "agg": "COUNT",
-            "ms": (time.perf_counter() - started) * 1000, "capped": False, "obj": None}
+            "ms": (time.perf_counter() - started) * 1000, "capped": False, "obj": None,
+            "summary_total": total_line if totals and rows else None}
 
 
 def run_named(web: Web, rdef: ReportDef, part: Component | None = None) -> dict[str, Any]:

@@ -23,7 +23,8 @@ from keel.web.base import Web, cell_value, display, nav_objects, readable, relat
 from keel.web.svg import chart, stacked_bar
 from keel.web.views import UNSORTABLE, condition, default_columns
 
-AGGS = ("COUNT", "SUM", "AVG", "MIN", "MAX")
+AGGS = ("COUNT", "SUM", "AVG", "MIN", "MAX", "MEDIAN", "P90")
+PERCENTILES = {"MEDIAN": "MEDIAN({})", "P90": "PERCENTILE({}, 0.9)"}  # SOQL's percentile aggregates (docs/soql.md)
 CHARTS = ("bar", "stacked_bar", "pie", "donut", "line", "funnel", "none")
 TYPES = ("summary", "matrix", "tabular")
 TABULAR_LIMIT = 2000
@@ -93,6 +94,8 @@ def run_report(web: Web, obj: ObjectDef, params: Mapping[str, str]) -> dict[str,
     # which every row, subtotal and the grand total are divided out.
     if measure and agg == "AVG":
         expr = f"SUM({measure.api_name}) v, COUNT({measure.api_name}) n"
+    elif measure and agg in PERCENTILES:
+        return _run_percentile(web, obj, params, groups, agg, measure)
     else:
         expr = (f"{agg}({measure.api_name})" if measure else "COUNT(Id)") + " v"
     where = _where(web, obj, params)
@@ -104,7 +107,34 @@ def run_report(web: Web, obj: ObjectDef, params: Mapping[str, str]) -> dict[str,
     recs = query(web.ctx, soql, surface="report")["records"]
     elapsed = time.perf_counter() - started
     leaves = [(tuple(display(r.get(g.api_name), g) or "(blank)" for g in groups), _acc(agg, r)) for r in recs]
-    levels = _roll_up(agg, leaves, len(groups))
+    return _result(obj, params, groups, agg, measure, soql, elapsed, leaves, _roll_up(agg, leaves, len(groups)))
+
+
+def _run_percentile(web: Web, obj: ObjectDef, params: Mapping[str, str], groups: list[FieldDef], agg: str,
+                    measure: FieldDef) -> dict[str, Any]:
+    """A median or p90 cannot be merged from its groups' values, so the database computes every level: GROUP BY
+    ROLLUP gives the rows, each subtotal and the grand total in one query, told apart by their GROUPING flags."""
+    expr = PERCENTILES[agg].format(measure.api_name) + " v"
+    gsql = ", ".join(g.api_name for g in groups)
+    flags = "".join(f", GROUPING({g.api_name}) r{i}" for i, g in enumerate(groups))
+    soql = f"SELECT {gsql + ', ' if gsql else ''}{expr}{flags} FROM {obj.api_name}{_where(web, obj, params)}"
+    if groups:
+        soql += f" GROUP BY ROLLUP({gsql}) ORDER BY {gsql}"
+    started = time.perf_counter()
+    recs = query(web.ctx, soql, surface="report")["records"]
+    elapsed = time.perf_counter() - started
+    levels: list[dict[tuple[str, ...], Acc]] = [{} for _ in range(len(groups) + 1)]
+    for r in recs:
+        depth = sum(1 for i in range(len(groups)) if not r.get(f"r{i}"))
+        keys = tuple(display(r.get(g.api_name), g) or "(blank)" for g in groups[:depth])
+        levels[depth][keys] = None if r.get("v") is None else float(r["v"])
+    leaves = list(levels[-1].items())
+    return _result(obj, params, groups, agg, measure, soql, elapsed, leaves, levels)
+
+
+def _result(obj: ObjectDef, params: Mapping[str, str], groups: list[FieldDef], agg: str, measure: FieldDef | None,
+            soql: str, elapsed: float, leaves: list[tuple[tuple[str, ...], Acc]],
+            levels: list[dict[tuple[str, ...], Acc]]) -> dict[str, Any]:
     rows = [(list(k), _value(agg, a)) for k, a in leaves]
     subtotals = {(k[0] if k else "Total"): _value(agg, a) for k, a in levels[1].items()} if groups \
         else {"Total": _value(agg, levels[0].get((), None))}
