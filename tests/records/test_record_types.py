@@ -12,7 +12,7 @@ import yaml
 from keel.context import Context
 from keel.errors import BatchError, MetadataError
 from keel.metadata.package import parse_object
-from keel.records import save_many
+from keel.records import delete_many, save_many
 from keel.services.metadata import apply_package
 from keel.services.query import query
 from keel.services.security import user_context
@@ -109,6 +109,10 @@ def test_record_type_rows_are_metadata_not_data(org: Context, tmp_path: Path) ->
     admin = user_context(org, query(org, f"SELECT Id FROM User WHERE Username = '{ADMIN}'")["records"][0]["Id"])
     with pytest.raises(BatchError) as e:
         save_many(admin, "RecordType", [{"Name": "Sneaky", "DeveloperName": "Sneaky", "SobjectType": "Ticket__c"}])
+    assert codes(e.value) == ["INSUFFICIENT_ACCESS_OR_READONLY"]
+    support = query(org, "SELECT Id FROM RecordType WHERE SobjectType = 'Ticket__c'")["records"][0]["Id"]
+    with pytest.raises(BatchError) as e:
+        delete_many(admin, "RecordType", [support])
     assert codes(e.value) == ["INSUFFICIENT_ACCESS_OR_READONLY"]
     # and every user can read them, as the SOQL parent path needs
     uid = create_user(org, username="u@rt.test", password=None, last_name="U", email="u@rt.test")
