@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 import requests
@@ -17,6 +18,7 @@ from simple_salesforce.exceptions import (
 from tests.livehttp import LocalSession
 
 from keel.records import save_many
+from keel.services.metadata import apply_package
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +192,37 @@ def test_error_mapping(sf: Salesforce) -> None:
     with pytest.raises(SalesforceMalformedRequest) as e:
         sf.Widget__c.create({"Color__c": "Purple"})
     assert e.value.content[0]["errorCode"] == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+
+
+def test_record_types_through_describe_create_and_query(sf: Salesforce, live: Live, tmp_path: Path) -> None:
+    """An object's record types as simple-salesforce sees them: describe's recordTypeInfos, a create naming a
+    RecordTypeId, a refused picklist value, and the RecordType rows in SOQL."""
+    (tmp_path / "Gadget__c.yaml").write_text(
+        "object: Gadget__c\nfields:\n  - {name: Size__c, type: picklist, values: [Small, Large, Huge]}\n"
+        "record_types:\n  - {name: Retail, label: Retail Gadget, default: true, picklists: {Size__c: [Small]}}\n"
+        "  - {name: Industrial, label: Industrial Gadget, picklists: {Size__c: [Large, Huge]}}\n")
+    apply_package(live.ctx, tmp_path)
+    keys = {"available", "defaultRecordTypeMapping", "developerName", "master", "name", "recordTypeId", "urls"}
+    infos = sf.Gadget__c.describe()["recordTypeInfos"]
+    assert all(keys <= set(i) for i in infos)
+    by_name = {i["developerName"]: i for i in infos}
+    assert set(by_name) == {"Retail", "Industrial", "Master"}
+    assert [n for n, i in by_name.items() if i["defaultRecordTypeMapping"]] == ["Retail"]
+    assert by_name["Master"]["master"] and by_name["Master"]["recordTypeId"] == "012000000000000AAA"
+    assert by_name["Industrial"]["name"] == "Industrial Gadget" and by_name["Industrial"]["available"]
+    account = sf.Account.describe()["recordTypeInfos"]  # no record types: the master type only, as the default
+    assert [(i["developerName"], i["defaultRecordTypeMapping"]) for i in account] == [("Master", True)]
+    assert "RecordTypeId" not in {f["name"] for f in sf.Account.describe()["fields"]}
+
+    industrial = by_name["Industrial"]["recordTypeId"]
+    made = sf.Gadget__c.create({"Name": "press", "RecordTypeId": industrial, "Size__c": "Huge"})
+    plain = sf.Gadget__c.create({"Name": "phone"})
+    got = sf.query("SELECT Name, Size__c, RecordType.DeveloperName FROM Gadget__c ORDER BY Name")["records"]
+    assert [(r["Name"], r["RecordType"]["DeveloperName"]) for r in got] == [("phone", "Retail"), ("press",
+                                                                                                   "Industrial")]
+    assert sf.Gadget__c.get(made["id"])["RecordTypeId"] == industrial and plain["success"]
+    with pytest.raises(SalesforceMalformedRequest) as e:
+        sf.Gadget__c.create({"Name": "bad", "RecordTypeId": industrial, "Size__c": "Small"})
+    assert "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST" in str(e.value)
+    rts = sf.query("SELECT Id, DeveloperName, SobjectType FROM RecordType WHERE SobjectType = 'Gadget__c'")
+    assert {r["DeveloperName"]: r["Id"] for r in rts["records"]}["Industrial"] == industrial

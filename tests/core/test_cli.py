@@ -87,6 +87,7 @@ SALESFORCE_PREFIXES = {
     "ObjectPermissions": "110", "FieldPermissions": "01k", "QueueSobject": "03g", "ProcessInstance": "04g",
     "ProcessInstanceStep": "04h", "ProcessInstanceWorkitem": "04i", "AccountShare": "00r", "ContactShare": "03s",
     "LeadShare": "01o", "OpportunityShare": "00t", "CaseShare": "01n", "BulkJob": "750", "SharingRule": "02S",
+    "RecordType": "012",
 }
 AUDIT = ["Id", "Name", "OwnerId", "CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById",
          "SystemModstamp", "IsDeleted"]

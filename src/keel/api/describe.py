@@ -13,7 +13,9 @@ from typing import Any
 from keel.api.routing import ApiCall, Reply, not_found
 from keel.context import Access, Actor
 from keel.metadata.model import FieldDef, ObjectDef, SchemaSnapshot
+from keel.metadata.recordtypes import MASTER_ID, record_types
 from keel.metadata.types import TYPES, effective_type, sf_type
+from keel.records.recordtypes import load_rows
 
 MIN_VERSION, MAX_VERSION = 31, 66
 _SEASONS = ("Winter", "Spring", "Summer")
@@ -180,14 +182,32 @@ def describe(call: ApiCall, schema: SchemaSnapshot, obj: ObjectDef) -> Reply:
         "defaultImplementation": None, "extendedBy": None, "extendsInterfaces": None, "fields": fields,
         "implementedBy": None, "implementsInterfaces": None, "listviewable": None, "lookupLayoutable": None,
         "namedLayoutInfos": [], "networkScopeFieldName": None,
-        "recordTypeInfos": [{"active": True, "available": True, "defaultRecordTypeMapping": True,
-                             "developerName": "Master", "master": True, "name": "Master",
-                             "recordTypeId": "012000000000000AAA", "urls": {}}],
+        "recordTypeInfos": record_type_infos(call, schema, obj),
         "searchLayoutable": True, "sobjectDescribeOption": "FULL", "supportedScopes": [
             {"label": "All " + obj.plural_label.lower(), "name": "everything"},
             {"label": "My " + obj.plural_label.lower(), "name": "mine"}],
     })
     return Reply(200, body)
+
+
+def record_type_infos(call: ApiCall, schema: SchemaSnapshot, obj: ObjectDef) -> list[dict[str, Any]]:
+    """Salesforce's shape: the object's active record types, then the master type (every object has it; it is
+    the default mapping when no declared type is the default). ``available`` says the caller may create records
+    of the type; Keel has no per-profile record type assignment, so it follows the object's create permission."""
+    declared = {d.developer_name.lower(): d for d in record_types(obj)}
+    rows = []
+    if declared:
+        with call.ctx.db.read() as conn:
+            rows = [r for r in load_rows(conn, schema, obj.api_name) if r.active]
+    available = _can(call.ctx.actor, obj, "create")
+    default = next((r.id for r in rows if (d := declared.get(r.developer_name.lower())) and d.default), MASTER_ID)
+    # ``urls`` stays empty: Keel serves no per-record-type page layouts (``describe/layouts``).
+    out = [{"active": True, "available": available, "defaultRecordTypeMapping": r.id == default,
+            "developerName": r.developer_name, "master": False, "name": r.label, "recordTypeId": r.id, "urls": {}}
+           for r in rows]
+    out.append({"active": True, "available": True, "defaultRecordTypeMapping": default == MASTER_ID,
+                "developerName": "Master", "master": True, "name": "Master", "recordTypeId": MASTER_ID, "urls": {}})
+    return out
 
 
 def openapi(call: ApiCall) -> Reply:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
+from itertools import islice
 from typing import Any
 
 from keel.context import Context
@@ -14,11 +15,12 @@ from keel.services.users import create_user
 BATCH = 2000
 
 
-def batched_save(ctx: Context, obj: str, drafts: Sequence[dict[str, Any]]) -> list[str]:
-    """Save in batches of a few thousand (all or none per batch); returns the ids in order."""
+def batched_save(ctx: Context, obj: str, drafts: Iterable[dict[str, Any]]) -> list[str]:
+    """Save in batches of a few thousand (all or none per batch); returns the ids in order. ``drafts`` may be a
+    generator: only one batch of drafts is held at a time, which keeps a million-applicant sample in memory."""
     out: list[str] = []
-    for start in range(0, len(drafts), BATCH):
-        chunk = list(drafts[start:start + BATCH])
+    it = iter(drafts)
+    while chunk := list(islice(it, BATCH)):
         with ctx.db.transaction() as conn:
             results = save_many(ctx, obj, chunk, all_or_none=True, conn=conn)
         out += [str(r.id) for r in results]

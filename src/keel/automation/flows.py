@@ -16,7 +16,7 @@ from keel.automation import approvals, scheduling
 from keel.automation.actions import ActionRunner
 from keel.automation.compiled import Records, entered, object_flows
 from keel.automation.registry import Registry
-from keel.automation.support import formula_context, load_records, record_of
+from keel.automation.support import formula_context, load_records, prefetch_parents, record_of
 from keel.automation.templates import Templates
 from keel.formula import compile_python
 from keel.metadata.model import ObjectDef
@@ -49,6 +49,7 @@ class AutomationHooks:
         if not flows:
             return
         records = Records(obj, formula_context(ctx, conn, schema))
+        prefetch_parents(records.fctx, obj, rows, (cf.flow.condition for cf in flows))
         for cf in flows:
             fires = [r for r in rows if cf.flow.fires_on("created" if r.prior is None else "updated")]
             holding, entered_ = entered(cf, records, fires)
@@ -76,6 +77,7 @@ class AutomationHooks:
         schema = ctx.schema(conn)
         flows = object_flows(loaded, schema, obj, conn.dialect.name).after
         records = Records(obj, formula_context(ctx, conn, schema))
+        prefetch_parents(records.fctx, obj, rows, (cf.flow.condition for cf in flows))
         created = [r for r in rows if r.prior is None]
         updated = [r for r in rows if r.prior is not None]
         for cf in flows:

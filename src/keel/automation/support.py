@@ -3,7 +3,8 @@ flow writes (audited), and the formula context of a save."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -62,27 +63,65 @@ def load_records(conn: Connection, schema: SchemaSnapshot, obj: ObjectDef, pks: 
     return out
 
 
+class Parents:
+    """Parent records that a save's flow formulas reach (``Job_Application__r.Status__c``), by (object, id),
+    read in the save's transaction and cached for the hook call. After ``prefetch``, the first parent a formula
+    asks for reads the parents of the whole batch for that lookup in one query; before, a flow whose condition
+    read a parent cost one query per row (400,000 of them in a million-applicant sample). Nothing is read for a
+    batch whose formulas never reach the parent (their conditions stop early)."""
+
+    _PATH = re.compile(r"([A-Za-z][A-Za-z0-9_]*)\.[A-Za-z$]")
+
+    def __init__(self, conn: Connection, schema: SchemaSnapshot) -> None:
+        self.conn, self.schema = conn, schema
+        self.cache: dict[tuple[str, Any], Mapping[str, Any] | None] = {}
+        self.pending: dict[str, list[set[Any]]] = {}  # target object -> the batch's values of lookups to it
+
+    def __call__(self, obj_name: str, public_id: Any) -> Mapping[str, Any] | None:
+        key = (obj_name, public_id)
+        if key not in self.cache and obj_name in self.pending:
+            self._load(obj_name, set().union(*self.pending.pop(obj_name)))
+        if key not in self.cache:
+            self._load(obj_name, {public_id})
+        return self.cache[key]
+
+    def prefetch(self, obj: ObjectDef, rows: Sequence[RowState], formulas: Iterable[str | None]) -> None:
+        """Note, for every lookup whose relationship the formulas name, the parents ``rows`` point at."""
+        names = {m.group(1).lower() for text in formulas if text for m in self._PATH.finditer(text)}
+        for f in (f for name in names if (f := obj.find_relationship(name)) is not None):
+            if len(f.reference_to) == 1:
+                values = {v for r in rows if (v := r.values.get(f.api_name))}
+                self.pending.setdefault(f.reference_to[0], []).append(values)
+
+    def _load(self, obj_name: str, values: set[Any]) -> None:
+        target = self.schema.find_object(obj_name)
+        wanted: dict[int, Any] = {}
+        for v in values:
+            if (obj_name, v) in self.cache:
+                continue
+            self.cache[(obj_name, v)] = None  # blank, malformed or missing: no parent
+            if target is not None and v not in (None, ""):
+                try:
+                    wanted[ids.split(str(v))[1]] = v
+                except Exception:
+                    continue
+        if target is not None and wanted:
+            found = load_records(self.conn, self.schema, target, list(wanted))
+            for pk, v in wanted.items():
+                self.cache[(obj_name, v)] = found.get(pk)
+
+
 def formula_context(ctx: Context, conn: Connection, schema: SchemaSnapshot) -> FormulaContext:
     """Clock and time zone from the Context; parents are fetched in the save's own transaction."""
-    cache: dict[tuple[str, Any], Mapping[str, Any] | None] = {}
-
-    def resolve(obj_name: str, public_id: Any) -> Mapping[str, Any] | None:
-        key = (obj_name, public_id)
-        if key not in cache:
-            target = schema.find_object(obj_name)
-            if target is None or public_id in (None, ""):
-                cache[key] = None
-            else:
-                try:
-                    pk = ids.split(str(public_id))[1]
-                except Exception:
-                    cache[key] = None
-                    return None
-                cache[key] = load_records(conn, schema, target, [pk]).get(pk)
-        return cache[key]
-
-    return FormulaContext(now=ctx.clock(), time_zone=ctx.actor.time_zone, resolve_parent=resolve,
+    return FormulaContext(now=ctx.clock(), time_zone=ctx.actor.time_zone, resolve_parent=Parents(conn, schema),
                           user={"Id": ids.encode("005", ctx.actor.user_id), "Username": ctx.actor.username})
+
+
+def prefetch_parents(records_fctx: FormulaContext, obj: ObjectDef, rows: Sequence[RowState],
+                     formulas: Iterable[str | None]) -> None:
+    parents = records_fctx.resolve_parent
+    if isinstance(parents, Parents):
+        parents.prefetch(obj, rows, formulas)
 
 
 def flow_system_context(ctx: Context, conn: Connection, reason: str) -> Context:

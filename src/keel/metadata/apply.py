@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -65,8 +67,11 @@ def data_problems(conn: Connection, plan: Plan) -> list[str]:
     return problems
 
 
-def apply_plan(db: Database, plan: Plan, cache: SnapshotCache | None = None) -> None:
-    """Run the plan atomically. Raises ``MetadataError`` (data would be lost) or ``ConflictError`` (stale plan)."""
+def apply_plan(db: Database, plan: Plan, cache: SnapshotCache | None = None,
+               then: Callable[[Connection], object] | None = None) -> None:
+    """Run the plan atomically. Raises ``MetadataError`` (data would be lost) or ``ConflictError`` (stale plan).
+    ``then`` runs in the same transaction after the schema changed: the rows that follow metadata (record types)
+    are written by layers above this one, and must commit or roll back with it."""
     if plan.empty:
         return
     with db.transaction() as conn:
@@ -79,6 +84,8 @@ def apply_plan(db: Database, plan: Plan, cache: SnapshotCache | None = None) -> 
             raise MetadataError("The change would lose or break data:\n  " + "\n  ".join(problems))
         execute(conn, plan)
         S.set_meta(conn, "schema_version", str(plan.after.version))
+        if then is not None:
+            then(conn)
     if cache is not None:
         cache.replace(plan.after)
 

@@ -102,8 +102,9 @@ class FieldDef:
         return next((v for v in self.values if v.value.lower() == low), None)
 
 
-# Standard fields a caller may write (OwnerId transfers a record, Name is the record's name).
-WRITABLE_STANDARD = frozenset({"Name", "OwnerId"})
+# Standard fields a caller may write (OwnerId transfers a record, Name is the record's name, RecordTypeId
+# chooses among the object's record types).
+WRITABLE_STANDARD = frozenset({"Name", "OwnerId", "RecordTypeId"})
 
 
 @dataclass(frozen=True, slots=True)

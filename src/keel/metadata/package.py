@@ -17,6 +17,7 @@ import yaml
 from keel.errors import MetadataError
 from keel.metadata.indexes import check_indexes, parse_indexes, with_derived
 from keel.metadata.model import SHARING_MODELS, FieldDef, ObjectDef, PicklistValue, ValidationRule
+from keel.metadata.recordtypes import with_record_types
 from keel.metadata.types import DEFAULT_PRECISION, FORMULA_RETURNS, TYPES, FieldValueError, value_coercer
 from keel.yamlio import load_yaml
 
@@ -110,14 +111,14 @@ def parse_object(doc: Mapping[str, Any], *, source: str = "<metadata>", standard
     prefix = doc.get("key_prefix")
     if prefix is not None and (not isinstance(prefix, str) or len(prefix) != 3):
         raise MetadataError(f"{where}: key_prefix must be 3 characters")
-    extra = {k: doc[k] for k in ("record_types", "layouts", "search_fields", "list_views", "compact_fields")
-             if k in doc}
+    extra = {k: doc[k] for k in ("layouts", "search_fields", "list_views", "compact_fields") if k in doc}
     obj = ObjectDef(
         api_name=name, label=label, plural_label=plural, key_prefix=prefix or "", fields=tuple(fields),
         sharing=sharing, track_history=track, custom=custom, role_hierarchy=bool(doc.get("role_hierarchy", True)),
         validation_rules=rules, description=doc.get("description"), renamed_from=doc.get("renamed_from"),
         extra=extra, indexes=parse_indexes(doc.get("indexes"), where), source=source,
     )
+    obj = with_record_types(obj, doc.get("record_types"), where)
     _check_references_local(obj, where)
     check_indexes(obj, where)
     return replace(obj, indexes=with_derived(obj, obj.indexes))

@@ -82,7 +82,9 @@ def _change(ctx: Context, conn: Connection, obj_name: str, record_ids: Sequence[
     obj = schema.get_object(obj_name)
     results = [RowResult(index=i) for i in range(len(record_ids))]
     action = "delete"
-    allowed = ctx.actor.access.can(obj.api_name, action)
+    # RecordType rows follow the objects' metadata (records/recordtypes.py): a deploy deactivates them, nobody
+    # deletes them, because records point at them.
+    allowed = ctx.actor.access.can(obj.api_name, action) and (obj.key != "recordtype" or ctx.actor.is_system)
     pks: dict[int, int] = {}
     for i, raw in enumerate(record_ids):
         try:

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from keel.errors import ROLLED_BACK, BatchError, ErrorDetail, KeelError, RowResult
 from keel.metadata.model import SchemaSnapshot
 from keel.metadata.types import FieldValueError
-from keel.records import fastpath, rules, validate, write
+from keel.records import fastpath, recordtypes, rules, validate, write
 from keel.records.gcpause import gc_paused
 from keel.records.hooks import RowError, RowState
 from keel.records.prepare import WritePlan, format_auto_number, write_plan
@@ -151,6 +151,9 @@ def _save(ctx: Context, conn: Connection, obj_name: str, drafts: Sequence[Draft]
             r.changed = {k for k, v in r.values.items() if r.prior.get(k) != v}
             r.values = merged
     _compose_names(plan, batch.rows)
+    record_types: dict[str, list[recordtypes.RecordTypeRow]] = {}
+    recordtypes.refuse_direct_writes(ctx, obj, batch)
+    recordtypes.apply_defaults(conn, schema, obj, batch.rows, record_types)
     fctx = rules.apply_formula_defaults(ctx, conn, schema, plan, batch.rows, None)
     hooks = ctx.hooks
     if hooks is not None and batch.rows:
@@ -159,6 +162,7 @@ def _save(ctx: Context, conn: Connection, obj_name: str, drafts: Sequence[Draft]
     write.allocate(conn, plan, batch.rows)
     validate.validate(ctx, conn, schema, plan, batch, live)
     batch.prune()
+    recordtypes.check(conn, schema, obj, batch, record_types)
     rules.run_validation_rules(ctx, conn, schema, plan, batch, fctx)
     batch.prune()
     if batch.failed and all_or_none:

@@ -33,18 +33,38 @@ def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
 def row_to_values(schema: SchemaSnapshot, obj: ObjectDef, row: Mapping[str, Any]) -> dict[str, Any]:
     """A database row (by column) as the lifecycle sees a record: API names, public ids, Python values."""
     out: dict[str, Any] = {}
+    encode = ids.encode
+    for name, column, kind, prefix in _decoder(schema, obj):
+        v = row.get(column)
+        if kind == 1:
+            v = encode(prefix, int(v or 0))
+        elif kind and v is not None:
+            v = encode(str(row.get(prefix) or "000") if kind == 3 else prefix, int(v))
+        out[name] = v
+    return out
+
+
+def _decoder(schema: SchemaSnapshot, obj: ObjectDef) -> list[tuple[str, str, int, str]]:
+    """Per stored field, once per snapshot: (API name, column, kind, key prefix or type column), kind 0 a value,
+    1 the id, 2 a lookup, 3 a polymorphic lookup. Prior values, parents and flow records are all decoded here, so
+    the per-row loop must not look targets up in the schema again (it ran for every field of every row)."""
+    memo: dict[str, list[tuple[str, str, int, str]]] = schema.cache.setdefault("row_decoders", {})
+    hit = memo.get(obj.key)
+    if hit is not None:
+        return hit
+    out = []
     for f in obj.stored_fields:
-        v = row.get(f.column or "")
+        column = f.column or ""
         if f.type == "id":
-            v = ids.encode(obj.key_prefix, int(v or 0))
-        elif f.is_relationship and v is not None:
-            if is_polymorphic(f):
-                prefix = str(row.get(type_column(f)) or "000")
-            else:
-                target = schema.find_object(f.reference_to[0])
-                prefix = target.key_prefix if target else "000"
-            v = ids.encode(prefix, int(v))
-        out[f.api_name] = v
+            out.append((f.api_name, column, 1, obj.key_prefix))
+        elif f.is_relationship and is_polymorphic(f):
+            out.append((f.api_name, column, 3, type_column(f)))
+        elif f.is_relationship:
+            target = schema.find_object(f.reference_to[0])
+            out.append((f.api_name, column, 2, target.key_prefix if target else "000"))
+        else:
+            out.append((f.api_name, column, 0, ""))
+    memo[obj.key] = out
     return out
 
 

@@ -31,7 +31,7 @@ OBJECT_ACTIONS = {"read": "PermissionsRead", "create": "PermissionsCreate", "edi
                   "delete": "PermissionsDelete", "view_all": "PermissionsViewAllRecords",
                   "modify_all": "PermissionsModifyAllRecords"}
 # Setup objects readable by every user, as in Salesforce (names and roles of colleagues).
-PUBLIC_SETUP = frozenset({"user", "profile", "userrole", "group"})
+PUBLIC_SETUP = frozenset({"user", "profile", "userrole", "group", "recordtype"})
 USER_ADMIN_OBJECTS = frozenset({"user", "permissionsetassignment", "userrole", "group", "groupmember",
                                 "queuesobject"})
 CUSTOMIZE_OBJECTS = frozenset({"profile", "permissionset", "permissionsetgroup", "permissionsetgroupcomponent",

@@ -1,10 +1,10 @@
 """Installing and upgrading the bundled apps (``src/keel/apps/<name>/``), which are nothing but metadata.
 
 An app folder holds ``app.yaml`` (name, label, version, roles), ``objects/*.yaml`` (its own objects),
-``extends/*.yaml`` (custom fields and validation rules it adds to standard objects such as Account),
-``permission_sets/*.yaml``, ``flows/*.yaml`` and ``approvals/*.yaml``, and an optional ``sample.py`` that makes
-sample data through the record lifecycle. Nothing here runs in the request path: once installed, an app is rows
-of metadata that the platform interprets.
+``extends/*.yaml`` (custom fields, validation rules, record types and list views it adds to standard objects
+such as Account), ``permission_sets/*.yaml``, ``flows/*.yaml`` and ``approvals/*.yaml``, and an optional
+``sample.py`` that makes sample data through the record lifecycle. Nothing here runs in the request path: once
+installed, an app is rows of metadata that the platform interprets.
 
 Install and upgrade are the same operation: the app is diffed against the database (``plan_app`` shows the
 operations), then the schema change, the permission sets, the roles, the flows and the approval processes are
@@ -34,9 +34,11 @@ from keel.metadata.apply import _lock_schema, data_problems, ensure_initialised,
 from keel.metadata.model import ObjectDef, SchemaSnapshot
 from keel.metadata.package import _rule, parse_field
 from keel.metadata.plan import Plan, plan
+from keel.metadata.recordtypes import with_record_types
 from keel.metadata.store import current_version, load_snapshot
 from keel.security.package import PermissionSetSpec, parse_permission_set
 from keel.services.metadata import check_formulas
+from keel.services.recordtypes import sync_record_types
 from keel.services.report_indexes import load_package_objects
 from keel.services.report_summaries import Summary, parse_summaries, summarise
 from keel.services.security import _find_by_name, create_role, deploy_permission_set, ensure_queue
@@ -120,7 +122,12 @@ def _extension(path: Path, current: SchemaSnapshot) -> ObjectDef:
     rules = tuple(_rule(r, where) for r in doc.get("validation_rules") or [])
     names = {r.name for r in rules}
     merged_rules = tuple(r for r in base.validation_rules if r.name not in names) + rules
-    return replace(base, fields=fields, validation_rules=merged_rules)
+    views = doc.get("list_views") or []
+    named = {str(v.get("name")) for v in views}
+    kept = [v for v in base.extra.get("list_views") or [] if str(v.get("name")) not in named]
+    extra = {**base.extra, "list_views": kept + list(views)} if views else base.extra
+    merged = replace(base, fields=fields, validation_rules=merged_rules, extra=extra)
+    return with_record_types(merged, doc.get("record_types"), where, merge=True)
 
 
 def desired_objects(name: str, current: SchemaSnapshot) -> list[ObjectDef]:
@@ -207,6 +214,7 @@ def apply_app(ctx: Context, name: str) -> AppPlan:
         if not ap.plan.empty:
             execute(conn, ap.plan)
             S.set_meta(conn, "schema_version", str(ap.plan.after.version))
+            sync_record_types(ctx, conn)
         _roles(sysctx, conn, manifest(name).get("roles") or [])
         for q in manifest(name).get("queues") or []:  # ``queues: [{name, objects, members: [role names]}]``
             ensure_queue(sysctx, conn, str(q["name"]), [str(o) for o in q.get("objects") or []],

@@ -51,7 +51,9 @@ def apply_package(ctx: Context, path: str | Path) -> Plan:
         before = load_snapshot(conn)
     p = plan(before, load_package_objects(path), delete=_deletions(path))
     check_formulas(p)
-    apply_plan(ctx.db, p, ctx.metadata)
+    from keel.services.recordtypes import sync_record_types
+
+    apply_plan(ctx.db, p, ctx.metadata, then=lambda conn: sync_record_types(ctx, conn))
     from keel.services.automation import deploy_automation
 
     deploy_automation(ctx, path)  # flows/*.yaml and approvals/*.yaml, checked against the applied schema

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -57,7 +58,7 @@ STAFF = {"recruiter": ("recruiter@keel.local", "Recruiting_Recruiter"),
          "interviewer2": ("interviewer2@sample.keel.local", "Recruiting_Interviewer")}
 
 
-@dataclass
+@dataclass(slots=True)
 class Path:
     """One applicant's journey: stage index reached, outcome, and the day each stage was entered."""
     applied: date
@@ -110,13 +111,13 @@ def generate(ctx: Context, n: int = 10_000, *, seed: int = 7, today: date | None
     in_flight = max(1, n // 20)
     total = n + in_flight
     weights = [w for _, w in SOURCES]
-    cands = batched_save(ctx, "Candidate__c", [{
+    cands = batched_save(ctx, "Candidate__c", ({
         "First_Name__c": rng.choice(FIRST), "Last_Name__c": rng.choice(LAST), "Email__c": f"applicant{i}@example.net",
         "Phone__c": f"+1 555 {i // 10000:03d} {i % 10000:04d}", "Source__c": rng.choices(SOURCES, weights)[0][0],
         "Veteran__c": rng.random() < 0.18, "US_Citizen__c": True,
         "SSN__c": f"9{rng.randint(0, 99):02d}-{rng.randint(10, 99)}-{rng.randint(1000, 9999)}",
         "Date_of_Birth__c": today - timedelta(days=rng.randint(21 * 365, 39 * 365)),
-    } for i in range(total)])
+    } for i in range(total)))
     paths = plan_funnel(n, rng, today)
     # In-flight applicants: applied recently, currently somewhere in the first stages.
     for _ in range(in_flight):
@@ -129,9 +130,9 @@ def generate(ctx: Context, n: int = 10_000, *, seed: int = 7, today: date | None
                 break
         p.entered.append(d)
         paths.append(p)
-    apps = batched_save(ctx, "Job_Application__c", [{
+    apps = batched_save(ctx, "Job_Application__c", ({
         "Position__c": positions[i % len(positions)], "Candidate__c": cands[i], "Applied_Date__c": p.applied,
-        "Stage_Entered_Date__c": p.applied} for i, p in enumerate(paths)])
+        "Stage_Entered_Date__c": p.applied} for i, p in enumerate(paths)))
     counts = {"Position__c": len(positions), "Candidate__c": len(cands), "Job_Application__c": len(apps)}
     _walk(ctx, rng, staff, apps, paths, today, counts)
     return counts
@@ -151,50 +152,66 @@ def _walk(ctx: Context, rng: random.Random, staff: dict[str, str], apps: list[st
         left_on = {i: paths[i].entered[k + 1] for i in last + moves}
         fail = [i for i in last if paths[i].outcome == "Failed"]
         wd = [i for i in last if paths[i].outcome == "Withdrawn"]
-        gate_rows: list[dict[str, Any]] = []
-        for i in moves + fail + active:
-            # where gates run in parallel, half the failures come back first while the other gate is still
-            # being run: that gate is then run after the disqualification (wasted spend, derived by a formula)
-            early = i in fail and len(gates) > 1 and rng.random() < 0.5
-            for g in gates:
-                failed = i in fail and g == gates[-1]
-                done = None if i in active else left_on[i] - timedelta(days=3)
-                if done is not None and failed and early:
-                    done = max(paths[i].entered[k], done - timedelta(days=7))
-                row: dict[str, Any] = {
-                    "Job_Application__c": apps[i], "Gate_Type__c": g, "Cost__c": COST[g],
-                    "Adjudicator__c": rng.choice(adjudicators), "Scheduled_Date__c": paths[i].entered[k],
-                    "Result__c": "Pending" if done is None else ("Fail" if failed else "Pass"),
-                    "Completed_Date__c": done,
-                }
-                if failed and done is not None:
-                    row["Right_To_Respond_Due__c"] = done + timedelta(days=14)
-                if g in ("Fitness Test 1", "Fitness Test 2") and done is not None:
-                    row["Valid_Until__c"] = done + timedelta(days=180)
-                if row["Result__c"] == "Pass" and g == "Polygraph" and rng.random() < 0.05:
-                    row.update(Result__c="Waived - Reciprocity", Reciprocity_Agency__c="DEA", Cost__c=0)
-                gate_rows.append(row)
-        # passes first, failures last: a failing gate's flow closes the application
-        gate_rows.sort(key=lambda r: r["Result__c"] == "Fail")
-        counts["Assessment__c"] = counts.get("Assessment__c", 0) + len(batched_save(ctx, "Assessment__c", gate_rows))
+        counts["Assessment__c"] = counts.get("Assessment__c", 0) + len(batched_save(
+            ctx, "Assessment__c", _gate_rows(rng, apps, paths, k, gates, adjudicators, moves, fail, active, left_on)))
         if stage == "Structured Interview":
             _interviews(ctx, rng, staff, apps, paths, moves + fail, k, counts)
         if stage == "Final Offer":
             _offers(ctx, apps, paths, moves + wd, k, counts)
-        updates: list[dict[str, Any]] = []
-        if not gates:  # no gate result to close them: minimum qualifications
-            updates += [{"Id": apps[i], "Status__c": "Failed", "Closed_Date__c": left_on[i],
-                         "Failure_Reason__c": "Did not meet minimum qualifications"} for i in fail]
-        updates += [{"Id": apps[i], "Status__c": "Withdrawn", "Closed_Date__c": left_on[i],
-                     "Withdrawal_Reason__c": "Accepted another job" if stage == "Final Offer" else rng.choice(WITHDRAW)}
-                    for i in wd]
-        nxt = FUNNEL[k + 1][0] if k + 1 < len(FUNNEL) else "Hired"
-        for i in moves:
-            u = {"Id": apps[i], "Stage__c": nxt, "Stage_Entered_Date__c": left_on[i]}
-            if nxt == "Hired":
-                u.update(Status__c="Hired", Hired_Date__c=left_on[i], Closed_Date__c=left_on[i])
-            updates.append(u)
-        batched_save(ctx, "Job_Application__c", updates)
+        batched_save(ctx, "Job_Application__c", _stage_updates(rng, apps, stage, k, gates, fail, wd, moves, left_on))
+
+
+def _gate_rows(rng: random.Random, apps: list[str], paths: list[Path], k: int, gates: tuple[str, ...],
+               adjudicators: list[str], moves: list[int], fail: list[int], active: list[int],
+               left_on: dict[int, date]) -> Iterator[dict[str, Any]]:
+    """The gate results of stage ``k``: passes first, failures last (a failing gate's flow closes the
+    application), made as they are saved so a stage of a million applicants is never all in memory; only the
+    failures wait."""
+    failing, pending = set(fail), set(active)  # membership per row: sets, or a million applicants take days
+    failures: list[dict[str, Any]] = []
+    for i in moves + fail + active:
+        # where gates run in parallel, half the failures come back first while the other gate is still
+        # being run: that gate is then run after the disqualification (wasted spend, derived by a formula)
+        early = i in failing and len(gates) > 1 and rng.random() < 0.5
+        for g in gates:
+            failed = i in failing and g == gates[-1]
+            done = None if i in pending else left_on[i] - timedelta(days=3)
+            if done is not None and failed and early:
+                done = max(paths[i].entered[k], done - timedelta(days=7))
+            row: dict[str, Any] = {
+                "Job_Application__c": apps[i], "Gate_Type__c": g, "Cost__c": COST[g],
+                "Adjudicator__c": rng.choice(adjudicators), "Scheduled_Date__c": paths[i].entered[k],
+                "Result__c": "Pending" if done is None else ("Fail" if failed else "Pass"),
+                "Completed_Date__c": done,
+            }
+            if failed and done is not None:
+                row["Right_To_Respond_Due__c"] = done + timedelta(days=14)
+            if g in ("Fitness Test 1", "Fitness Test 2") and done is not None:
+                row["Valid_Until__c"] = done + timedelta(days=180)
+            if row["Result__c"] == "Pass" and g == "Polygraph" and rng.random() < 0.05:
+                row.update(Result__c="Waived - Reciprocity", Reciprocity_Agency__c="DEA", Cost__c=0)
+            if row["Result__c"] == "Fail":
+                failures.append(row)
+            else:
+                yield row
+    yield from failures
+
+
+def _stage_updates(rng: random.Random, apps: list[str], stage: str, k: int, gates: tuple[str, ...], fail: list[int],
+                   wd: list[int], moves: list[int], left_on: dict[int, date]) -> Iterator[dict[str, Any]]:
+    """The applications leaving ``stage``: failed without a gate, withdrawn, or moved on (made as they are saved)."""
+    if not gates:  # no gate result to close them: minimum qualifications
+        yield from ({"Id": apps[i], "Status__c": "Failed", "Closed_Date__c": left_on[i],
+                     "Failure_Reason__c": "Did not meet minimum qualifications"} for i in fail)
+    yield from ({"Id": apps[i], "Status__c": "Withdrawn", "Closed_Date__c": left_on[i],
+                 "Withdrawal_Reason__c": "Accepted another job" if stage == "Final Offer" else rng.choice(WITHDRAW)}
+                for i in wd)
+    nxt = FUNNEL[k + 1][0] if k + 1 < len(FUNNEL) else "Hired"
+    for i in moves:
+        u = {"Id": apps[i], "Stage__c": nxt, "Stage_Entered_Date__c": left_on[i]}
+        if nxt == "Hired":
+            u.update(Status__c="Hired", Hired_Date__c=left_on[i], Closed_Date__c=left_on[i])
+        yield u
 
 
 def _interviews(ctx: Context, rng: random.Random, staff: dict[str, str], apps: list[str], paths: list[Path],

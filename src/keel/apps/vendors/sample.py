@@ -57,10 +57,12 @@ def generate(ctx: Context, n: int = 200, *, seed: int = 11, today: date | None =
         status[i] = "Suspended"
     uninsured = set(range(5, n, 23))
     blocked = {i for i in range(7, n, 31) if status[i] == "Active" and i not in uninsured} or {2}
+    vendor_type = query(ctx, "SELECT Id FROM RecordType WHERE SobjectType = 'Account' AND DeveloperName = 'Vendor'")
     vendors = batched_save(ctx, "Account", [{
+        "RecordTypeId": vendor_type["records"][0]["Id"],
         "Name": f"{WORDS[i % len(WORDS)]} {KINDS[(i // len(WORDS)) % len(KINDS)]}" + (
             f" {i // (len(WORDS) * len(KINDS)) + 1}" if i >= len(WORDS) * len(KINDS) else ""),
-        "Type": "Vendor", "Vendor_Status__c": status[i], "Industry": "Other",
+        "Vendor_Status__c": status[i], "Industry": "Other",
         "Unique_Entity_Id__c": f"KV{seed:02d}{i:08d}"[:12],
         "Tax_Id__c": f"{rng.randint(10, 99)}-{rng.randint(1000000, 9999999)}",
         "Small_Business_Flags__c": ";".join(rng.sample(["Small Business", "Woman-Owned", "HUBZone", "8(a)",
