@@ -6,7 +6,10 @@ no module-level state, so several apps (tests, benchmarks) can live in one proce
 
 from __future__ import annotations
 
+import contextvars
 import logging
+from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from starlette.applications import Starlette
@@ -18,10 +21,12 @@ from starlette.routing import Route
 from keel.api import events, oauth, soap
 from keel.api.auth import RateLimiter, bearer_token
 from keel.api.backend import AuthBackend, Session
+from keel.api.batching import RequestBatcher
 from keel.api.describe import versions_list
 from keel.api.errors import JSON_TYPE, dumps, error_body, invalid_session, json_response
-from keel.api.groupcommit import GroupCommit
-from keel.api.routing import ApiCall, Reply, dispatch, split_path
+from keel.api.groupcommit import GroupCommit, PendingCreate, save_pending
+from keel.api.routing import DEFERRED, ApiCall, Reply, dispatch, guarded, split_path
+from keel.api.sobjects import created
 from keel.context import Context
 from keel.errors import ErrorDetail
 
@@ -70,8 +75,13 @@ async def data_api(request: Request) -> Response:
     body = await request.body()
     if len(body) > MAX_BODY:
         return _fail("REQUEST_ENTITY_TOO_LARGE", f"The request body exceeds {MAX_BODY // 1_000_000} MB.", 413)
-    # One worker-thread hop per request: resolving the token and the handler's database work run together.
-    outcome = await run_in_threadpool(_authorised, request, token, ver[1:], parts[1:], body)
+    if request.method == "POST" and len(parts) == 3 and parts[1].lower() == "sobjects":
+        # A single-record create: concurrent ones share a worker-thread hop and a group commit (keel.api.batching).
+        outcome = await request.app.state.creates.submit(
+            (contextvars.copy_context(), request, token, ver[1:], parts[1:], body))
+    else:
+        # One worker-thread hop per request: resolving the token and the handler's database work run together.
+        outcome = await run_in_threadpool(_authorised, request, token, ver[1:], parts[1:], body)
     if isinstance(outcome, Response):
         return outcome
     reply, usage = outcome
@@ -80,13 +90,26 @@ async def data_api(request: Request) -> Response:
     return to_response(reply, usage)
 
 
-def _authorised(request: Request, token: str, version: str, parts: list[str], body: bytes,
-                ) -> Response | tuple[Reply, dict[str, str]]:
-    """Resolve the token, check API access and the rate limit, then dispatch, all on the calling worker thread."""
+Outcome = Response | tuple[Reply, dict[str, str]]
+# the request's context variables (its request id for logs), request, token, version, parts, body
+CreateRequest = tuple[contextvars.Context, Request, str, str, list[str], bytes]
+
+
+def _authorised(request: Request, token: str, version: str, parts: list[str], body: bytes, *,
+                sessions: dict[str, Session | None] | None = None,
+                deferred: list[PendingCreate] | None = None) -> Outcome:
+    """Resolve the token, check API access and the rate limit, then dispatch, all on the calling worker thread.
+    ``sessions`` memoises token resolution across one batch of requests; ``deferred`` collects a batch's
+    single-record creates (``ApiCall.deferred``)."""
     state = request.app.state
     ctx: Context = state.ctx
     auth: AuthBackend = state.auth
-    session: Session | None = auth.resolve(ctx, token)
+    if sessions is None:
+        session = auth.resolve(ctx, token)
+    elif token in sessions:
+        session = sessions[token]
+    else:
+        session = sessions[token] = auth.resolve(ctx, token)
     if session is None:
         return invalid_session()
     request.state.keel_user = session.username  # for the access log (keel.api.observability)
@@ -102,13 +125,48 @@ def _authorised(request: Request, token: str, version: str, parts: list[str], bo
     call = ApiCall(ctx.as_actor(session.actor), session, request.method, version, parts,
                    dict(request.query_params), body, base_url(request), request.headers,
                    api_usage=limiter.used_today, group_commit=state.group_commit,
-                   meter=lambda: limiter.hit(keys))  # /composite/batch charges each subrequest
+                   meter=lambda: limiter.hit(keys), deferred=deferred)  # /composite/batch charges each subrequest
     try:
         return dispatch(call), usage
     except Exception:  # a real bug: log it, answer 500 (jsforce retries 5xx, so user errors never get here)
         log.exception("unhandled error in %s %s", request.method, request.url.path)
         return _fail("UNKNOWN_EXCEPTION", "An unexpected error occurred. Please include this ErrorId if you contact "
                      "support.", 500, usage)
+
+
+def _creates(items: Sequence[CreateRequest]) -> list[Outcome]:
+    """A batch of single-record create requests on one worker thread: each is authorised and checked as on its
+    own; their saves then run together, one group commit per user and object (``save_pending``).
+
+    Every request in the batch arrived before any of it ran, so resolving a token once for the batch still means
+    a revoked session or a permission change takes effect on the very next request."""
+    sessions: dict[str, Session | None] = {}
+    pending: list[PendingCreate] = []
+    outcomes: list[Outcome] = []
+    waiting: list[tuple[int, int]] = []  # (place in outcomes, place in pending)
+    for context, request, token, version, parts, body in items:
+        mine: list[PendingCreate] = []
+        outcome = context.run(_authorised, request, token, version, parts, body, sessions=sessions, deferred=mine)
+        if mine:
+            waiting.append((len(outcomes), len(pending)))
+            pending.extend(mine)
+        outcomes.append(outcome)
+    if not pending:
+        return outcomes
+    try:
+        results = save_pending(pending)
+    except Exception:  # a real bug, as in _authorised: every create of the batch gets the 500
+        log.exception("unhandled error saving a batch of %d creates", len(pending))
+        failed = _fail("UNKNOWN_EXCEPTION", "An unexpected error occurred. Please include this ErrorId if you "
+                       "contact support.", 500)
+        for i, _ in waiting:
+            outcomes[i] = failed
+        return outcomes
+    for i, j in waiting:
+        deferred_reply = outcomes[i]
+        assert isinstance(deferred_reply, tuple) and deferred_reply[0] is DEFERRED
+        outcomes[i] = (guarded(partial(created, results[j])), deferred_reply[1])
+    return outcomes
 
 
 def _is_version(text: str) -> bool:
@@ -167,6 +225,7 @@ def create_app(ctx: Context, *, auth: AuthBackend | None = None) -> Starlette:
     app.state.auth = auth
     app.state.limits = RateLimiter(ctx.settings.api_requests_per_minute)
     app.state.group_commit = GroupCommit()
+    app.state.creates = RequestBatcher(_creates)
     from keel.api.observability import install as install_observability
 
     install_observability(app)  # /readyz, /metrics, request ids and JSON access logs, slow-query log

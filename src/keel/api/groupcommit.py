@@ -8,6 +8,10 @@ and when the leader finishes it hands the queue to the next leader. Batches are 
 row keeps its own result; a batch-wide error (a failing hook, an automation loop) falls back to one save per row,
 so one caller's bad record can never fail another's. Only callers with the same user and security shape share a
 batch, because ``save_many`` checks access for the batch's one actor.
+
+``POST /sobjects/X`` itself reaches here through ``keel.api.batching``, which hands a whole batch of create requests
+to one worker thread; their saves are then ``PendingCreate`` rows given to ``save_pending``, with the same grouping
+and isolation and no thread blocked per caller. ``submit`` serves the creates that arrive any other way.
 """
 
 from __future__ import annotations
@@ -72,8 +76,13 @@ class GroupCommit:
                     waiting[0].lead = True  # hand over: the next caller in line writes the next batch
                     waiting[0].done.set()
         for p, r in zip(batch, results, strict=True):
-            p.result = RowResult(0, r.id, r.created, [ErrorDetail(e.code, e.message, e.fields, 0) for e in r.errors])
+            p.result = _own(r)
             p.done.set()
+
+
+def _own(r: RowResult) -> RowResult:
+    """A batch row's result as its caller's own one-row save: index 0, errors pointing at row 0."""
+    return RowResult(0, r.id, r.created, [ErrorDetail(e.code, e.message, e.fields, 0) for e in r.errors])
 
 
 def _save_rows(batch: list[_Pending], save: Saver) -> list[RowResult]:
@@ -90,3 +99,29 @@ def _save_rows(batch: list[_Pending], save: Saver) -> list[RowResult]:
         except KeelError as e:
             out.append(RowResult(0, errors=e.details() or [ErrorDetail(e.code, e.message, e.fields, 0)]))
     return out
+
+
+@dataclass(frozen=True)
+class PendingCreate:
+    """A single-record create whose save was left to the batch of requests it arrived with
+    (``ApiCall.deferred``, ``keel.api.batching``)."""
+
+    key: Hashable
+    draft: dict[str, Any]
+    save: Saver
+
+
+def save_pending(pending: Sequence[PendingCreate]) -> list[RowResult]:
+    """Save deferred creates as ``submit`` would: one batch per key (at most ``MAX_BATCH`` rows), each row with its
+    own result, a batch-wide failure isolated row by row. Results come back in ``pending``'s order."""
+    groups: dict[Hashable, list[int]] = {}
+    for i, p in enumerate(pending):
+        groups.setdefault(p.key, []).append(i)
+    out: list[RowResult | None] = [None] * len(pending)
+    for positions in groups.values():
+        for start in range(0, len(positions), MAX_BATCH):
+            chunk = positions[start:start + MAX_BATCH]
+            batch = [_Pending(pending[i].draft) for i in chunk]
+            for i, r in zip(chunk, _save_rows(batch, pending[chunk[0]].save), strict=True):
+                out[i] = _own(r)
+    return [r for r in out if r is not None]

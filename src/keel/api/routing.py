@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from keel.api.backend import Session
 from keel.api.errors import error, from_exception
-from keel.api.groupcommit import GroupCommit
+from keel.api.groupcommit import GroupCommit, PendingCreate
 from keel.context import Context
 from keel.errors import KeelError
 
@@ -51,6 +51,9 @@ class ApiCall:
     api_usage: int = 0
     group_commit: GroupCommit | None = None  # coalesces concurrent single-record creates (api/groupcommit.py)
     meter: Callable[[], int | None] | None = None  # counts one more request; seconds to wait when over the limit
+    # Set when this call is one of a batch of creates handled together (keel.api.batching): a single-record
+    # create is appended here and answered DEFERRED; the batch saves them all and builds the replies.
+    deferred: list[PendingCreate] | None = None
 
     @contextmanager
     def writing(self) -> Iterator[Connection]:
@@ -95,6 +98,7 @@ class ApiCall:
 
 
 Handler = Callable[[ApiCall], Reply]
+DEFERRED = Reply(202)  # a create left to its batch (ApiCall.deferred); compared by identity, never sent
 
 
 def split_path(path: str) -> list[str]:
@@ -111,8 +115,12 @@ def method_not_allowed(call: ApiCall, allowed: str) -> KeelError:
 
 def dispatch(call: ApiCall) -> Reply:
     """Route a call and turn every ``KeelError`` into its error reply; other exceptions are bugs and propagate."""
+    return guarded(lambda: _route(call))
+
+
+def guarded(handler: Callable[[], Reply]) -> Reply:
     try:
-        return _route(call)
+        return handler()
     except KeelError as e:
         status, body = from_exception(e)
         return Reply(status, body)

@@ -9,6 +9,7 @@ v46), several external-id matches 300 with the matching record URLs.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -18,9 +19,10 @@ from keel.api import describe as D
 from keel.api import password
 from keel.api.backend import security_key
 from keel.api.errors import error
+from keel.api.groupcommit import PendingCreate
 from keel.api.reads import by_field, field_list, readable_fields, select_all
-from keel.api.routing import ApiCall, Reply, method_not_allowed, not_found
-from keel.errors import ROLLED_BACK, BatchError, ErrorDetail
+from keel.api.routing import DEFERRED, ApiCall, Reply, method_not_allowed, not_found
+from keel.errors import ROLLED_BACK, BatchError, ErrorDetail, RowResult
 from keel.metadata.model import ObjectDef, SchemaSnapshot
 from keel.metadata.tables import table_for
 from keel.records import delete_many, save_many, upsert_many
@@ -99,17 +101,27 @@ def create(call: ApiCall, obj: ObjectDef) -> Reply:
         raise error("INVALID_FIELD_FOR_INSERT_UPDATE", "Unable to create/update fields: Id. Please check the "
                     "security settings of this field and verify that it is read/write for your profile or "
                     "permission set.", ["Id"])
-    if call.conn is None and call.group_commit is not None:
+    if call.conn is None and (call.group_commit is not None or call.deferred is not None):
         ctx = call.ctx
         key = (obj.api_name, security_key(ctx.actor), ctx.actor.session_id)
-        result = call.group_commit.submit(key, draft, lambda drafts: save_many(
-            ctx, obj.api_name, drafts, all_or_none=False))
-        _raise_first([result])
-        return Reply(201, {"id": result.id, "success": True, "errors": []})
+
+        def save(drafts: Sequence[dict[str, Any]]) -> list[RowResult]:
+            return save_many(ctx, obj.api_name, drafts, all_or_none=False)
+
+        if call.deferred is not None:
+            call.deferred.append(PendingCreate(key, draft, save))
+            return DEFERRED
+        assert call.group_commit is not None
+        return created(call.group_commit.submit(key, draft, save))
     with call.writing() as conn:
         results = save_many(call.ctx, obj.api_name, [draft], conn=conn)
-    _raise_first(results)
-    return Reply(201, {"id": results[0].id, "success": True, "errors": []})
+    return created(results[0])
+
+
+def created(result: RowResult) -> Reply:
+    """The 201 of a single-record create, or raises its errors as the API reports them."""
+    _raise_first([result])
+    return Reply(201, {"id": result.id, "success": True, "errors": []})
 
 
 def _check_id(obj: ObjectDef, record_id: str) -> str:

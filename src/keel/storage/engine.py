@@ -9,6 +9,7 @@ PostgreSQL uses psycopg 3; an optional schema (one organisation per schema) is s
 from __future__ import annotations
 
 import itertools
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -20,6 +21,11 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: SQLite's own busy handler is the only cross-process queue
+    fcntl = None  # type: ignore[assignment]
 
 Dialect = Literal["sqlite", "postgresql"]
 DEFAULT_URL = "sqlite:///keel.db"
@@ -49,6 +55,14 @@ SQLITE_POOL_OVERFLOW = 30  # opened beyond that under bursts, closed when return
 PG_POOL_SIZE = 20
 
 
+def _writer_lock_path(engine: Engine) -> str | None:
+    """``<database file>-writer``: beside the ``-wal`` and ``-shm`` files SQLite keeps; None in memory."""
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return f"{os.path.abspath(database)}-writer"
+
+
 class Database:
     """One organisation's database: an engine plus the write discipline Keel relies on."""
 
@@ -63,6 +77,9 @@ class Database:
         self._write_lock = threading.RLock()
         self._local = threading.local()  # per thread: the write transactions open (innermost last)
         self.engine: Engine = self._make_engine(driver_url, echo)
+        self._lock_path = _writer_lock_path(self.engine) if self.dialect == "sqlite" else None
+        self._lock_fd: tuple[int, int] | None = None  # (pid, fd): a forked child must open its own description
+        self._lock_depth = 0  # guarded by _write_lock
 
     def _make_engine(self, url: str, echo: bool) -> Engine:
         if self.dialect == "sqlite":
@@ -123,7 +140,7 @@ class Database:
         """A write transaction. On SQLite it holds the single-writer lock from BEGIN IMMEDIATE to COMMIT."""
         writers = self._writers()
         if self.dialect == "sqlite":
-            with self._write_lock, self.engine.connect() as conn:
+            with self._write_lock, self._process_lock(), self.engine.connect() as conn:
                 conn = conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
                 with conn.begin():
                     writers.append(conn)
@@ -138,6 +155,30 @@ class Database:
                     yield conn
                 finally:
                     writers.pop()
+
+    @contextmanager
+    def _process_lock(self) -> Iterator[None]:
+        """The writer queue across processes (``keel serve --workers N`` on one SQLite file).
+
+        SQLite's busy handler polls with sleeps of up to 100 ms, so two processes contending for the write lock
+        lose most of their throughput to sleeping and their p99 to the longest sleep. A blocking ``flock`` on a
+        side file wakes the next writer the moment the lock is released. Called with ``_write_lock`` held, so one
+        thread per process waits here and the depth counter needs no lock of its own."""
+        if self._lock_path is None or fcntl is None:
+            yield
+            return
+        if self._lock_fd is None or self._lock_fd[0] != os.getpid():
+            self._lock_fd = (os.getpid(), os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600))
+        fd = self._lock_fd[1]
+        if self._lock_depth == 0:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        self._lock_depth += 1
+        try:
+            yield
+        finally:
+            self._lock_depth -= 1
+            if self._lock_depth == 0:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -185,6 +226,10 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        with self._write_lock:
+            if self._lock_fd is not None and self._lock_fd[0] == os.getpid() and self._lock_depth == 0:
+                os.close(self._lock_fd[1])
+                self._lock_fd = None
 
 
 def in_transaction(conn: Connection) -> bool:
