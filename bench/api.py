@@ -4,6 +4,7 @@ load generator (raw HTTP/1.1 keep-alive sockets, so the client is not the bottle
     python bench/api.py                      # SQLite file under a temp dir, 5 s of creates at concurrency 16
     python bench/api.py --seconds 10 --concurrency 16 --pg postgresql://postgres@127.0.0.1:5432/test
     python bench/api.py --workers 2          # `keel serve --workers 2`: supervisor, two processes on one port
+    python bench/api.py --https              # also the creates over HTTPS (TLS 1.3, the self-signed certificate)
 
 The server is the real ``keel serve`` (its JSON access log goes to a file in the temp dir); ``--server api``
 runs the API app alone under uvicorn instead (no web app, no access log, no background work), with ``--http``
@@ -24,6 +25,7 @@ import asyncio
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -36,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from keel.api.backend import run_soql  # noqa: E402
+from keel.api.tls import CERT_NAME  # noqa: E402
 from keel.records import save_many  # noqa: E402
 from keel.security import sessions  # noqa: E402
 from keel.services.org import init_org, open_context  # noqa: E402
@@ -53,7 +56,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_keel_serve(url: str, port: int, data_dir: str, workers: int) -> tuple[subprocess.Popen[bytes], Path]:
+def start_keel_serve(url: str, port: int, data_dir: str, workers: int,
+                     https_port: int = 0) -> tuple[subprocess.Popen[bytes], Path]:
     """``keel serve`` with ``workers`` processes, stderr (JSON lines) to a file; returns once every worker has
     answered a request (each new connection lands on one of them)."""
     log_path = Path(data_dir) / "serve.log"
@@ -62,7 +66,8 @@ def start_keel_serve(url: str, port: int, data_dir: str, workers: int) -> tuple[
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with open(log_path, "wb") as err:
         proc = subprocess.Popen([sys.executable, "-m", "keel.cli.main", "serve", "--workers", str(workers),
-                                 "--port", str(port), "--https-port", "0"], env=env, stdout=subprocess.DEVNULL,
+                                 "--port", str(port), "--https-port", str(https_port)], env=env,
+                                stdout=subprocess.DEVNULL,
                                 stderr=err)
     deadline = time.time() + 120
     while True:
@@ -126,14 +131,15 @@ def build(method: str, path: str, token: str, body: bytes = b"") -> bytes:
     return head.encode() + body
 
 
-async def load(port: int, token: str, concurrency: int, seconds: float) -> tuple[int, list[float], int]:
+async def load(port: int, token: str, concurrency: int, seconds: float,
+               tls: ssl.SSLContext | None = None) -> tuple[int, list[float], int]:
     latencies: list[float] = []
     errors = 0
     stop = time.perf_counter() + seconds
 
     async def worker(n: int) -> None:
         nonlocal errors
-        r, w = await asyncio.open_connection("127.0.0.1", port)
+        r, w = await asyncio.open_connection("127.0.0.1", port, ssl=tls)
         c = Conn(r, w)
         i = 0
         while time.perf_counter() < stop:
@@ -177,6 +183,8 @@ def main() -> int:
                     help="keel: `keel serve --workers N`; api: the API app alone under uvicorn")
     ap.add_argument("--http", default="auto", choices=("auto", "h11", "httptools"),
                     help="uvicorn HTTP implementation (auto: httptools + uvloop when installed)")
+    ap.add_argument("--https", action="store_true",
+                    help="also measure the creates over HTTPS (keel serve's self-signed certificate, trusted)")
     ap.add_argument("--serve", nargs=4, metavar=("URL", "PORT", "DATA_DIR", "HTTP"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
@@ -198,8 +206,9 @@ def main() -> int:
                                  for i in range(400)])
     port = free_port()
     ctx.db.dispose()
+    https_port = free_port() if args.https and args.server == "keel" else 0
     if args.server == "keel":
-        keel_proc, _log = start_keel_serve(url, port, tmp, args.workers)
+        keel_proc, _log = start_keel_serve(url, port, tmp, args.workers, https_port)
         procs = [keel_proc]
     else:
         procs = [subprocess.Popen([sys.executable, __file__, "--serve", url, str(port), tmp, args.http])
@@ -222,6 +231,11 @@ def main() -> int:
         asyncio.run(load(port, token, args.concurrency, 1.0))
         n, lat, errors = asyncio.run(load(port, token, args.concurrency, args.seconds))
         rps = n / args.seconds
+        tls_result = None
+        if https_port:
+            tls = ssl.create_default_context(cafile=str(Path(tmp) / CERT_NAME))
+            tn, tlat, terrors = asyncio.run(load(https_port, token, args.concurrency, args.seconds, tls))
+            tls_result = (tn / args.seconds, tlat, terrors)
         q_lat = asyncio.run(sequential(port, qraw, 300, 200))
         craw = build("POST", f"/services/data/v{V}/sobjects/Account", token,
                      json.dumps({"Name": "seq", "Industry": "Retail"}).encode())
@@ -249,6 +263,11 @@ def main() -> int:
           f"server={args.server} workers={args.workers} http={args.http} load={os.getloadavg()[0]:.1f}")
     print(f"create  c={args.concurrency}: {rps:8.0f} req/s  p50 {pct(lat, .5):6.2f} ms  p99 {pct(lat, .99):6.2f} ms"
           f"  errors {errors}")
+    if tls_result is not None:
+        trps, tlat, terrors = tls_result
+        print(f"create  c={args.concurrency} HTTPS: {trps:8.0f} req/s  p50 {pct(tlat, .5):6.2f} ms  "
+              f"p99 {pct(tlat, .99):6.2f} ms  errors {terrors}  (reported; the budget is over plain HTTP)")
+        errors += terrors
     print(f"create  c=1 : HTTP p50 {pct(c_lat, .5):6.2f} ms  in-process p50 {pct(ip_create, .5):6.2f} ms  "
           f"overhead {pct(c_lat, .5) - pct(ip_create, .5):6.2f} ms")
     print(f"query 200   : HTTP p50 {pct(q_lat, .5):6.2f} ms  in-process p50 {pct(ip_query, .5):6.2f} ms  "
