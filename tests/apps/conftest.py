@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -18,6 +18,7 @@ from keel.services.security import assign_permission_set, user_context
 from keel.services.users import create_user
 from keel.storage import ids
 from keel.storage import system as S
+from tests.apps.rest import Rest, rest_session
 
 
 @pytest.fixture
@@ -58,3 +59,9 @@ def outbox_emails(ctx: Context) -> list[dict[str, Any]]:
     with ctx.db.read() as conn:
         rows = conn.execute(sa.select(o.c.payload).where(o.c.topic == "email").order_by(o.c.id)).scalars().all()
     return [orjson.loads(p) for p in rows]
+
+
+@pytest.fixture
+def rest(apps: Context) -> Iterator[Rest]:
+    """Persona users logged in to the REST API (``tests/apps/rest.py``), on an app built like ``keel up``'s."""
+    yield from rest_session(apps)

@@ -267,3 +267,44 @@ def test_duplicate_phones_are_found_however_they_are_written(apps: Context, pers
     keys = {r["Last_Name__c"]: r["Phone_Key__c"] for r in query(apps, "SELECT Last_Name__c, Phone_Key__c FROM "
                                                                       "Candidate__c")["records"]}
     assert keys == {"Ng": "2025550100", "Ode": "442025550100", "Ray": "2025550142"}
+
+
+def test_gates_run_in_parallel_only_where_the_requisition_allows(apps: Context,
+                                                                 persona: Callable[..., Context]) -> None:
+    rec = persona("rec", "Recruiting_Recruiter")
+    hm = persona("hm", "Recruiting_Hiring_Manager")
+    adj = persona("adj", "Recruiting_Medical_Adjudicator")
+    pos, _cand, app = setup_pipeline(apps, uid(rec), uid(hm))
+    setting = one(apps, f"SELECT Parallel_Gates__c FROM Position__c WHERE Id = '{pos}'")["Parallel_Gates__c"]
+    assert setting == "Medical Exam;Fitness Test 1;Fitness Test 2;Drug Test"  # the default of a new requisition
+
+    def gate(kind: str, **extra: object) -> dict[str, object]:
+        return {"Job_Application__c": app, "Gate_Type__c": kind, "Adjudicator__c": uid(adj), **extra}
+
+    done = {"Result__c": "Pass", "Completed_Date__c": str(date.today())}
+    # medical and fitness test 1 overlap; a polygraph waits for both
+    medical, pft1 = (save_many(rec, "Assessment__c", [gate(k)])[0].id for k in ("Medical Exam", "Fitness Test 1"))
+    refused(rec, "Assessment__c", [gate("Polygraph")], "Gates Allowed in Parallel does not include its type")
+    refused(rec, "Assessment__c", [gate("Polygraph", Result__c="Deferred")], "Record the open gate's result first")
+    a = one(apps, f"SELECT Gates_Pending__c, Gates_Pending_Alone__c FROM Job_Application__c WHERE Id = '{app}'")
+    assert (a["Gates_Pending__c"], a["Gates_Pending_Alone__c"]) == (2, 0)
+    # a pending gate cannot turn into one that runs alone while the other is open
+    refused(adj, "Assessment__c", [{"Id": pft1, "Gate_Type__c": "Polygraph"}], "does not include its type")
+    save_many(adj, "Assessment__c", [{"Id": medical, **done}, {"Id": pft1, **done}])
+    poly = save_many(rec, "Assessment__c", [gate("Polygraph")])[0].id
+    # while the polygraph is open nothing starts, not even a gate that may overlap others
+    refused(rec, "Assessment__c", [gate("Drug Test")], "Record its result before starting this gate")
+    # reopening a finished gate is opening it again
+    refused(adj, "Assessment__c", [{"Id": medical, "Result__c": "Pending"}], "Record its result before starting")
+    assert one(apps, f"SELECT Gates_Pending_Alone__c FROM Job_Application__c WHERE Id = '{app}'")[
+        "Gates_Pending_Alone__c"] == 1
+    save_many(adj, "Assessment__c", [{"Id": poly, **done}])
+    # the recruiting director lets the polygraph overlap for this requisition; recruiters cannot change it
+    refused(rec, "Position__c", [{"Id": pos, "Parallel_Gates__c": "Polygraph"}], "Parallel_Gates__c")
+    save_many(apps, "Position__c", [{"Id": pos, "Parallel_Gates__c": "Polygraph;Drug Test"}])
+    save_many(rec, "Assessment__c", [gate("Polygraph"), gate("Drug Test")])
+    # reopening a gate beside others is fine when all of their types may overlap
+    save_many(rec, "Assessment__c", [{"Id": poly, "Result__c": "Pending", "Completed_Date__c": None}])
+    refused(rec, "Assessment__c", [gate("Background Investigation")], "does not include its type")
+    # editing an open gate without reopening it or changing its type is not starting it
+    save_many(rec, "Assessment__c", [{"Id": poly, "Scheduled_Date__c": str(date.today())}])
