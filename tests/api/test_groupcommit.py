@@ -172,7 +172,7 @@ def test_a_burst_of_creates_from_several_users_answers_each_as_its_own(live: Liv
     for t in threads:
         t.join(60)
     made: dict[str, str] = {}
-    for i, (token, obj, body, status, code) in enumerate(cases):
+    for i, (_, _, body, status, code) in enumerate(cases):
         r = out[i]
         assert r.status_code == status, (body, r.text)
         if code:

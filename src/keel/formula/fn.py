@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import BooleanClauseList, ColumnElement, Grouping
 
 from keel.formula.context import FormulaContext
 from keel.formula.typed import (
@@ -215,6 +215,11 @@ def text(x: Col) -> Col:
 
 
 def boolean(x: Col) -> Col:
+    """``x`` typed as a boolean. An AND/OR is parenthesised first: SQLAlchemy does not group a ``type_coerce``
+    of one when it is negated, so ``NOT(INCLUDES(…))`` rendered as ``NOT a != '' AND b > 0`` on PostgreSQL
+    (``NOT`` binds tighter than ``AND``) and as ``a != '' AND b > 0 = 0`` on SQLite."""
+    if isinstance(x, BooleanClauseList):
+        x = Grouping(x)
     return sa.type_coerce(x, sa.Boolean())
 
 
