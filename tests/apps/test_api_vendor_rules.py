@@ -1,7 +1,7 @@
 """Every Vendor Management rule that refuses a write, hit through the REST API as the persona who would hit it.
 
-Setup runs in process (approvals have no REST endpoint here: they are decided in the web app); the refused write
-goes over HTTP and must come back 400 with the rule's error code and message (``tests/apps/rest.py``).
+Setup runs in process; the refused write goes over HTTP and must come back 400 with the rule's error code and
+message (``tests/apps/rest.py``). The rules an approval's own field updates break are in ``test_api_approvals``.
 """
 
 from __future__ import annotations

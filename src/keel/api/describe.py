@@ -33,8 +33,8 @@ def versions_list() -> list[dict[str, str]]:
 
 def resources(call: ApiCall) -> Reply:
     p = call.prefix
-    names = ("sobjects", "query", "queryAll", "search", "limits", "composite", "recent", "tooling", "analytics",
-             "jobs", "connect")
+    names = ("sobjects", "query", "queryAll", "search", "limits", "composite", "process", "recent", "tooling",
+             "analytics", "jobs", "connect")
     body = {n: f"{p}/{n}" for n in names if n not in ("recent", "tooling", "analytics", "connect")}
     body["identity"] = f"{call.base_url}/id/{call.session.org_id}/{call.session.user_id}"
     body["openapi"] = f"{p}/openapi.json"

@@ -127,7 +127,17 @@ def guarded(handler: Callable[[], Reply]) -> Reply:
 
 
 def _route(call: ApiCall) -> Reply:
-    from keel.api import collections, composite, composite_batch, composite_tree, describe, query, search, sobjects
+    from keel.api import (
+        approvals,
+        collections,
+        composite,
+        composite_batch,
+        composite_tree,
+        describe,
+        query,
+        search,
+        sobjects,
+    )
 
     p = call.parts
     if not p:
@@ -142,6 +152,8 @@ def _route(call: ApiCall) -> Reply:
         return _only(call, "GET", search.search)
     if head == "limits" and not rest:
         return _only(call, "GET", describe.limits)
+    if head == "process":
+        return approvals.route(call, rest)
     if head == "openapi.json" and not rest:
         return _only(call, "GET", describe.openapi)
     if head == "composite":

@@ -181,4 +181,4 @@ def _save(ctx: Context, conn: Connection, obj_name: str, drafts: list[dict[str, 
         i, d = bad if bad is not None else (0, e.results[0].errors[0])
         raise RowError(rows[i].index, FLOW_ERROR,
                        f"{source}: {obj_name} {'update' if 'Id' in drafts[i] else 'create'} failed: "
-                       f"{d.code}: {d.message}", d.fields) from None
+                       f"{d.code}: {d.message}", d.fields, cause=d) from None

@@ -48,6 +48,26 @@ def _find(conn: Connection, schema: SchemaSnapshot, obj_name: str, **eq: Any) ->
     return [row_to_values(schema, obj, dict(r)) for r in conn.execute(q.order_by(t.c.id)).mappings()]
 
 
+def workitem(conn: Connection, schema: SchemaSnapshot, workitem_id: str) -> dict[str, Any] | None:
+    """A pending approval request (``ProcessInstanceWorkitem``) with its instance's target and status."""
+    items = _find(conn, schema, WI, Id=_pk(workitem_id))
+    if not items:
+        return None
+    inst = _find(conn, schema, PI, Id=_pk(items[0]["ProcessInstanceId"]))[0]
+    return {**items[0], "TargetObjectId": inst["TargetObjectId"], "Status": inst["Status"]}
+
+
+def instance_state(conn: Connection, schema: SchemaSnapshot, instance_id: str) -> tuple[str, list[dict[str, Any]]]:
+    """An approval instance's status and its pending work items (one per approver waiting)."""
+    inst = _find(conn, schema, PI, Id=_pk(instance_id))[0]
+    return str(inst["Status"]), _find(conn, schema, WI, ProcessInstanceId=_pk(instance_id))
+
+
+def pending_instance(conn: Connection, schema: SchemaSnapshot, target_id: str) -> str | None:
+    found = _find(conn, schema, PI, TargetObjectId=target_id, Status="Pending")
+    return str(found[0]["Id"]) if found else None
+
+
 def _pk(public_id: Any) -> int:
     return ids.split(str(public_id))[1]
 
@@ -106,8 +126,16 @@ def _run(ctx: Context, conn: Connection, hooks: AutomationHooks, obj: ObjectDef,
     if not actions:
         return
     rec = load_records(conn, ctx.schema(conn), obj, [pk]).get(pk)
-    if rec is not None:
+    if rec is None:
+        return
+    try:
         hooks.runner.run(ctx, conn, obj, source, actions, [RowState(index=0, values=rec, pk=pk, prior=rec)])
+    except RowError as e:
+        # Outside a save there is no row to fail: the step fails, and its caller (the web page, the API) reports
+        # what refused it, e.g. the validation rule an approval's field update broke.
+        d = e.cause
+        raise KeelError(d.message, code=d.code, fields=d.fields) if d else KeelError(
+            e.message, code=e.code, fields=e.fields) from None
 
 
 def resolve_approvers(conn: Connection, schema: SchemaSnapshot, approvers: Sequence[Approver],

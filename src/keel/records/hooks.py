@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from keel.errors import ErrorDetail
 from keel.metadata.model import ObjectDef
 
 if TYPE_CHECKING:
@@ -62,6 +63,8 @@ def find_hook(hooks: object, kind: type[T]) -> T | None:
 class RowError(Exception):
     """Raised by a hook to fail one row with a code and message (e.g. a flow's validation)."""
 
-    def __init__(self, index: int, code: str, message: str, fields: Sequence[str] = ()) -> None:
+    def __init__(self, index: int, code: str, message: str, fields: Sequence[str] = (),
+                 cause: ErrorDetail | None = None) -> None:
         super().__init__(message)
         self.index, self.code, self.message, self.fields = index, code, message, tuple(fields)
+        self.cause = cause  # the error of the write an automation action made, when that is what failed
