@@ -11,7 +11,7 @@ from keel.context import Context
 from keel.records import save_many
 from keel.services.automation import items_to_approve
 from keel.services.query import query
-from tests.apps.rest import V, Persona, Rest, assert_code, assert_rule
+from tests.apps.rest import Persona, Rest, V, assert_code, assert_rule
 from tests.apps.test_vendors_philanthropy import vendor
 
 
@@ -38,6 +38,8 @@ def my_item(p: Persona) -> str:
 def test_submit_approve_and_the_answers_shapes(apps: Context, rest: Rest) -> None:
     req = rest.login("req", "Vendor_Requester")
     officer = rest.login("po", "Vendor_Procurement_Officer", role="Procurement Manager")
+    assert officer.client.get(f"{V}/process", headers=officer.headers).json() == {
+        "approvals": f"{V}/process/approvals"}
     listed = officer.client.get(f"{V}/process/approvals", headers=officer.headers)
     assert listed.status_code == 200
     names = {e["name"]: e for entries in listed.json()["approvals"].values() for e in entries}

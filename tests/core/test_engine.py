@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import multiprocessing
 import os
+import sqlite3
 import time
 from pathlib import Path
 
@@ -100,3 +101,22 @@ def test_the_writer_lock_is_held_until_the_outermost_write_ends(tmp_path: Path) 
         assert not _held(lock), "a failed write releases the lock"
     finally:
         db.dispose()
+
+
+def test_a_writer_gives_up_after_the_busy_timeout_when_the_lock_is_never_released(tmp_path: Path) -> None:
+    from keel.storage.engine import _flock_within
+
+    path = tmp_path / "k.db-writer"
+    holder, waiter = (os.open(path, os.O_RDWR | os.O_CREAT, 0o600) for _ in range(2))
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        started = time.monotonic()
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+            _flock_within(waiter, 0.3)
+        assert 0.3 <= time.monotonic() - started < 2
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        _flock_within(waiter, 0.3)  # free again: taken at once
+        assert _held(path)
+    finally:
+        os.close(holder)
+        os.close(waiter)

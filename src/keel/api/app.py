@@ -54,6 +54,11 @@ def _fail(code: str, message: str, status: int, headers: dict[str, str] | None =
     return json_response(error_body([ErrorDetail(code, message)]), status, headers)
 
 
+def _internal_error(headers: dict[str, str] | None = None) -> Response:
+    return _fail("UNKNOWN_EXCEPTION", "An unexpected error occurred. Please include this ErrorId if you contact "
+                 "support.", 500, headers)
+
+
 async def versions(request: Request) -> Response:
     return json_response(versions_list())
 
@@ -130,8 +135,7 @@ def _authorised(request: Request, token: str, version: str, parts: list[str], bo
         return dispatch(call), usage
     except Exception:  # a real bug: log it, answer 500 (jsforce retries 5xx, so user errors never get here)
         log.exception("unhandled error in %s %s", request.method, request.url.path)
-        return _fail("UNKNOWN_EXCEPTION", "An unexpected error occurred. Please include this ErrorId if you contact "
-                     "support.", 500, usage)
+        return _internal_error(usage)
 
 
 def _creates(items: Sequence[CreateRequest]) -> list[Outcome]:
@@ -146,26 +150,26 @@ def _creates(items: Sequence[CreateRequest]) -> list[Outcome]:
     waiting: list[tuple[int, int]] = []  # (place in outcomes, place in pending)
     for context, request, token, version, parts, body in items:
         mine: list[PendingCreate] = []
-        outcome = context.run(_authorised, request, token, version, parts, body, sessions=sessions, deferred=mine)
+        try:
+            outcome: Outcome = context.run(_authorised, request, token, version, parts, body, sessions=sessions,
+                                           deferred=mine)
+        except Exception:  # a bug while authorising this one request: its own 500, never its neighbours'
+            log.exception("unhandled error in %s %s", request.method, request.url.path)
+            outcome, mine = _internal_error(), []
         if mine:
             waiting.append((len(outcomes), len(pending)))
             pending.extend(mine)
         outcomes.append(outcome)
     if not pending:
         return outcomes
-    try:
-        results = save_pending(pending)
-    except Exception:  # a real bug, as in _authorised: every create of the batch gets the 500
-        log.exception("unhandled error saving a batch of %d creates", len(pending))
-        failed = _fail("UNKNOWN_EXCEPTION", "An unexpected error occurred. Please include this ErrorId if you "
-                       "contact support.", 500)
-        for i, _ in waiting:
-            outcomes[i] = failed
-        return outcomes
+    results = save_pending(pending)
     for i, j in waiting:
         deferred_reply = outcomes[i]
         assert isinstance(deferred_reply, tuple) and deferred_reply[0] is DEFERRED
-        outcomes[i] = (guarded(partial(created, results[j])), deferred_reply[1])
+        result = results[j]
+        # None: the save of this request's group failed on a bug (logged by save_pending); only its group fails
+        outcomes[i] = _internal_error() if result is None else (guarded(partial(created, result)),
+                                                                deferred_reply[1])
     return outcomes
 
 
@@ -225,7 +229,8 @@ def create_app(ctx: Context, *, auth: AuthBackend | None = None) -> Starlette:
     app.state.auth = auth
     app.state.limits = RateLimiter(ctx.settings.api_requests_per_minute)
     app.state.group_commit = GroupCommit()
-    app.state.creates = RequestBatcher(_creates)
+    # SQLite has one writer, so one batch at a time loses nothing; PostgreSQL commits several groups at once.
+    app.state.creates = RequestBatcher(_creates, max_inflight=1 if ctx.db.dialect == "sqlite" else 4)
     from keel.api.observability import install as install_observability
 
     install_observability(app)  # /readyz, /metrics, request ids and JSON access logs, slow-query log

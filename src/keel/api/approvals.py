@@ -24,6 +24,7 @@ from keel.automation import approvals as A
 from keel.automation.flows import AutomationHooks
 from keel.errors import BatchError, KeelError
 from keel.metadata.model import SchemaSnapshot
+from keel.records.hooks import RowError
 from keel.services.automation import automation_hooks
 from keel.storage import ids
 
@@ -32,6 +33,8 @@ WORKITEM_PREFIX = "04i"
 
 
 def route(call: ApiCall, rest: list[str]) -> Reply:
+    if not rest and call.method in ("GET", "HEAD"):  # the resources under /process (no workflow rules here)
+        return Reply(200, {"approvals": f"{call.prefix}/process/approvals"})
     if len(rest) != 1 or rest[0].lower() != "approvals":
         raise not_found()
     if call.method in ("GET", "HEAD"):
@@ -86,12 +89,17 @@ def _process(call: ApiCall) -> Reply:
         for i, r in enumerate(reqs):
             try:
                 results.append(_one(call, conn, hooks, r, targets.get(i)))
+            except RowError as e:
+                err = A.step_error(e)
+                if len(reqs) > 1:
+                    err.message = f"Request {i}: {err.message}"
+                raise err from None
             except BatchError:
-                raise  # a refused field update: its row errors say what and where
+                raise  # a refused write: its row errors say what and where
             except KeelError as e:
-                if len(reqs) == 1:
-                    raise
-                raise type(e)(f"Request {i}: {e.message}", code=e.code, fields=e.fields) from e
+                if len(reqs) > 1:
+                    e.message = f"Request {i}: {e.message}"
+                raise
     return Reply(200, results)
 
 

@@ -25,7 +25,7 @@ R = TypeVar("R")
 class _LoopQueue(Generic[T, R]):
     def __init__(self) -> None:
         self.items: list[tuple[T, asyncio.Future[R]]] = []
-        self.task: asyncio.Task[None] | None = None
+        self.drains: set[asyncio.Task[None]] = set()  # running; a finished drain removes itself
 
 
 class RequestBatcher(Generic[T, R]):
@@ -34,9 +34,13 @@ class RequestBatcher(Generic[T, R]):
     exception it raises fails every request of that batch. Work done for one item should run in that request's
     context (capture ``contextvars.copy_context()`` into the item), because the batch runs in none."""
 
-    def __init__(self, handle: Callable[[Sequence[T]], list[R]], max_batch: int = 200) -> None:
+    def __init__(self, handle: Callable[[Sequence[T]], list[R]], max_batch: int = 200, max_inflight: int = 1,
+                 ) -> None:
+        """``max_inflight`` batches run at once: one where the database has a single writer (SQLite), more where
+        writers run in parallel (PostgreSQL), so one slow batch does not hold up every other user's creates."""
         self._handle = handle
         self._max = max_batch
+        self._inflight = max_inflight
         # One queue per event loop: tests run several apps' clients on loops of their own.
         self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopQueue[T, R]] = (
             weakref.WeakKeyDictionary())
@@ -48,10 +52,12 @@ class RequestBatcher(Generic[T, R]):
             q = self._queues[loop] = _LoopQueue()
         fut: asyncio.Future[R] = loop.create_future()
         q.items.append((item, fut))
-        if q.task is None or q.task.done():
+        if len(q.drains) < self._inflight:
             # A context of its own: the request that happens to start the drain must not lend its context
             # variables (its request id in logs) to work done for the whole batch.
-            q.task = loop.create_task(self._drain(q), context=contextvars.Context())
+            task = loop.create_task(self._drain(q), context=contextvars.Context())
+            q.drains.add(task)
+            task.add_done_callback(q.drains.discard)
         return await fut
 
     async def _drain(self, q: _LoopQueue[T, R]) -> None:

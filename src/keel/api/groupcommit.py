@@ -16,6 +16,7 @@ and isolation and no thread blocked per caller. ``submit`` serves the creates th
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from typing import Any
 from keel.errors import ErrorDetail, KeelError, RowResult
 
 MAX_BATCH = 200
+log = logging.getLogger("keel.api")
 Saver = Callable[[Sequence[dict[str, Any]]], list[RowResult]]
 
 
@@ -111,9 +113,10 @@ class PendingCreate:
     save: Saver
 
 
-def save_pending(pending: Sequence[PendingCreate]) -> list[RowResult]:
+def save_pending(pending: Sequence[PendingCreate]) -> list[RowResult | None]:
     """Save deferred creates as ``submit`` would: one batch per key (at most ``MAX_BATCH`` rows), each row with its
-    own result, a batch-wide failure isolated row by row. Results come back in ``pending``'s order."""
+    own result (a refusal is that row's errors), a batch-wide failure isolated row by row. Results come back in
+    ``pending``'s order; None marks the rows of a batch that failed on a bug (logged), and only those."""
     groups: dict[Hashable, list[int]] = {}
     for i, p in enumerate(pending):
         groups.setdefault(p.key, []).append(i)
@@ -122,6 +125,13 @@ def save_pending(pending: Sequence[PendingCreate]) -> list[RowResult]:
         for start in range(0, len(positions), MAX_BATCH):
             chunk = positions[start:start + MAX_BATCH]
             batch = [_Pending(pending[i].draft) for i in chunk]
-            for i, r in zip(chunk, _save_rows(batch, pending[chunk[0]].save), strict=True):
+            try:
+                results = _save_rows(batch, pending[chunk[0]].save)
+            except KeelError as e:  # a one-row batch refused as a whole: the row's own error
+                results = [RowResult(0, errors=e.details() or [ErrorDetail(e.code, e.message, e.fields, 0)])]
+            except Exception:
+                log.exception("unhandled error saving a batch of %d creates", len(chunk))
+                continue
+            for i, r in zip(chunk, results, strict=True):
                 out[i] = _own(r)
-    return [r for r in out if r is not None]
+    return out

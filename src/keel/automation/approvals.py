@@ -126,16 +126,17 @@ def _run(ctx: Context, conn: Connection, hooks: AutomationHooks, obj: ObjectDef,
     if not actions:
         return
     rec = load_records(conn, ctx.schema(conn), obj, [pk]).get(pk)
-    if rec is None:
-        return
-    try:
+    if rec is not None:
         hooks.runner.run(ctx, conn, obj, source, actions, [RowState(index=0, values=rec, pk=pk, prior=rec)])
-    except RowError as e:
-        # Outside a save there is no row to fail: the step fails, and its caller (the web page, the API) reports
-        # what refused it, e.g. the validation rule an approval's field update broke.
-        d = e.cause
-        raise KeelError(d.message, code=d.code, fields=d.fields) if d else KeelError(
-            e.message, code=e.code, fields=e.fields) from None
+
+
+def step_error(e: RowError) -> KeelError:
+    """An approval step an action of which failed, as its caller reports it (the web page, the API): the error of
+    the write that refused it, e.g. the validation rule an approval's field update broke. Inside a save (a flow
+    that submits a record) the ``RowError`` itself fails that row instead."""
+    d = e.cause
+    return KeelError(d.message, code=d.code, fields=d.fields) if d else KeelError(e.message, code=e.code,
+                                                                                   fields=e.fields)
 
 
 def resolve_approvers(conn: Connection, schema: SchemaSnapshot, approvers: Sequence[Approver],

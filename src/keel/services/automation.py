@@ -24,7 +24,7 @@ from keel.automation.registry import store
 from keel.automation.tables import create_automation_tables
 from keel.context import SYSTEM_ACTOR, Context
 from keel.errors import KeelError
-from keel.records.hooks import find_hook
+from keel.records.hooks import RowError, find_hook
 from keel.security.hooks import SecurityHooks
 from keel.services.security import system_context, user_context, wire_security
 from keel.storage import ids
@@ -75,8 +75,11 @@ def submit_for_approval(ctx: Context, record_id: str, process: str, comments: st
         if obj is None:
             raise KeelError(f"Unknown record id {record_id}.", code="MALFORMED_ID")
         proc = hooks.registry.get(conn).approvals.get(process)
-        return approvals.submit(ctx, conn, hooks, proc, process, obj, ids.decode(record_id, obj.key_prefix),
-                                comments)
+        try:
+            return approvals.submit(ctx, conn, hooks, proc, process, obj, ids.decode(record_id, obj.key_prefix),
+                                    comments)
+        except RowError as e:
+            raise approvals.step_error(e) from None
 
 
 def approve(ctx: Context, workitem_id: str, comments: str | None = None) -> str:
@@ -90,13 +93,19 @@ def reject(ctx: Context, workitem_id: str, comments: str | None = None) -> str:
 def _act(ctx: Context, workitem_id: str, action: str, comments: str | None) -> str:
     hooks = automation_hooks(ctx)
     with ctx.db.transaction() as conn:
-        return approvals.act(ctx, conn, hooks, workitem_id, action, comments)
+        try:
+            return approvals.act(ctx, conn, hooks, workitem_id, action, comments)
+        except RowError as e:
+            raise approvals.step_error(e) from None
 
 
 def recall(ctx: Context, record_id: str, comments: str | None = None) -> None:
     hooks = automation_hooks(ctx)
     with ctx.db.transaction() as conn:
-        approvals.recall(ctx, conn, hooks, record_id, comments)
+        try:
+            approvals.recall(ctx, conn, hooks, record_id, comments)
+        except RowError as e:
+            raise approvals.step_error(e) from None
 
 
 def items_to_approve(ctx: Context, user_id: str | None = None) -> list[dict[str, Any]]:

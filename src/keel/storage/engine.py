@@ -12,6 +12,7 @@ import itertools
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
@@ -53,6 +54,28 @@ SQLITE_POOL_OVERFLOW = 30  # opened beyond that under bursts, closed when return
 # backend per request beyond the tenth (528 against 738 creates/s in bench/api.py). Size the server's
 # max_connections for workers x (PG_POOL_SIZE + 20 overflow), or put PgBouncer in front (docs/deploy.md).
 PG_POOL_SIZE = 20
+
+
+BUSY_TIMEOUT_S = 30.0  # as PRAGMA busy_timeout
+
+
+def _flock_within(fd: int, timeout: float) -> None:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        pass
+    deadline, pause = time.monotonic() + timeout, 0.0002
+    while True:
+        time.sleep(pause)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise sqlite3.OperationalError("database is locked (another process has held the write lock for "
+                                               f"{timeout:.0f} s)") from None
+            pause = min(pause * 2, 0.002)
 
 
 def _writer_lock_path(engine: Engine) -> str | None:
@@ -103,7 +126,7 @@ class Database:
                 if not memory:
                     cur.execute("PRAGMA journal_mode=WAL")
                 cur.execute("PRAGMA foreign_keys=ON")
-                cur.execute("PRAGMA busy_timeout=30000")
+                cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.execute("PRAGMA cache_size=-65536")
                 cur.close()
@@ -161,9 +184,11 @@ class Database:
         """The writer queue across processes (``keel serve --workers N`` on one SQLite file).
 
         SQLite's busy handler polls with sleeps of up to 100 ms, so two processes contending for the write lock
-        lose most of their throughput to sleeping and their p99 to the longest sleep. A blocking ``flock`` on a
-        side file wakes the next writer the moment the lock is released. Called with ``_write_lock`` held, so one
-        thread per process waits here and the depth counter needs no lock of its own."""
+        lost most of their throughput to sleeping and their p99 to the longest sleep. Waiting on a ``flock`` of a
+        side file, polled every 2 ms at most, the next writer starts almost as soon as the lock is released, and
+        gives up after SQLite's busy timeout ("database is locked") as before, so a stuck process never hangs the
+        others. Called with ``_write_lock`` held, so one thread per process waits here and the depth counter needs
+        no lock of its own."""
         if self._lock_path is None or fcntl is None:
             yield
             return
@@ -171,7 +196,7 @@ class Database:
             self._lock_fd = (os.getpid(), os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600))
         fd = self._lock_fd[1]
         if self._lock_depth == 0:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _flock_within(fd, BUSY_TIMEOUT_S)
         self._lock_depth += 1
         try:
             yield
