@@ -333,3 +333,48 @@ def test_time_formula_fields_in_soql(org: Context) -> None:
     rows = query(org, "SELECT Name, Ends__c, Label__c FROM Shift__c WHERE Ends__c != null ORDER BY Ends__c")
     assert [(r["Name"], r["Ends__c"], r["Label__c"]) for r in rows["records"]] == [
         ("late", "06:30:00.000Z", "6h next day"), ("early", "14:00:00.000Z", "14h")]
+
+
+def test_an_update_recomputes_only_the_rollups_whose_inputs_it_changed(budgets: Context) -> None:
+    """``Lines__c`` (COUNT) reads only the link; ``Total__c`` reads the link, Amount__c and Approved__c. Renaming
+    a line recomputes neither; approving a line recomputes the total and not the count."""
+    from sqlalchemy import event
+
+    from keel.formula.rollup import inputs, resolve_rollup
+
+    schema = budgets.schema()
+    budget = schema.get_object("Budget__c")
+    assert inputs(resolve_rollup(budget, budget.get_field("Lines__c"), schema), schema) == {
+        "Budget__c", "IsDeleted"}
+    assert inputs(resolve_rollup(budget, budget.get_field("Total__c"), schema), schema) == {
+        "Budget__c", "IsDeleted", "Amount__c", "Approved__c"}
+    bid = save_many(budgets, "Budget__c", [{"Name": "B", "Min_Pay__c": 1, "Max_Pay__c": 2}])[0].id
+    line = save_many(budgets, "Budget_Line__c", [{"Name": "L1", "Budget__c": bid, "Amount__c": 40}])[0].id
+    seen: list[str] = []
+
+    def watch(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "count(*)" in statement.lower() or "sum(" in statement.lower():
+            seen.append(statement)
+
+    event.listen(budgets.db.engine, "before_cursor_execute", watch)
+    try:
+        save_many(budgets, "Budget_Line__c", [{"Id": line, "Name": "renamed"}])
+        assert seen == []
+        save_many(budgets, "Budget_Line__c", [{"Id": line, "Approved__c": True}])
+        assert len(seen) == 1 and "sum(" in seen[0].lower() and "count(*)" not in seen[0].lower()
+    finally:
+        event.remove(budgets.db.engine, "before_cursor_execute", watch)
+    got = one(budgets, f"SELECT Lines__c, Total__c FROM Budget__c WHERE Id = '{bid}'")
+    assert (got["Lines__c"], got["Total__c"]) == (1, 40)
+
+
+def test_rollup_inputs_are_unknown_when_a_filter_reads_a_parent_or_the_clock(budgets: Context) -> None:
+    from keel.formula.rollup import RollupSpec, inputs
+
+    schema = budgets.schema()
+    line = schema.get_object("Budget_Line__c")
+    link = line.get_field("Budget__c")
+    for flt in ("Budget__r.Max_Pay__c > 10", "Amount__c > 0 && TODAY() > DATE(2020, 1, 1)", "$User.IsActive"):
+        assert inputs(RollupSpec("COUNT", line, link, None, flt), schema) is None, flt
+    assert inputs(RollupSpec("COUNT", line, link, None, "Amount__c > 0"), schema) == {
+        "Budget__c", "IsDeleted", "Amount__c"}

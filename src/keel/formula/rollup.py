@@ -19,7 +19,7 @@ from keel.formula.check import bind
 from keel.formula.errors import FormulaError
 from keel.formula.fn import Col, SqlEnv, num_lit
 from keel.formula.sql import compile_sql, field_sql
-from keel.formula.typed import NUMERIC, field_type
+from keel.formula.typed import NUMERIC, TCall, TField, TGlobal, TNode, field_type
 from keel.metadata.model import FieldDef, ObjectDef, SchemaSnapshot
 from keel.metadata.tables import table_for
 
@@ -73,6 +73,41 @@ def resolve_rollup(parent: ObjectDef, field: FieldDef, schema: SchemaSnapshot) -
         except FormulaError as exc:
             raise MetadataError(f"{at}: filter: {exc.message}") from None
     return RollupSpec(fn, child, link, value, str(flt) if flt else None)
+
+
+_VOLATILE = frozenset({"TODAY", "NOW", "TIMENOW"})
+
+
+def inputs(spec: RollupSpec, schema: SchemaSnapshot) -> frozenset[str] | None:
+    """The child fields (API names) a roll-up's value can depend on: the master-detail link, the summarised field
+    and what the filter reads. An update that changes none of them cannot change the parent's value, so the
+    lifecycle skips its recomputation; at a million children that is what keeps a stage change of applications
+    from re-counting every requisition's applicants. None when unknown: the filter or the value reads a parent,
+    a global or the clock, so every change recomputes."""
+    out = {spec.link.api_name, "IsDeleted"}
+    if spec.value is not None:
+        if spec.value.type == "formula":
+            return None
+        out.add(spec.value.api_name)
+    if spec.filter:
+        root = bind(spec.filter, spec.child, schema, blank_as="blank", returns="checkbox").root
+        if not _reads(root, out):
+            return None
+    return frozenset(out)
+
+
+def _reads(node: TNode, out: set[str]) -> bool:
+    """Add the record's own fields ``node`` reads to ``out``; False when it reads anything else."""
+    if isinstance(node, TField):
+        if node.path:
+            return False
+        out.add(node.field.api_name)
+        return node.formula is None or _reads(node.formula, out)
+    if isinstance(node, TGlobal):
+        return False
+    if isinstance(node, TCall):
+        return node.fn.name not in _VOLATILE and all(_reads(a, out) for a in node.args)
+    return True
 
 
 def _aggregate(spec: RollupSpec, schema: SchemaSnapshot, dialect: str, parent_id: Col) -> Col:

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from keel.formula import FormulaContext, compile_python, compile_validation_rules, rollup_sql
+from keel.formula.rollup import inputs, resolve_rollup
 from keel.metadata.model import FieldDef, ObjectDef, SchemaSnapshot
 from keel.metadata.tables import table_for
 from keel.records.hooks import RowState
@@ -139,6 +140,14 @@ def rule_parents(schema: SchemaSnapshot, obj: ObjectDef) -> frozenset[str]:
     return frozenset(hit)
 
 
+def rollup_inputs(schema: SchemaSnapshot, parent: ObjectDef, field: FieldDef) -> frozenset[str] | None:
+    key = f"rollup_inputs:{parent.key}:{field.key}"
+    if key not in schema.cache:
+        schema.cache[key] = inputs(resolve_rollup(parent, field, schema), schema)
+    found: frozenset[str] | None = schema.cache[key]
+    return found
+
+
 def rollup_targets(schema: SchemaSnapshot, child: ObjectDef) -> list[tuple[ObjectDef, FieldDef, FieldDef]]:
     """(parent object, roll-up field, child's master-detail field) for every roll-up summarising ``child``."""
     key = f"rollup_targets:{child.key}"
@@ -163,16 +172,21 @@ def rollup_targets(schema: SchemaSnapshot, child: ObjectDef) -> list[tuple[Objec
 
 
 def recompute_rollups(conn: Connection, schema: SchemaSnapshot, child: ObjectDef,
-                      rows: Iterable[RowState]) -> None:
+                      rows: Iterable[RowState], *, by_changes: bool = False) -> None:
     """Recompute every roll-up over ``child`` for the parents the changed rows belong (or belonged) to, in the
-    caller's transaction, so a parent's summary never disagrees with its children."""
+    caller's transaction, so a parent's summary never disagrees with its children. ``by_changes``: the rows are
+    a save's, whose ``changed`` names every field an update changed, so an update that changed none of a
+    roll-up's inputs (``formula.rollup.inputs``) is left out of that roll-up."""
     targets = rollup_targets(schema, child)
     if not targets:
         return
     rows = list(rows)
     for parent, field, rel in targets:
         parent_ids: set[int] = set()
+        needs = rollup_inputs(schema, parent, field) if by_changes else None
         for r in rows:
+            if needs is not None and r.prior is not None and not (r.changed & needs):
+                continue
             for source in (r.values, r.prior or {}):
                 v = source.get(rel.api_name)
                 if v is not None:

@@ -224,7 +224,8 @@ def _write_and_finish(ctx: Context, conn: Connection, schema: SchemaSnapshot, pl
             with savepoint(conn) if savepoints else nullcontext():
                 if not _write_checked(ctx, conn, schema, plan, batch) and all_or_none:
                     raise BatchError(_rolled_back(batch))
-                rules.recompute_rollups(conn, schema, obj, [r for r in batch.rows if r.prior is None or r.changed])
+                rules.recompute_rollups(conn, schema, obj, [r for r in batch.rows if r.prior is None or r.changed],
+                                        by_changes=True)
                 if hooks is not None and batch.rows:
                     hooks.after_save(ctx, conn, obj, batch.rows)
             return
