@@ -140,6 +140,38 @@ def rule_parents(schema: SchemaSnapshot, obj: ObjectDef) -> frozenset[str]:
     return frozenset(hit)
 
 
+def _add_new(conn: Connection, schema: SchemaSnapshot, parent: ObjectDef, field: FieldDef,
+             rows: Sequence[RowState]) -> bool:
+    """Inserts only, into a COUNT or SUM whose inputs are the children's own fields: add each parent's share to
+    its total instead of re-aggregating all its children. Re-aggregating read every child of every parent a batch
+    touched, so loading children under a few large parents grew with the square of their number (a dozen
+    requisitions with ~90,000 applications each). The addition is one atomic UPDATE per parent, in id order (row
+    locks on PostgreSQL, the single writer on SQLite), so concurrent inserts add up. False: not applicable."""
+    spec = resolve_rollup(parent, field, schema)
+    if spec.function not in ("COUNT", "SUM"):
+        return False
+    test = (compile_python(spec.filter, spec.child, schema, context_kind="field", returns="checkbox")
+            if spec.filter else None)
+    env = FormulaContext()
+    deltas: dict[int, Any] = {}
+    for r in rows:
+        link = r.values.get(spec.link.api_name)
+        if link is None or (test is not None and not test(r.values, env)):
+            continue
+        amount = 1 if spec.value is None else r.values.get(spec.value.api_name)
+        if amount is None:
+            continue
+        pk = ids.split(str(link))[1]
+        deltas[pk] = deltas.get(pk, 0) + amount
+    if deltas:
+        t = table_for(schema, parent)
+        col = t.c[field.column or ""]
+        conn.execute(sa.update(t).where(t.c.id == sa.bindparam("b_id"))
+                     .values({col: sa.func.coalesce(col, 0) + sa.bindparam("b_d")}),
+                     [{"b_id": pk, "b_d": deltas[pk]} for pk in sorted(deltas)])
+    return True
+
+
 def rollup_inputs(schema: SchemaSnapshot, parent: ObjectDef, field: FieldDef) -> frozenset[str] | None:
     key = f"rollup_inputs:{parent.key}:{field.key}"
     if key not in schema.cache:
@@ -184,6 +216,9 @@ def recompute_rollups(conn: Connection, schema: SchemaSnapshot, child: ObjectDef
     for parent, field, rel in targets:
         parent_ids: set[int] = set()
         needs = rollup_inputs(schema, parent, field) if by_changes else None
+        if needs is not None and rows and all(r.prior is None for r in rows) and _add_new(conn, schema, parent,
+                                                                                          field, rows):
+            continue
         for r in rows:
             if needs is not None and r.prior is not None and not (r.changed & needs):
                 continue
