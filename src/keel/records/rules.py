@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable, Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -140,30 +141,45 @@ def rule_parents(schema: SchemaSnapshot, obj: ObjectDef) -> frozenset[str]:
     return frozenset(hit)
 
 
-def _add_new(conn: Connection, schema: SchemaSnapshot, parent: ObjectDef, field: FieldDef,
-             rows: Sequence[RowState]) -> bool:
-    """Inserts only, into a COUNT or SUM whose inputs are the children's own fields: add each parent's share to
-    its total instead of re-aggregating all its children. Re-aggregating read every child of every parent a batch
-    touched, so loading children under a few large parents grew with the square of their number (a dozen
-    requisitions with ~90,000 applications each). The addition is one atomic UPDATE per parent, in id order (row
-    locks on PostgreSQL, the single writer on SQLite), so concurrent inserts add up. False: not applicable."""
+def _apply_deltas(conn: Connection, schema: SchemaSnapshot, parent: ObjectDef, field: FieldDef,
+                  needs: frozenset[str], rows: Sequence[RowState]) -> bool:
+    """A COUNT or SUM whose inputs are the children's own fields: add each parent's change to its total instead
+    of re-aggregating all its children. A saved row takes back what it counted before (its prior values, under
+    its prior parent) and adds what it counts now. Re-aggregating read every child of every parent a batch
+    touched, so writing children under a few large parents grew with the square of their number (a dozen
+    requisitions with ~90,000 applications each). One atomic UPDATE per parent, in id order (row locks on
+    PostgreSQL, the single writer on SQLite), so concurrent writers add up. False: not applicable."""
     spec = resolve_rollup(parent, field, schema)
     if spec.function not in ("COUNT", "SUM"):
         return False
     test = (compile_python(spec.filter, spec.child, schema, context_kind="field", returns="checkbox")
             if spec.filter else None)
     env = FormulaContext()
+
+    def share(values: dict[str, Any]) -> tuple[int | None, Any]:
+        """(the parent, what this row adds to its total); 0 for a row the filter leaves out."""
+        link = values.get(spec.link.api_name)
+        if link is None:
+            return None, 0
+        pk = ids.split(str(link))[1]
+        if values.get("IsDeleted") or (test is not None and not test(values, env)):
+            return pk, 0
+        amount = 1 if spec.value is None else values.get(spec.value.api_name)
+        if isinstance(amount, float):  # a stored value read back from SQLite's REAL
+            amount = Decimal(str(amount))
+        return pk, 0 if amount is None else amount
+
     deltas: dict[int, Any] = {}
     for r in rows:
-        link = r.values.get(spec.link.api_name)
-        if link is None or (test is not None and not test(r.values, env)):
+        if r.prior is not None and not (r.changed & needs):
             continue
-        amount = 1 if spec.value is None else r.values.get(spec.value.api_name)
-        if amount is None:
-            continue
-        pk = ids.split(str(link))[1]
-        deltas[pk] = deltas.get(pk, 0) + amount
-    if deltas:
+        for values, sign in ((r.prior, -1), (r.values, 1)):
+            if values is None:
+                continue
+            pk, amount = share(values)
+            if pk is not None:
+                deltas[pk] = deltas.get(pk, 0) + sign * amount
+    if deltas:  # zeros too: a parent's first child turns its blank total into a number, as a recount did
         t = table_for(schema, parent)
         col = t.c[field.column or ""]
         conn.execute(sa.update(t).where(t.c.id == sa.bindparam("b_id"))
@@ -208,7 +224,8 @@ def recompute_rollups(conn: Connection, schema: SchemaSnapshot, child: ObjectDef
     """Recompute every roll-up over ``child`` for the parents the changed rows belong (or belonged) to, in the
     caller's transaction, so a parent's summary never disagrees with its children. ``by_changes``: the rows are
     a save's, whose ``changed`` names every field an update changed, so an update that changed none of a
-    roll-up's inputs (``formula.rollup.inputs``) is left out of that roll-up."""
+    roll-up's inputs (``formula.rollup.inputs``) is left out of that roll-up, and a COUNT or SUM over the
+    children's own fields is kept by adding differences (``_apply_deltas``)."""
     targets = rollup_targets(schema, child)
     if not targets:
         return
@@ -216,8 +233,7 @@ def recompute_rollups(conn: Connection, schema: SchemaSnapshot, child: ObjectDef
     for parent, field, rel in targets:
         parent_ids: set[int] = set()
         needs = rollup_inputs(schema, parent, field) if by_changes else None
-        if needs is not None and rows and all(r.prior is None for r in rows) and _add_new(conn, schema, parent,
-                                                                                          field, rows):
+        if needs is not None and _apply_deltas(conn, schema, parent, field, needs, rows):
             continue
         for r in rows:
             if needs is not None and r.prior is not None and not (r.changed & needs):
