@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from keel.formula import FormulaContext, compile_python, compile_validation_rules, rollup_sql
-from keel.formula.rollup import inputs, resolve_rollup
+from keel.formula.rollup import RollupSpec, inputs, resolve_rollup
 from keel.metadata.model import FieldDef, ObjectDef, SchemaSnapshot
 from keel.metadata.tables import table_for
 from keel.records.hooks import RowState
@@ -142,14 +142,13 @@ def rule_parents(schema: SchemaSnapshot, obj: ObjectDef) -> frozenset[str]:
 
 
 def _apply_deltas(conn: Connection, schema: SchemaSnapshot, parent: ObjectDef, field: FieldDef,
-                  needs: frozenset[str], rows: Sequence[RowState]) -> bool:
+                  spec: RollupSpec, needs: frozenset[str], rows: Sequence[RowState]) -> bool:
     """A COUNT or SUM whose inputs are the children's own fields: add each parent's change to its total instead
     of re-aggregating all its children. A saved row takes back what it counted before (its prior values, under
     its prior parent) and adds what it counts now. Re-aggregating read every child of every parent a batch
     touched, so writing children under a few large parents grew with the square of their number (a dozen
     requisitions with ~90,000 applications each). One atomic UPDATE per parent, in id order (row locks on
     PostgreSQL, the single writer on SQLite), so concurrent writers add up. False: not applicable."""
-    spec = resolve_rollup(parent, field, schema)
     if spec.function not in ("COUNT", "SUM"):
         return False
     test = (compile_python(spec.filter, spec.child, schema, context_kind="field", returns="checkbox")
@@ -188,12 +187,14 @@ def _apply_deltas(conn: Connection, schema: SchemaSnapshot, parent: ObjectDef, f
     return True
 
 
-def rollup_inputs(schema: SchemaSnapshot, parent: ObjectDef, field: FieldDef) -> frozenset[str] | None:
-    key = f"rollup_inputs:{parent.key}:{field.key}"
-    if key not in schema.cache:
-        schema.cache[key] = inputs(resolve_rollup(parent, field, schema), schema)
-    found: frozenset[str] | None = schema.cache[key]
-    return found
+def _rollup(schema: SchemaSnapshot, parent: ObjectDef, field: FieldDef) -> tuple[RollupSpec, frozenset[str] | None]:
+    """A roll-up's resolved spec and its inputs, once per snapshot (resolving binds the filter formula)."""
+    key = f"rollup_spec:{parent.key}:{field.key}"
+    hit: tuple[RollupSpec, frozenset[str] | None] | None = schema.cache.get(key)
+    if hit is None:
+        spec = resolve_rollup(parent, field, schema)
+        hit = schema.cache[key] = (spec, inputs(spec, schema))
+    return hit
 
 
 def rollup_targets(schema: SchemaSnapshot, child: ObjectDef) -> list[tuple[ObjectDef, FieldDef, FieldDef]]:
@@ -232,8 +233,8 @@ def recompute_rollups(conn: Connection, schema: SchemaSnapshot, child: ObjectDef
     rows = list(rows)
     for parent, field, rel in targets:
         parent_ids: set[int] = set()
-        needs = rollup_inputs(schema, parent, field) if by_changes else None
-        if needs is not None and _apply_deltas(conn, schema, parent, field, needs, rows):
+        spec, needs = _rollup(schema, parent, field) if by_changes else (None, None)
+        if spec is not None and needs is not None and _apply_deltas(conn, schema, parent, field, spec, needs, rows):
             continue
         for r in rows:
             if needs is not None and r.prior is not None and not (r.changed & needs):
