@@ -309,7 +309,7 @@ def test_audit_log(world: Org) -> None:
 def test_recalculation_reports_progress(world: Org) -> None:
     seen: list[tuple[str, int, int]] = []
     result = recalculate_sharing(world.admin, lambda step, done, total: seen.append((step, done, total)))
-    assert result.roles == 4 and {s for s, _, _ in seen} == {"roles", "groups", "members", "shares"}
+    assert result.roles == 4 and {s for s, _, _ in seen} == {"roles", "groups", "members", "lineage", "shares"}
     with pytest.raises(KeelError):
         recalculate_sharing(world.ctx("a1"))
 

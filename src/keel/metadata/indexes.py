@@ -119,7 +119,7 @@ def composite_specs(obj: ObjectDef, base: Sequence[IndexSpec]) -> list[IndexSpec
         spec = _spec(obj, ix)
         if spec is not None:
             specs.setdefault(spec.name, (ix, spec))
-    fields_own = [s.keys() for s in base if not s.live_only]
+    fields_own = [s.keys() for s in base if not s.live_only and not s.where]
     lists = [s.keys() for ix, s in specs.values() if ix.kind == "list"]
     out: list[IndexSpec] = []
     for ix, spec in specs.values():
@@ -158,7 +158,8 @@ def _spec(obj: ObjectDef, ix: IndexDef) -> IndexSpec | None:
 
 def describe(spec: IndexSpec) -> str:
     only = f" [{', '.join(spec.dialects)} only]" if spec.dialects else ""
-    return f"{spec.name} ({', '.join(spec.keys())}){only}"
+    part = f" WHERE {spec.where}" if spec.where else ""
+    return f"{spec.name} ({', '.join(spec.keys())}){part}{only}"
 
 
 def with_derived(obj: ObjectDef, declared: tuple[IndexDef, ...]) -> tuple[IndexDef, ...]:

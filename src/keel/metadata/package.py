@@ -32,7 +32,8 @@ _OBJECT_KEYS = frozenset(
      "search_fields", "list_views", "compact_fields", "indexes"}
 )
 STANDARD_COLUMNS = ("id", "name", "owner_id", "created_date", "created_by_id", "last_modified_date",
-                    "last_modified_by_id", "system_modstamp", "is_deleted", "version", "is_shared")
+                    "last_modified_by_id", "system_modstamp", "is_deleted", "version", "is_shared", "role_depth",
+                    "role_1", "role_2", "role_3", "role_4")
 # Every object carries these; ``Name`` comes from the object's ``name_field``.
 AUDIT_FIELDS = (
     FieldDef("Id", "id", "Record ID", column="id", standard=True),

@@ -17,10 +17,11 @@ from sqlalchemy.engine import Connection
 
 from keel.metadata.model import SchemaSnapshot
 from keel.metadata.search_index import index_new_rows
-from keel.metadata.tables import is_polymorphic, table_for, type_column
+from keel.metadata.tables import LINEAGE_COLUMNS, is_polymorphic, table_for, type_column
 from keel.records.codec import encode_datetime, history_text
 from keel.records.hooks import RowState
 from keel.records.prepare import WritePlan
+from keel.security import lineage
 from keel.storage import ddl, ids
 from keel.storage import system as S
 
@@ -52,24 +53,48 @@ def allocate(conn: Connection, plan: WritePlan, rows: Sequence[RowState]) -> Non
         r.pk = pk
 
 
+def _owner(raw: Any) -> int | None:
+    return ids.split_owner(str(raw))[1] if raw else None
+
+
+def _stamped(plan: WritePlan, conn: Connection, rows: Sequence[RowState]) -> Any:
+    """The row builder, extended with the owner's lineage (``security/lineage.py``) when any owner has one."""
+    found = lineage.of_owners(conn, {o for r in rows if (o := _owner(r.values.get("OwnerId"))) is not None})
+    if not found:
+        return None
+    inner = plan.build_row
+    get = found.get
+    none = lineage.NONE
+
+    def build(values: dict[str, Any], pk: int | None, stamp: Any, actor: int, deleted: Any) -> tuple[Any, ...]:
+        return (*inner(values, pk, stamp, actor, deleted), *get(_owner(values.get("OwnerId")) or 0, none))
+    return build
+
+
 def _insert(conn: Connection, plan: WritePlan, rows: Sequence[RowState], now: datetime, actor: int) -> None:
     table = plan.obj.table
     dialect = conn.dialect.name
     cols = plan.insert_columns
+    build = plan.build_row
+    types = plan.copy_types
+    if "ownerid" in plan.by_key:
+        stamped = _stamped(plan, conn, rows)
+        if stamped is not None:
+            build, cols = stamped, (*cols, *LINEAGE_COLUMNS)
+            types = (*types, "int2", *("int8",) * (len(LINEAGE_COLUMNS) - 1))
     col_sql = ", ".join(f'"{c}"' for c in cols)
     raw = conn.connection.driver_connection
     assert raw is not None
     if dialect == "postgresql":
         from psycopg.copy import QueuedLibpqWriter  # PostgreSQL's driver is an optional dependency
 
-        build = plan.build_row
         with raw.cursor() as cur:
             if len(rows) >= COPY_THRESHOLD:
                 # Binary COPY: the row builder gives every value its column's exact Python type. A writer thread
                 # sends the data while this one builds the next rows, so the server's work overlaps ours.
                 with cur.copy(f'COPY "{table}" ({col_sql}) FROM STDIN (FORMAT BINARY)',
                               writer=QueuedLibpqWriter(cur)) as copy:
-                    copy.set_types(list(plan.copy_types))
+                    copy.set_types(list(types))
                     write_row = copy.write_row
                     for r in rows:
                         write_row(build(r.values, r.pk, now, actor, False))
@@ -80,7 +105,6 @@ def _insert(conn: Connection, plan: WritePlan, rows: Sequence[RowState], now: da
         return
     stamp = encode_datetime(now, "sqlite")
     marks = ", ".join(["?"] * len(cols))
-    build = plan.build_row
     cur = raw.cursor()
     try:
         cur.executemany(f'INSERT INTO "{table}" ({col_sql}) VALUES ({marks})',
@@ -107,6 +131,10 @@ def _update(conn: Connection, schema: SchemaSnapshot, plan: WritePlan, rows: Seq
             values[f.column] = sa.bindparam(f"v_{f.column}")
             if is_polymorphic(f):
                 values[type_column(f)] = sa.bindparam(f"t_{f.column}")
+        found: dict[int, lineage.Lineage] | None = None
+        if "OwnerId" in shape:  # a new owner: the record takes their place in the hierarchy
+            found = lineage.of_owners(conn, {o for r in group if (o := _owner(r.values.get("OwnerId"))) is not None})
+            values.update((c, sa.bindparam(f"l_{c}")) for c in LINEAGE_COLUMNS)
         stmt = sa.update(t).where(t.c.id == sa.bindparam("b_id")).values(values)
         params = []
         for r in group:
@@ -122,6 +150,9 @@ def _update(conn: Connection, schema: SchemaSnapshot, plan: WritePlan, rows: Seq
                         p[f"t_{f.column}"] = prefix
                 else:
                     p[f"v_{f.column}"] = raw
+            if found is not None:
+                p.update(zip((f"l_{c}" for c in LINEAGE_COLUMNS),
+                             found.get(_owner(r.values.get("OwnerId")) or 0, lineage.NONE), strict=True))
             params.append(p)
         conn.execute(stmt, params)
 

@@ -165,8 +165,13 @@ def recalculate(conn: Connection, schema: SchemaSnapshot, progress: Progress | N
     conn.execute(sa.delete(principal_members))
     _insert(conn, principal_members, rows)
     report("members", len(rows), len(rows))
-    # Where shares reach in the (possibly renumbered) role tree, for managers' inherited access.
-    from keel.security import reach  # reach reads the closures this module writes
+    # Where shares reach in the (possibly renumbered) role tree, for managers' inherited access, and where each
+    # owner sits in it, for the hierarchy test on their records.
+    from keel.security import lineage, reach  # both read the closures this module writes
+    report("lineage", 0, 1)
+    restamped = lineage.sync(conn, schema, lineage.compute(
+        parents, {u: role for role, us in users_by_role.items() for u in us}))
+    report("lineage", restamped, restamped)
     reach.write_spans(conn, reach.spans(parents))
     report("shares", 0, 1)
     reached = reach.rebuild(conn, schema)

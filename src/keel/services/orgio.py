@@ -42,7 +42,7 @@ from keel.metadata.tables import build_table, index_specs, is_polymorphic, type_
 from keel.metadata.types import TYPES
 from keel.query.cursors import create_cursor_tables
 from keel.records.restore import advance_ids, id_high_water, restore_rows
-from keel.security import reach
+from keel.security import lineage, reach
 from keel.security.tables import create_security_tables
 from keel.services.backup import keel_version
 from keel.services.bulk_tables import create_bulk_tables
@@ -240,7 +240,9 @@ def import_org(ctx: Context, src: str | Path) -> dict[str, Any]:
                     restore_rows(sysctx, conn, obj, chunk, audit=False)
                 advance_ids(conn, obj.table, int(sequences.get(obj.api_name, 0)))
             _import_system(conn, root / "system")
-            reach.mark_shared(conn, load_snapshot(conn))  # the flag is derived from the share rows just loaded
+            loaded = load_snapshot(conn)
+            reach.mark_shared(conn, loaded)  # the flag is derived from the share rows just loaded
+            lineage.restamp_all(conn, loaded)  # and each record's place in the hierarchy from its owner's
             conn.execute(sa.insert(S.audit).values(
                 created_date=ctx.clock(), actor_id=SYSTEM_ACTOR.user_id, action="org.import", result="success",
                 detail=f"imported {sum(manifest['rows'].values())} row(s) from a {manifest['dialect']} export"))

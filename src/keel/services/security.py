@@ -280,21 +280,32 @@ def recalculate_sharing(ctx: Context, progress: Any = None) -> RecalcResult:
 
 
 def sharing_unfilled(ctx: Context) -> bool:
-    """Whether the organisation has roles but no role-tree positions: a database upgraded by migration 0004, whose
-    derived sharing tables start empty. Until a recalculation fills them, managers inherit no shares."""
-    from keel.security.tables import role_spans
+    """Whether derived sharing tables are empty where the organisation's data calls for rows: role-tree positions
+    when there are roles (a database upgraded by migration 0004: managers inherit no shares until a recalculation)
+    or owner lineage when users hold roles (0007: managers keep the slower owner-list test until then)."""
+    from keel.security.principals import col, live
+    from keel.security.tables import owner_lineage, role_spans
 
     with ctx.db.read() as conn:
-        if not sa.inspect(conn).has_table(role_spans.name):
+        insp = sa.inspect(conn)
+        if not insp.has_table(role_spans.name):
             return False
-        if conn.execute(sa.select(role_spans.c.role_id).limit(1)).first() is not None:
-            return False
+
+        def empty(t: sa.Table) -> bool:
+            return insp.has_table(t.name) and conn.execute(sa.select(t.c[0]).limit(1)).first() is None
+
+        def exists(q: sa.Select[Any]) -> bool:
+            return conn.execute(q.limit(1)).first() is not None
+
         schema = ctx.schema(conn)
-        role = schema.find_object("UserRole")
-        if role is None:
+        if schema.find_object("UserRole") is None or schema.find_object("User") is None:
             return False
-        t = table_for(schema, role)
-        return conn.execute(sa.select(t.c.id).where(t.c.is_deleted == sa.false()).limit(1)).first() is not None
+        roles, users = live(schema, "UserRole"), live(schema, "User")
+        if empty(role_spans) and exists(sa.select(roles.c.id).where(roles.c.is_deleted == sa.false())):
+            return True
+        return empty(owner_lineage) and exists(sa.select(users.c.id).where(
+            users.c.is_deleted == sa.false(), col(schema, "User", "IsActive") == sa.true(),
+            col(schema, "User", "UserRoleId").is_not(None)))
 
 
 def _require(ctx: Context, permission: str) -> None:

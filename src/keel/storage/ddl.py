@@ -31,6 +31,10 @@ class IndexSpec:
     nulls_first: bool = False
     dialects: tuple[str, ...] = ()  # built only on these databases (empty: all)
     search: bool = False  # a full-text index over ``columns`` (``storage.search``), not a B-tree
+    # Partial: only rows matching this condition (SQL, booleans written ``true``/``false``). A query uses the
+    # index only when its WHERE implies the condition, which SQLite decides by comparing expressions, so the
+    # boolean literal is rendered the way SQLAlchemy renders it in queries (1 on SQLite).
+    where: str = ""
 
     def keys(self) -> tuple[str, ...]:
         """The key expressions in order, as SQL, to compare two specs whatever their names."""
@@ -73,6 +77,11 @@ def create_index(conn: Connection, table: str, spec: IndexSpec) -> None:
     cols = ", ".join([k + (nulls if c != "id" else "") for c, k in zip(spec.columns, keys, strict=False)]
                      + list(keys[len(spec.columns):]))
     where = " WHERE is_deleted = false" if spec.live_only else ""
+    if spec.where:
+        cond = spec.where
+        if conn.dialect.name == "sqlite":
+            cond = cond.replace("= true", "= 1").replace("= false", "= 0")
+        where = f" WHERE {cond}"
     unique = "UNIQUE " if spec.unique else ""
     conn.exec_driver_sql(f'CREATE {unique}INDEX IF NOT EXISTS "{spec.name}" ON "{table}" ({cols}){where}')
 

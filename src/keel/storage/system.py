@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 6  # keep equal to the newest migration in storage/migrations/versions
+SCHEMA_VERSION = 7  # keep equal to the newest migration in storage/migrations/versions
 
 system = sa.MetaData()
 

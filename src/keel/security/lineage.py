@@ -1,0 +1,130 @@
+"""Each record carries its owner's place in the role hierarchy, so "owned by someone below me" is one column.
+
+A manager sees the records of every active user below their role. Tested per row as "owner in this list of 115
+users", a list sorted by Name walks ~50 / (visible fraction) entries of the Name index and probes the list for
+each: at 5.8% visible that is ~880 entries for a 50-row page, twice the unshared query. Instead every record
+stores the depth of its owner's role (``role_depth``) and the role's ancestor at each depth 1..4 (``role_1`` ..
+``role_4``, the role itself at its own depth), so for a manager whose role R is at depth d:
+
+    owned by someone strictly below R  ==  role_<d> = R AND role_depth > d
+
+and a partial index on ``(role_<d>, Name)`` yields exactly those records in name order (``metadata.tables.
+lineage_specs``; the merge with shared records is ``query/arms.py``).
+
+The values are derived data, like ``keel_share_reach``: ``keel_owner_lineage`` holds each active user's lineage;
+saves stamp the records they insert or re-own from it (``records/write.py``), and the recalculation that follows
+every change to roles or users diffs it and rewrites the records of exactly the users whose lineage changed, in
+the same transaction. Inactive users and users without a role have none, as they have no place in the
+hierarchy's closures either. Managers deeper than 4 levels keep the owner-list predicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from keel.metadata.model import SchemaSnapshot
+from keel.metadata.tables import LINEAGE_COLUMNS, LINEAGE_DEPTHS, table_for
+from keel.security.tables import owner_lineage
+
+Lineage = tuple[int | None, ...]  # (role_depth, role_1, .., role_4): the record columns, in LINEAGE_COLUMNS order
+NONE: Lineage = (None,) * len(LINEAGE_COLUMNS)
+_CHUNK = 500
+
+
+def of_role(parents: Mapping[int, int | None], role: int) -> Lineage:
+    """The lineage of a user in ``role``: its depth and its ancestors from depth 1 (the root's children) down."""
+    path: list[int] = []
+    seen: set[int] = set()
+    cur: int | None = role
+    while cur is not None and cur not in seen:  # a cycle is refused before any recalculation; stop regardless
+        seen.add(cur)
+        path.append(cur)
+        parent = parents.get(cur)
+        cur = parent if parent in parents else None
+    path.reverse()  # root first: path[d] is the ancestor at depth d
+    depth = len(path) - 1
+    return (depth, *(path[d] if d <= depth else None for d in range(1, LINEAGE_DEPTHS + 1)))
+
+
+def compute(parents: Mapping[int, int | None], user_roles: Mapping[int, int]) -> dict[int, Lineage]:
+    """Every active user with a role (``user_roles``: user pk -> role pk) and their lineage."""
+    by_role: dict[int, Lineage] = {}
+    out: dict[int, Lineage] = {}
+    for user, role in user_roles.items():
+        if role not in parents:
+            continue
+        hit = by_role.get(role)
+        if hit is None:
+            hit = by_role[role] = of_role(parents, role)
+        out[user] = hit
+    return out
+
+
+def stored(conn: Connection) -> dict[int, Lineage]:
+    cols = [owner_lineage.c[c] for c in LINEAGE_COLUMNS]
+    return {int(r[0]): tuple(None if v is None else int(v) for v in r[1:])
+            for r in conn.execute(sa.select(owner_lineage.c.user_id, *cols))}
+
+
+def of_owners(conn: Connection, owners: Iterable[int]) -> dict[int, Lineage]:
+    """The lineage of each of ``owners`` that has one (queues, inactive and role-less users have none)."""
+    wanted = sorted(set(owners))
+    if not wanted:
+        return {}
+    cols = [owner_lineage.c[c] for c in LINEAGE_COLUMNS]
+    out: dict[int, Lineage] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        q = sa.select(owner_lineage.c.user_id, *cols).where(owner_lineage.c.user_id.in_(wanted[start:start + _CHUNK]))
+        out.update((int(r[0]), tuple(r[1:])) for r in conn.execute(q))
+    return out
+
+
+def sync(conn: Connection, schema: SchemaSnapshot, new: Mapping[int, Lineage]) -> int:
+    """Make ``keel_owner_lineage`` equal ``new`` and restamp the records of every user whose lineage changed.
+
+    Returns the number of users whose records were restamped. Moving a role rewrites the records of the users in
+    its subtree, once per object, grouped by lineage so each distinct lineage is one UPDATE per object."""
+    old = stored(conn)
+    changed: dict[Lineage, list[int]] = {}
+    for user in set(old) | set(new):
+        value = new.get(user, NONE)
+        if old.get(user, NONE) != value:
+            changed.setdefault(value, []).append(user)
+    if not changed:
+        return 0
+    users = sorted(u for group in changed.values() for u in group)
+    for start in range(0, len(users), _CHUNK):
+        conn.execute(sa.delete(owner_lineage).where(owner_lineage.c.user_id.in_(users[start:start + _CHUNK])))
+    rows = [{"user_id": u, **dict(zip(LINEAGE_COLUMNS, new[u], strict=True))} for u in users if u in new]
+    for start in range(0, len(rows), 5000):
+        conn.execute(sa.insert(owner_lineage), rows[start:start + 5000])
+    for value, group in changed.items():
+        restamp(conn, schema, value, sorted(group))
+    return len(users)
+
+
+def restamp(conn: Connection, schema: SchemaSnapshot, value: Lineage, owners: list[int]) -> None:
+    """Write ``value`` onto every record of every object owned by one of ``owners``."""
+    values: dict[str, Any] = dict(zip(LINEAGE_COLUMNS, value, strict=True))
+    for obj in schema.objects:
+        t = table_for(schema, obj)
+        if "role_depth" not in t.c:
+            continue
+        for start in range(0, len(owners), _CHUNK):
+            conn.execute(sa.update(t).where(t.c.owner_id.in_(owners[start:start + _CHUNK])).values(values))
+
+
+def restamp_all(conn: Connection, schema: SchemaSnapshot) -> None:
+    """Stamp every record from ``keel_owner_lineage`` (after loading records that bypassed the save path)."""
+    for obj in schema.objects:
+        t = table_for(schema, obj)
+        if "role_depth" not in t.c:
+            continue
+        src = owner_lineage.alias("l")
+        values: dict[str, Any] = {c: sa.select(src.c[c]).where(src.c.user_id == t.c.owner_id).scalar_subquery()
+                                  for c in LINEAGE_COLUMNS}
+        conn.execute(sa.update(t).values(values))
