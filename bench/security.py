@@ -35,7 +35,7 @@ from keel.metadata.store import load_snapshot  # noqa: E402
 from keel.metadata.tables import table_for  # noqa: E402
 from keel.query import PlanCache, run_soql  # noqa: E402
 from keel.records import save_many  # noqa: E402
-from keel.security import reach  # noqa: E402
+from keel.security import lineage, reach  # noqa: E402
 from keel.security.access import load_access  # noqa: E402
 from keel.security.principals import group_key, recalculate, role_key  # noqa: E402
 from keel.security.tables import share_reach, shares  # noqa: E402
@@ -131,6 +131,7 @@ def build(ctx: Context, rows: int, rng: random.Random) -> dict[str, Any]:
         conn.execute(sa.insert(shares), share_rows)
         reach.rebuild(conn, schema)  # where each share reaches in the role tree (managers inherit it)
         reach.mark_shared(conn, schema)  # the records' shared flags, as the share writes would have set them
+        lineage.restamp_all(conn, schema)  # each record's place in the role tree, as the saves would have set it
         if db.dialect == "postgresql":
             conn.exec_driver_sql("ANALYZE")
         else:
@@ -208,26 +209,44 @@ def main() -> int:
         obj = schema.get_object("Dossier__c")
         cols = {f.api_name: f.column for f in obj.fields}
         keys = ", ".join(str(k) for k in sorted(access.principals))
-        owners = ", ".join(str(k) for k in sorted({access.user_pk, *(access.owners_below or ())}))
         lo, hi = access.span or (0, 0)
         inherited_n = int(conn.execute(sa.select(sa.func.count()).select_from(share_reach).where(
             share_reach.c.object_id == obj.id, share_reach.c.pos > lo, share_reach.c.pos <= hi)).scalar_one())
-        # Records with a share (the flag the Name index carries) probe the share tables by record.
-        hand_sql = (f"SELECT id, name, {cols['Stage__c']}, {cols['Amount__c']} FROM {obj.table} t WHERE "
-                    f"is_deleted = false AND (owner_id IN ({owners}) OR t.is_shared = TRUE AND (EXISTS (SELECT 1 "
-                    f"FROM keel_share s WHERE s.object_id = {obj.id} AND s.record_id = t.id AND s.principal IN "
-                    f"({keys})) OR EXISTS (SELECT 1 FROM keel_share_reach r WHERE r.object_id = {obj.id} AND "
-                    f"r.record_id = t.id AND r.pos > {lo} AND r.pos <= {hi}))) "
-                    f"ORDER BY lower(name){' NULLS FIRST' if ctx.db.dialect == 'postgresql' else ''}, id LIMIT "
-                    # Bound, as Keel binds it: given a literal LIMIT 50, SQLite scans and sorts the whole table.
-                    f"{'?' if ctx.db.dialect == 'sqlite' else '%s'}")
+        # Hand-written in the shape Keel reads it (query/arms.py): the records below the manager's role from the
+        # (role_<d>, Name) index, merged with the shared records (the flagged ones, probed by record) that sort
+        # before the 50th of those.
+        d, role, me = access.role_depth, access.role_pk, access.user_pk
+        assert d is not None and role is not None
+        pg = ctx.db.dialect == "postgresql"
+        t_, f_ = ("true", "false") if pg else ("1", "0")
+        off0 = " OFFSET 0" if pg else ""
+        select = f"SELECT id, name, {cols['Stage__c']}, {cols['Amount__c']}, lower(name) AS k FROM {obj.table} t"
+        below = f"t.role_{d} = {role} AND (t.role_depth > {d} OR t.owner_id = {me})"
+        share = (f"t.is_shared = {t_} AND (EXISTS (SELECT 1 FROM keel_share s WHERE s.object_id = {obj.id} AND "
+                 f"s.record_id = t.id AND s.principal IN ({keys}){off0}) OR EXISTS (SELECT 1 FROM keel_share_reach r "
+                 f"WHERE r.object_id = {obj.id} AND r.record_id = t.id AND r.pos > {lo} AND r.pos <= {hi}{off0})) "
+                 f"AND NOT coalesce({below}, {f_})")
+        edge = f"(SELECT max(lower(name)) FROM {obj.table})"
+        if pg:  # the 50 rows below, once; then the shared ones up to the last of them (a literal LIMIT, as Keel's)
+            hand_sql = (f"WITH lead AS ({select} WHERE t.is_deleted = false AND {below} ORDER BY k NULLS FIRST, id "
+                        f"LIMIT 50) SELECT * FROM (SELECT * FROM lead UNION ALL (({select} WHERE t.is_deleted = "
+                        f"false AND {share} AND lower(name) <= coalesce((SELECT CASE WHEN count(*) < 50 THEN NULL "
+                        f"ELSE max(k) END FROM lead), {edge}) ORDER BY k NULLS FIRST, id LIMIT 50))) u "
+                        "ORDER BY k NULLS FIRST, id LIMIT 50")
+            params: tuple[int, ...] = ()
+        else:  # a merge of the two streams, each read only as far as the page needs (LIMIT bound, as Keel's)
+            hand_sql = (f"{select} WHERE t.is_deleted = 0 AND {below} UNION ALL {select} WHERE t.is_deleted = 0 AND "
+                        f"{share} AND lower(name) <= coalesce((SELECT lower(name) FROM {obj.table} t WHERE "
+                        f"t.is_deleted = 0 AND {below} ORDER BY lower(name), id LIMIT 1 OFFSET ? - 1), {edge}) "
+                        "ORDER BY k, id LIMIT ?")
+            params = (50, 50)
         raw = conn.connection.driver_connection
         assert raw is not None
 
         def hand() -> list[Any]:
             cur = raw.cursor()
             try:
-                cur.execute(hand_sql, (50,))
+                cur.execute(hand_sql, params)
                 return list(cur.fetchall())
             finally:
                 cur.close()

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from keel.context import Context
 from keel.metadata.model import SchemaSnapshot
 from keel.metadata.tables import table_for
+from keel.query import PlanCache, run_soql
 from keel.security import reach
 from keel.security.access import load_access
 from keel.security.principals import recalculate
@@ -260,6 +261,14 @@ CYCLE: dict[str, Any] = {
     "queues": [1], "records": [(0, "A", 1), (-2, "B", 1)], "rules": [], "shares": [(0, ("group", 1), 1, "Manual")]}
 
 
+# Always checked: records visible to the manager u0 through several grants at once (owned below, shared with them,
+# matching a rule), which a sorted page read as streams must return once each.
+OVERLAP: dict[str, Any] = {
+    **INHERITS, "records": [(1, "A", 9), (1, "B", 1), (3, "A", 1), (0, "C", 1)],
+    "rules": [("criteria", ("Region__c", "equals"), ("user", 0), 1)],
+    "shares": [(0, ("user", 0), 1, "Manual"), (2, ("user", 0), 1, "Manual"), (3, ("role", 1), 1, "Team")]}
+
+
 def test_predicate_matches_reference(org: Context, tmp_path: Path) -> None:
     deploy_objects(org, [{"object": "Prop__c", "sharing": "private", "name_field": {"type": "text"}, "fields": [
         {"name": "Region__c", "type": "text", "length": 5}, {"name": "Amount__c", "type": "number"}]}], tmp_path)
@@ -272,6 +281,7 @@ def test_predicate_matches_reference(org: Context, tmp_path: Path) -> None:
     @example(INHERITS)
     @example({**INHERITS, "hierarchy": False})
     @example(CYCLE)
+    @example(OVERLAP)
     def check(m: dict[str, Any]) -> None:
         expected = reference(m)
         obj = replace(schema.get_object("Prop__c"), sharing=m["owd"], role_hierarchy=m["hierarchy"])
@@ -292,7 +302,30 @@ def test_predicate_matches_reference(org: Context, tmp_path: Path) -> None:
                                    conn.execute(q.where(pred) if pred is not None else q).scalars()}
                             want = {i for i in range(len(m["records"])) if expected[(u, i, mode)]}
                             assert got == want, (u, mode, owner_list_max, m)
+                    if (m["owd"], m["hierarchy"]) == ("private", True):  # the deployed definition: SOQL reads it
+                        merged[0] += check_pages(conn, schema, USER0 + u, {
+                            i for i in range(len(m["records"])) if expected[(u, i, "read")]})
             finally:
                 tx.rollback()
 
+    merged = [0]
     check()
+    assert merged[0] > 0, "no example read a sorted page as a merge of streams"
+
+
+def check_pages(conn: sa.Connection, schema: SchemaSnapshot, user: int, want: set[int]) -> int:
+    """Sorted pages of the user's records equal the reference's, whichever plan reads them: a merge of streams
+    (managers at depths 1..4, ``query/arms.py``) or one filtered walk. Returns how many pages were merges."""
+    access = load_access(conn, schema, user)
+    names = sorted(f"rec{i}" for i in want)
+    merges = 0
+    cache = PlanCache()
+    for order, expect in (("Name", names), ("Name DESC", names[::-1]), ("Name ASC NULLS FIRST, Id", names)):
+        for limit in (1, 2, 50):
+            soql = f"SELECT Name FROM Prop__c ORDER BY {order} LIMIT {limit}"
+            got = run_soql(conn, schema, soql, dialect=conn.dialect.name, row_filter=access.row_filter,
+                           security_key=access.security_key, cache=cache)
+            assert [r["Name"] for r in got["records"]] == expect[:limit], (soql, user)
+            merges += cache.get(soql, schema, dialect=conn.dialect.name, security_key=access.security_key,
+                                row_filter=access.row_filter).plan.merge is not None
+    return merges

@@ -21,6 +21,7 @@ from keel.metadata.tables import type_column
 from keel.metadata.types import TYPES
 from keel.query import ast as A
 from keel.query import shape as S
+from keel.query.arms import Merge
 from keel.query.compare import compare
 from keel.query.percentile import percentile_value
 from keel.query.resolve import (
@@ -36,6 +37,7 @@ from keel.query.resolve import (
 from keel.query.resolve import resolve_object as _resolve_object
 from keel.query.sensitive import SensitiveRead
 from keel.query.tokens import unescape
+from keel.storage.streams import streams_of
 
 AGGREGATES = frozenset({"COUNT", "COUNT_DISTINCT", "SUM", "AVG", "MIN", "MAX", "MEDIAN", "PERCENTILE"})
 DATE_FUNCS = frozenset({"CALENDAR_YEAR", "CALENDAR_MONTH", "CALENDAR_QUARTER", "DAY_IN_MONTH", "DAY_IN_WEEK",
@@ -81,6 +83,7 @@ class Plan:
     for_update: bool = False
     params: dict[str, Any] = field(default_factory=dict)  # literal values of the valueless parameters p1, p2…
     sensitive: tuple[SensitiveRead, ...] = ()  # sensitive fields the query returns (audited by the caller)
+    merge: Merge | None = None  # set when a sorted page can be read as a merge of streams (``query/arms.py``)
 
 
 def order_clause(k: OrderKey, dialect: str) -> sa.ColumnElement[Any]:
@@ -246,7 +249,27 @@ class Emitter:
         base = sa.select(*cols).select_from(scope.from_clause()).where(*where)
         plan = Plan("records", scope.obj, base, order, shape, children, q.limit, q.offset, self.runtime, key_start,
                     "UPDATE" in q.for_)
+        if not child and not plan.for_update and where:
+            plan.merge = self.merge(scope, q, cols, where, order)
         return plan
+
+    def merge(self, scope: Scope, q: A.Query, cols: list[sa.ColumnElement[Any]], where: list[sa.ColumnElement[bool]],
+              order: list[OrderKey]) -> Merge | None:
+        """Streams for a page sorted by the column the row filter's streams are ordered by, in its default null
+        placement (the order its indexes hold), with the id as the only tiebreak."""
+        streams = streams_of(where[-1]) if self.opts.row_filter is not None else None
+        if streams is None or len(order) != 2 or len(q.order_by) not in (1, 2):
+            return None
+        first = q.order_by[0]
+        if not isinstance(first.expr, A.FieldRef):
+            return None
+        v = scope.resolve(first.expr)
+        if v.hops or v.expr is not streams.sort or order[0].nulls_first == order[0].desc:
+            return None
+        if order[1].expr is not scope.table.c.id:
+            return None
+        open_base = sa.select(*cols).select_from(scope.from_clause()).where(*where[:-1])
+        return Merge(streams, open_base, scope.table)
 
     def select_value(self, scope: Scope, item: A.SelectExpr, shape: S.ObjShape, add: Any) -> None:
         e = item.expr

@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, FromClause
 from sqlalchemy.engine import Connection
 
 from keel.metadata.model import ObjectDef, SchemaSnapshot
+from keel.security import lineage
 from keel.security.predicate import SharingRule, load_rules, visibility
 from keel.security.principals import col, inherited_principals, live, subordinate_role_keys, user_principals
 from keel.security.queues import owning_queues
@@ -87,6 +88,9 @@ class UserAccess:
     # The role-tree positions strictly below this user's role, (lo, hi]: shares reaching a position in it reach
     # this user on those objects (``security/reach.py``). None when no role is below.
     span: tuple[int, int] | None = None
+    # The depth of this user's role in the hierarchy (the root's is 0), from ``keel_owner_lineage``: managers at
+    # depths 1..4 test "owned below me" on the records' lineage columns (``security/lineage.py``).
+    role_depth: int | None = None
 
     version: int = 0
     _memo: dict[tuple[str, str, str], bool] = field(default_factory=dict)
@@ -238,7 +242,13 @@ def load_access(conn: Connection, schema: SchemaSnapshot, user_pk: int, *,
                       {k: frozenset(v) for k, v in objects.items()}, fields, principals, subs, rules,
                       dense=_dense(conn, schema, subs, below), owners_below=below, dialect=conn.dialect.name,
                       queues=queues, queues_below=queues_below, inherited=inherited,
-                      span=role_span(conn, role_pk) if subs else None)
+                      span=role_span(conn, role_pk) if subs else None,
+                      role_depth=_role_depth(conn, user_pk) if subs else None)
+
+
+def _role_depth(conn: Connection, user_pk: int) -> int | None:
+    found = lineage.of_owners(conn, (user_pk,)).get(user_pk)
+    return int(found[0]) if found is not None and found[0] is not None else None
 
 
 def owners_below(conn: Connection, subordinate_keys: tuple[int, ...],

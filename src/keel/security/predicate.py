@@ -28,10 +28,11 @@ from sqlalchemy.engine import Connection
 
 from keel.errors import KeelError
 from keel.metadata.model import FieldDef, ObjectDef, SchemaSnapshot
-from keel.metadata.tables import table_for
+from keel.metadata.tables import LINEAGE_DEPTHS, table_for
 from keel.metadata.types import TYPES
 from keel.security.principals import col, live, principal_for_id
 from keel.security.tables import principal_members, share_reach, shares
+from keel.storage.streams import Streams, mark
 
 if TYPE_CHECKING:
     from keel.security.access import UserAccess
@@ -151,29 +152,31 @@ def _int(value: int) -> ColumnElement[Any]:
     return _ints((value,))[0]
 
 
-def _shared(access: UserAccess, obj: ObjectDef, table: FromClause, level: int) -> ColumnElement[bool]:
+def _shared(access: UserAccess, obj: ObjectDef, table: FromClause, level: int,
+            by_record: bool) -> ColumnElement[bool]:
     """Records shared with any of my principals, or (granting access using hierarchies) with anyone below me.
 
-    A dense user's lists walk a sort index in order and test each entry (``UserAccess.dense``). For them each
-    record's ``is_shared`` flag, which the Name index carries, comes first, and only the ~1% of entries with a
-    share probe ``keel_share`` and ``keel_share_reach`` by record: building the whole share list (hundreds of
-    ids into a temporary index) cost more than the rest of a 50-row page. Anyone else gets an uncorrelated list
-    built once per statement from the (principal, object_id) index, which the planner can also drive from.
+    ``by_record``: each record's ``is_shared`` flag comes first, and only records that have a share probe
+    ``keel_share`` and ``keel_share_reach`` by record. That suits a walk in sort order that tests each entry: a
+    dense user's lists (``UserAccess.dense``), and the shared-records stream of a merged page, which walks the
+    index of flagged records; building the whole share list (hundreds of ids into a temporary index) cost more
+    than the rest of a 50-row page. Otherwise: an uncorrelated list built once per statement from the
+    (principal, object_id) index, which the planner can also drive from.
     """
     obj_id = _int(obj.id)
     lo_hi = access.span if obj.role_hierarchy else None
-    if access.dense:
+    if by_record:
         direct_c = [shares.c.object_id == obj_id, shares.c.record_id == table.c.id,
                     shares.c.principal.in_(_ints(sorted(access.principals)))]
         if level > READ:
             direct_c.append(shares.c.access_level >= _int(level))
-        probes: list[ColumnElement[bool]] = [sa.exists(sa.select(sa.literal(1)).where(*direct_c))]
+        probes: list[ColumnElement[bool]] = [_probe(access, direct_c)]
         if lo_hi is not None:
             reach_c = [share_reach.c.object_id == obj_id, share_reach.c.record_id == table.c.id,
                        share_reach.c.pos > _int(lo_hi[0]), share_reach.c.pos <= _int(lo_hi[1])]
             if level > READ:
                 reach_c.append(share_reach.c.access_level >= _int(level))
-            probes.append(sa.exists(sa.select(sa.literal(1)).where(*reach_c)))
+            probes.append(_probe(access, reach_c))
         return sa.and_(table.c.is_shared == sa.true(), sa.or_(*probes))
     direct = sa.select(shares.c.record_id).where(shares.c.object_id == obj_id,
                                                  shares.c.principal.in_(_ints(sorted(access.principals))))
@@ -189,6 +192,14 @@ def _shared(access: UserAccess, obj: ObjectDef, table: FromClause, level: int) -
             inherited = inherited.where(share_reach.c.access_level >= _int(level))
         shared = sa.union_all(direct, inherited)
     return table.c.id.in_(shared)
+
+
+def _probe(access: UserAccess, conds: list[ColumnElement[bool]]) -> ColumnElement[bool]:
+    """``EXISTS`` a row matching ``conds``, probed by index for each record tested. PostgreSQL would otherwise
+    turn the correlated EXISTS into a hash of every matching share row, built on every execution (the ~630 rows
+    a manager inherits, to test the handful of flagged records a page walks); ``OFFSET 0`` keeps it a probe."""
+    q = sa.select(sa.literal(1)).where(*conds)
+    return sa.exists(q.offset(0) if access.dialect == "postgresql" else q)
 
 
 def master_field(obj: ObjectDef) -> FieldDef | None:
@@ -222,7 +233,12 @@ def visibility(access: UserAccess, obj: ObjectDef, table: FromClause, mode: str)
         below = None
     # Records owned by my queues, and (through the hierarchy) by queues with a member below me, are owned by me.
     mine = {access.user_pk, *access.queues, *(access.queues_below if obj.role_hierarchy else ())}
-    if below is None:  # too many to list (or not SQLite): read them from the closure in the statement
+    lead = _band(access, obj, table)
+    if lead is not None:  # my records and my subordinates': one column test, one index in Name order
+        grants.append(lead)
+        if len(mine) > 1:
+            grants.append(owner.in_(_ints(sorted(mine - {access.user_pk}))))
+    elif below is None:  # too many to list (or not SQLite): read them from the closure in the statement
         grants.append(owner.in_(_ints(sorted(mine))) if len(mine) > 1 else owner == _int(access.user_pk))
         grants.append(owner.in_(sa.select(principal_members.c.user_id)
                                 .where(principal_members.c.principal.in_(_ints(access.subordinate_keys)))))
@@ -231,7 +247,8 @@ def visibility(access: UserAccess, obj: ObjectDef, table: FromClause, mode: str)
         grants.append(owner.in_(_ints(sorted({*mine, *below}))))
     else:
         grants.append(owner == _int(access.user_pk))
-    grants.append(_shared(access, obj, table, level))
+    share_at = len(grants)
+    grants.append(_shared(access, obj, table, level, access.dense))
     hierarchy = obj.role_hierarchy and bool(access.subordinate_keys)
     if level <= EDIT:
         for rule in access.rules.get(obj.key, ()):
@@ -244,4 +261,22 @@ def visibility(access: UserAccess, obj: ObjectDef, table: FromClause, mode: str)
                 expr = criterion(obj, table, rule)
                 if expr is not None:
                     grants.append(expr)
-    return sa.or_(*grants)
+    name = obj.find_field("Name")
+    if lead is None or name is None or not name.column or name.column not in table.c:
+        return sa.or_(*grants)
+    nullable = not (name.required or name.type == "auto_number")
+    # Read as a stream, shared records are walked in Name order through the index of flagged records, testing
+    # each: the walk ends at the lead stream's last row on the page, so it is short whatever the user's shares.
+    others = [*grants[1:share_at], _shared(access, obj, table, level, True), *grants[share_at + 1:]]
+    return mark(sa.or_(*grants), Streams(lead, tuple(others), table.c[name.column], nullable))
+
+
+def _band(access: UserAccess, obj: ObjectDef, table: FromClause) -> ColumnElement[bool] | None:
+    """Mine and my subordinates' records as ``role_<d> = my role AND (role_depth > d OR owner = me)``, for a
+    manager whose role sits at depth 1..4 (``security/lineage.py``); None where the owner list stays."""
+    d, role = access.role_depth, access.role_pk
+    if not obj.role_hierarchy or not access.subordinate_keys or d is None or role is None \
+            or not 1 <= d <= LINEAGE_DEPTHS or "role_depth" not in table.c:
+        return None
+    return sa.and_(table.c[f"role_{d}"] == _int(role),
+                   sa.or_(table.c.role_depth > _int(d), table.c.owner_id == _int(access.user_pk)))
