@@ -175,3 +175,25 @@ def test_migration_0007_then_recalculation(world: Org) -> None:  # noqa: F811
     assert stamps(world)["case-a1"] == (2, role_pk(world, "Manager"), role_pk(world, "Field Agent"), None, None)
     assert world.visible("mgr") == seen
     assert_matches_restamp(world)
+
+
+def test_a_save_racing_a_recalculation_keeps_no_stale_lineage(world: Org) -> None:  # noqa: F811
+    """A save that read its owner's lineage before a concurrent role change commits first; the recalculation
+    waits for it and restamps what it wrote. (On PostgreSQL the recalculation locks the lineage table; on SQLite
+    writers take turns.)"""
+    import threading
+
+    with world.admin.db.engine.connect() as conn:
+        tx = conn.begin()
+        save_many(world.ctx("a1"), "Case_File__c", [{"Name": "case-racing", "Region__c": "North"}], conn=conn)
+        moved = threading.Thread(target=save_many, args=(world.admin, "User", [
+            {"Id": world.users["a1"], "UserRoleId": role_id(world, "Auditor")}]))
+        moved.start()
+        moved.join(0.5)
+        assert moved.is_alive()  # waiting for the save
+        tx.commit()
+    moved.join(30)
+    assert not moved.is_alive()
+    assert stamps(world)["case-racing"] == (0, None, None, None, None) == stamps(world)["case-a1"]
+    assert "case-racing" not in world.visible("mgr")
+    assert_matches_restamp(world)

@@ -70,16 +70,30 @@ def stored(conn: Connection) -> dict[int, Lineage]:
             for r in conn.execute(sa.select(owner_lineage.c.user_id, *cols))}
 
 
+_SELECT = f"SELECT user_id, {', '.join(LINEAGE_COLUMNS)} FROM {owner_lineage.name} WHERE user_id IN "
+
+
 def of_owners(conn: Connection, owners: Iterable[int]) -> dict[int, Lineage]:
-    """The lineage of each of ``owners`` that has one (queues, inactive and role-less users have none)."""
+    """The lineage of each of ``owners`` that has one (queues, inactive and role-less users have none).
+
+    Every save runs this, so it goes straight to the driver. The read holds its table lock until the save
+    commits, which on PostgreSQL keeps a recalculation (``sync``) from changing the table meanwhile."""
     wanted = sorted(set(owners))
     if not wanted:
         return {}
-    cols = [owner_lineage.c[c] for c in LINEAGE_COLUMNS]
+    pg = conn.dialect.name == "postgresql"
+    raw = conn.connection.driver_connection
+    assert raw is not None
     out: dict[int, Lineage] = {}
-    for start in range(0, len(wanted), _CHUNK):
-        q = sa.select(owner_lineage.c.user_id, *cols).where(owner_lineage.c.user_id.in_(wanted[start:start + _CHUNK]))
-        out.update((int(r[0]), tuple(r[1:])) for r in conn.execute(q))
+    cur = raw.cursor()
+    try:
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start:start + _CHUNK]
+            marks = ", ".join(["%s" if pg else "?"] * len(chunk))
+            cur.execute(f"{_SELECT}({marks})", chunk)
+            out.update((int(r[0]), tuple(r[1:])) for r in cur.fetchall())
+    finally:
+        cur.close()
     return out
 
 
@@ -88,6 +102,12 @@ def sync(conn: Connection, schema: SchemaSnapshot, new: Mapping[int, Lineage]) -
 
     Returns the number of users whose records were restamped. Moving a role rewrites the records of the users in
     its subtree, once per object, grouped by lineage so each distinct lineage is one UPDATE per object."""
+    if conn.dialect.name == "postgresql":
+        # Saves stamp records from this table in their own transactions. Waiting for those that read it, and
+        # making later ones wait for this one, means a record is either written before the restamp below (which
+        # then sees and rewrites it) or reads the new lineage: none keeps a lineage its owner no longer has.
+        # SQLite has one writer at a time, so there the question does not arise.
+        conn.exec_driver_sql(f"LOCK TABLE {owner_lineage.name} IN ACCESS EXCLUSIVE MODE")
     old = stored(conn)
     changed: dict[Lineage, list[int]] = {}
     for user in set(old) | set(new):
@@ -97,9 +117,15 @@ def sync(conn: Connection, schema: SchemaSnapshot, new: Mapping[int, Lineage]) -
     if not changed:
         return 0
     users = sorted(u for group in changed.values() for u in group)
-    for start in range(0, len(users), _CHUNK):
-        conn.execute(sa.delete(owner_lineage).where(owner_lineage.c.user_id.in_(users[start:start + _CHUNK])))
-    rows = [{"user_id": u, **dict(zip(LINEAGE_COLUMNS, new[u], strict=True))} for u in users if u in new]
+    gone = [u for u in users if u not in new]
+    for start in range(0, len(gone), _CHUNK):
+        conn.execute(sa.delete(owner_lineage).where(owner_lineage.c.user_id.in_(gone[start:start + _CHUNK])))
+    moved = [{"b_user": u, **dict(zip(LINEAGE_COLUMNS, new[u], strict=True))} for u in users if u in new and u in old]
+    if moved:
+        conn.execute(sa.update(owner_lineage).where(owner_lineage.c.user_id == sa.bindparam("b_user"))
+                     .values({c: sa.bindparam(c) for c in LINEAGE_COLUMNS}), moved)
+    rows = [{"user_id": u, **dict(zip(LINEAGE_COLUMNS, new[u], strict=True))} for u in users
+            if u in new and u not in old]
     for start in range(0, len(rows), 5000):
         conn.execute(sa.insert(owner_lineage), rows[start:start + 5000])
     for value, group in changed.items():
