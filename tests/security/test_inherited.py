@@ -123,19 +123,27 @@ def test_migration_0004_creates_the_tables_and_a_recalculation_fills_them(world:
     assert_matches_rebuild(world)
 
 
+def round_trip(w: Org, revision: str) -> set[str]:
+    """Downgrade to ``revision`` and upgrade again; the columns ``Case_File__c``'s table had in between."""
+    from alembic import command
+
+    with w.admin.db.transaction() as conn:
+        command.downgrade(migrate._config(conn), revision)
+    with w.admin.db.read() as conn:
+        table = w.admin.schema(conn).get_object("Case_File__c").table
+        columns = {c["name"] for c in sa.inspect(conn).get_columns(table)}
+    migrate.upgrade(w.admin.db)
+    assert migrate.status(w.admin.db).up_to_date
+    return columns
+
+
 def test_migration_0006_adds_and_fills_the_shared_flag(world: Org) -> None:  # noqa: F811
     """An organisation from before 0006 has no flag: the upgrade adds it, sets it from the share rows and rebuilds
     each Name index to carry it, so managers keep seeing their shared records."""
-    from alembic import command
-
     share_record(world.ctx("aud"), "Case_File__c", rid(world, "Case_File__c", "case-aud"), world.users["a1"])
-    with world.admin.db.transaction() as conn:
-        command.downgrade(migrate._config(conn), "0005")
+    assert "is_shared" not in round_trip(world, "0005")
     with world.admin.db.read() as conn:
         table = world.admin.schema(conn).get_object("Case_File__c").table
-        assert "is_shared" not in {c["name"] for c in sa.inspect(conn).get_columns(table)}
-    migrate.upgrade(world.admin.db)
-    assert migrate.status(world.admin.db).up_to_date
     assert shared_flags(world)["Case_File__c"] == {rid_pk(world, "case-aud")}
     with world.admin.db.read() as conn:
         if conn.dialect.name == "sqlite":
