@@ -4,6 +4,7 @@ an owner, a user's role or activity, or the tree; managers' sorted pages are rea
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -192,3 +193,55 @@ def test_a_save_racing_a_recalculation_keeps_no_stale_lineage(world: Org) -> Non
     assert stamps(world)["case-racing"] == (0, None, None, None, None) == stamps(world)["case-a1"]
     assert "case-racing" not in world.visible("mgr")
     assert_matches_restamp(world)
+
+
+def test_records_without_a_name_are_their_own_stream(world: Org, tmp_path: Path) -> None:  # noqa: F811
+    """Where Name may be empty (a composite name with no parts), shared records without one sort first (last when
+    descending) and are read as a stream of their own, outside the bound that the named ones respect."""
+    from keel.security.package import parse_permission_set
+    from keel.services.security import deploy_permission_set
+    from tests.security.conftest import deploy_objects
+    from tests.security.test_sharing import AGENT
+
+    deploy_objects(world.admin, [{"object": "Person__c", "sharing": "private", "name_field": {
+        "type": "composite", "parts": ["First__c", "Last__c"]}, "fields": [
+        {"name": "First__c", "type": "text", "length": 40}, {"name": "Last__c", "type": "text", "length": 40}]}],
+        tmp_path)
+    with world.admin.db.transaction() as conn:
+        deploy_permission_set(world.admin, conn, parse_permission_set({
+            **AGENT, "objects": {**AGENT["objects"], "Person__c": ["read", "create", "edit", "delete"]},
+            "fields": {**AGENT["fields"], "Person__c.First__c": ["edit"], "Person__c.Last__c": ["edit"]}}))
+    for who, n in (("a1", 30), ("aud", 12), ("dir", 5)):
+        rows = [{"Last__c": f"{who}-{i:02d}"} if i % 4 else {} for i in range(n)]  # every fourth has no name
+        for r in save_many(world.ctx(who), "Person__c", rows):
+            assert r.id
+            if who == "aud":
+                share_record(world.ctx("aud"), "Person__c", r.id, world.users["mgr"])
+    with world.admin.db.read() as conn:
+        schema = world.admin.schema(conn)
+        obj = schema.get_object("Person__c")
+        t = table_for(schema, obj)
+        pred = world.ctx("mgr").actor.access.record_filter(obj, t, "read")
+        visible = [(ids.encode(obj.key_prefix, pk), name) for pk, name in conn.execute(sa.select(t.c.id, t.c.name)
+                                                                                       .where(pred))]
+    assert sum(1 for _, n in visible if n is None) == 8 + 3  # a1's and the shared ones of aud
+    ascending = [i for i, _ in sorted(visible, key=lambda v: (v[1] is not None, (v[1] or "").lower(), v[0]))]
+    cache = PlanCache()
+    ctx = world.ctx("mgr")
+    access = ctx.actor.access
+    with ctx.db.read() as conn:
+        for soql, want in (("SELECT Id FROM Person__c ORDER BY Name LIMIT 9", ascending[:9]),
+                           ("SELECT Id FROM Person__c ORDER BY Name, Id", ascending),
+                           ("SELECT Id FROM Person__c ORDER BY Name DESC LIMIT 40", _descending(visible)[:40])):
+            got = run_soql(conn, schema, soql, dialect=conn.dialect.name, row_filter=access.row_filter,
+                           security_key=access.security_key, cache=cache)
+            assert [r["Id"] for r in got["records"]] == want, soql
+            assert cache.get(soql, schema, dialect=conn.dialect.name, security_key=access.security_key,
+                             row_filter=access.row_filter).plan.merge is not None
+
+
+def _descending(visible: list[tuple[str, str | None]]) -> list[str]:
+    """Name DESC NULLS LAST, then Id ascending (the id tiebreak is always ascending)."""
+    named = sorted((v for v in visible if v[1] is not None), key=lambda v: v[0])
+    named.sort(key=lambda v: (v[1] or "").lower(), reverse=True)
+    return [i for i, _ in named] + sorted(i for i, n in visible if n is None)
