@@ -46,8 +46,11 @@ def plan_cache(schema: SchemaSnapshot) -> PlanCache:
     return cache
 
 
-def first_page_statement(cq: CompiledQuery, fixed: tuple[int, int] | None = None) -> sa.Select[Any]:
-    """The first page; ``fixed`` (LIMIT, OFFSET) writes them into the statement instead of binding them."""
+def first_page_statement(cq: CompiledQuery, fixed: tuple[int, int] | None = None, merge: bool = True
+                         ) -> sa.Select[Any]:
+    """The first page; ``fixed`` (LIMIT, OFFSET) writes them into the statement instead of binding them.
+    ``merge=False`` keeps the plain filtered walk even where the plan could merge streams (a read of every row
+    gains nothing from them)."""
     p = cq.plan
     stmt = p.base
     if p.kind == "count":
@@ -56,7 +59,7 @@ def first_page_statement(cq: CompiledQuery, fixed: tuple[int, int] | None = None
     off: sa.ColumnElement[Any] = sa.bindparam("_off", type_=sa.Integer)
     if fixed is not None:
         lim, off = (sa.literal_column(str(int(v)), sa.Integer) for v in fixed)
-    if p.merge is not None:
+    if p.merge is not None and merge:
         return _merged(cq, [], lim + off).limit(lim).offset(off)
     stmt = stmt.order_by(*(order_clause(k, cq.dialect) for k in p.order))
     return stmt.limit(lim).offset(off)
@@ -434,7 +437,7 @@ def stream_rows(conn: Connection, cq: CompiledQuery, *, now: dt.datetime | None 
     assert p.kind == "records" and not p.children
     rv = cq.runtime_values(now or cq.now or dt.datetime.now(dt.UTC), time_zone)
     values = {**rv, "_lim": p.limit if p.limit is not None else 2**31 - 1, "_off": p.offset or 0}
-    r = cq.rendered(("first", None), lambda: first_page_statement(cq))
+    r = cq.rendered(("stream",), lambda: first_page_statement(cq, merge=False))
     raw: Any = conn.connection.driver_connection
     assert raw is not None
     cur = raw.cursor(name=f"keel_stream_{cursors.new_cursor_id()}") if cq.dialect == "postgresql" else raw.cursor()
