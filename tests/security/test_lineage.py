@@ -55,7 +55,9 @@ def test_of_role_walks_to_the_root() -> None:
     assert lineage.of_role(parents, 3) == (2, 2, 3, None, None)
     assert lineage.of_role(parents, 6) == (5, 2, 3, 4, 5)  # deeper than 4: the depth, and the first four levels
     assert lineage.of_role(parents, 9) == (0, None, None, None, None)  # a root, as the closure treats it
-    assert lineage.compute(parents, {10: 3, 11: 7}) == {10: (2, 2, 3, None, None)}  # 7 is no role
+    # 7 is no role; 12 has none: both get a row of NULLs (so that getting a role changes a row)
+    assert lineage.compute(parents, {10: 3, 11: 7, 12: None}) == {10: (2, 2, 3, None, None), 11: lineage.NONE,
+                                                                  12: lineage.NONE}
 
 
 def test_records_carry_their_owners_place(world: Org) -> None:  # noqa: F811

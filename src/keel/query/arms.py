@@ -20,7 +20,8 @@ leaves out. The rows, their order and the page are exactly those of the plain qu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,24 +40,29 @@ class Merge:
     table: sa.FromClause
 
 
-def merged(m: Merge, key: Any, key_at: int, order_by: list[ColumnElement[Any]], extra: list[ColumnElement[bool]],
-           rows: ColumnElement[Any], dialect: str) -> sa.Subquery:
-    """The streams of a page, to be selected from in the page's order. ``key`` is the sort ``OrderKey`` and
-    ``key_at`` its column's position in the select list, ``order_by`` the plain query's ORDER BY clauses,
-    ``extra`` further filters (a next page's keyset) and ``rows`` how many rows the page reads (LIMIT + OFFSET).
+def merged(m: Merge, keys: list[Any], key_at: int, clause: Callable[[Any], ColumnElement[Any]],
+           extra: list[ColumnElement[bool]], rows: ColumnElement[Any], dialect: str) -> sa.Subquery:
+    """The streams of a page, to be selected from in the page's order. ``keys`` are the page's ``OrderKey``s (the
+    sort key, then the id) and ``key_at`` the position of their columns in the select list, ``clause`` makes an
+    ORDER BY clause of one, ``extra`` adds filters (a next page's keyset) and ``rows`` is how many rows the page
+    reads (LIMIT + OFFSET).
 
     SQLite merges a UNION ALL that is ordered as a whole, reading each stream only as far as the merge needs; the
     bound is read by a second walk of the lead's index. PostgreSQL 15 appends the arms of a UNION ALL and sorts
     everything, so there each stream is read in order up to ``rows`` rows by itself and only those are sorted;
-    the lead is read once, as a CTE, and the bound is the last of its rows."""
+    the lead is read once, as a CTE, and the bound is its last row's key. Either way the bound is the key of the
+    lead's ``rows``-th row, or none: when that key is NULL (a descending page ending in unnamed rows, which sort
+    last), every named row of the other streams comes before it."""
     s = m.streams
+    key = keys[0]
+    order_by = [clause(k) for k in keys]
     base = m.open_base.where(*extra)
     edge = sa.select((sa.func.min if key.desc else sa.func.max)(key.expr)).select_from(m.table)
     lead: sa.Select[Any]
     if dialect == "postgresql":
         first = base.where(s.lead).order_by(*order_by).limit(rows).cte("lead")
-        last = (sa.func.min if key.desc else sa.func.max)(first.c[key_at])
-        nth = sa.select(sa.case((sa.func.count() < rows, sa.null()), else_=last)).select_from(first)
+        in_lead = [clause(replace(k, expr=first.c[key_at + i])) for i, k in enumerate(keys)]
+        nth = sa.select(first.c[key_at]).order_by(*in_lead).limit(1).offset(rows - 1)
         lead = sa.select(*first.c)
     else:
         # Uncorrelated by construction: it reads the same table alias as the arm it bounds, in its own scope.

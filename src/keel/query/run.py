@@ -77,8 +77,7 @@ def _merged(cq: CompiledQuery, extra: list[sa.ColumnElement[bool]], rows: sa.Col
     """The page read as a merge of the row filter's streams (``query/arms.py``), in the plan's column layout."""
     p = cq.plan
     assert p.merge is not None
-    streams = merged(p.merge, p.order[0], p.key_start, [order_clause(k, cq.dialect) for k in p.order], extra, rows,
-                     cq.dialect)
+    streams = merged(p.merge, p.order, p.key_start, lambda k: order_clause(k, cq.dialect), extra, rows, cq.dialect)
     cols = list(streams.c)
     keys = [replace(k, expr=cols[p.key_start + i]) for i, k in enumerate(p.order)]
     return sa.select(*cols).order_by(*(order_clause(k, cq.dialect) for k in keys))

@@ -247,7 +247,7 @@ def load_access(conn: Connection, schema: SchemaSnapshot, user_pk: int, *,
 
 
 def _role_depth(conn: Connection, user_pk: int) -> int | None:
-    found = lineage.of_owners(conn, (user_pk,)).get(user_pk)
+    found = lineage.of_owners(conn, (user_pk,), lock=False).get(user_pk)
     return int(found[0]) if found is not None and found[0] is not None else None
 
 

@@ -50,12 +50,15 @@ def of_role(parents: Mapping[int, int | None], role: int) -> Lineage:
     return (depth, *(path[d] if d <= depth else None for d in range(1, LINEAGE_DEPTHS + 1)))
 
 
-def compute(parents: Mapping[int, int | None], user_roles: Mapping[int, int]) -> dict[int, Lineage]:
-    """Every active user with a role (``user_roles``: user pk -> role pk) and their lineage."""
+def compute(parents: Mapping[int, int | None], user_roles: Mapping[int, int | None]) -> dict[int, Lineage]:
+    """Every active user (``user_roles``: user pk -> role pk or None) and their lineage; ``NONE`` without a role.
+
+    Role-less users get a row too, so that giving one a role changes a row a concurrent save may hold (``sync``)."""
     by_role: dict[int, Lineage] = {}
     out: dict[int, Lineage] = {}
     for user, role in user_roles.items():
-        if role not in parents:
+        if role is None or role not in parents:
+            out[user] = NONE
             continue
         hit = by_role.get(role)
         if hit is None:
@@ -73,11 +76,15 @@ def stored(conn: Connection) -> dict[int, Lineage]:
 _SELECT = f"SELECT user_id, {', '.join(LINEAGE_COLUMNS)} FROM {owner_lineage.name} WHERE user_id IN "
 
 
-def of_owners(conn: Connection, owners: Iterable[int]) -> dict[int, Lineage]:
+def of_owners(conn: Connection, owners: Iterable[int], *, lock: bool = True) -> dict[int, Lineage]:
     """The lineage of each of ``owners`` that has one (queues, inactive and role-less users have none).
 
-    Every save runs this, so it goes straight to the driver. The read holds its table lock until the save
-    commits, which on PostgreSQL keeps a recalculation (``sync``) from changing the table meanwhile."""
+    Every save runs this, so it goes straight to the driver. On PostgreSQL the rows are read ``FOR SHARE``, held
+    until the save commits: a recalculation changing one of them (``sync`` updates rows in place) waits for the
+    save, and then its restamp sees and rewrites what the save wrote; a save reading a row a recalculation has
+    changed waits for it and reads the new value. Either way no record keeps a lineage its owner no longer has.
+    SQLite has one writer at a time, so there the question does not arise. ``lock=False`` for reads that stamp
+    nothing (a user's own depth, read with their access)."""
     wanted = sorted(set(owners))
     if not wanted:
         return {}
@@ -90,8 +97,8 @@ def of_owners(conn: Connection, owners: Iterable[int]) -> dict[int, Lineage]:
         for start in range(0, len(wanted), _CHUNK):
             chunk = wanted[start:start + _CHUNK]
             marks = ", ".join(["%s" if pg else "?"] * len(chunk))
-            cur.execute(f"{_SELECT}({marks})", chunk)
-            out.update((int(r[0]), tuple(r[1:])) for r in cur.fetchall())
+            cur.execute(f"{_SELECT}({marks}){' FOR SHARE' if pg and lock else ''}", chunk)
+            out.update((int(r[0]), tuple(r[1:])) for r in cur.fetchall() if r[1] is not None)
     finally:
         cur.close()
     return out
@@ -102,35 +109,29 @@ def sync(conn: Connection, schema: SchemaSnapshot, new: Mapping[int, Lineage]) -
 
     Returns the number of users whose records were restamped. Moving a role rewrites the records of the users in
     its subtree, once per object, grouped by lineage so each distinct lineage is one UPDATE per object."""
-    if conn.dialect.name == "postgresql":
-        # Saves stamp records from this table in their own transactions. Waiting for those that read it, and
-        # making later ones wait for this one, means a record is either written before the restamp below (which
-        # then sees and rewrites it) or reads the new lineage: none keeps a lineage its owner no longer has.
-        # SQLite has one writer at a time, so there the question does not arise.
-        conn.exec_driver_sql(f"LOCK TABLE {owner_lineage.name} IN ACCESS EXCLUSIVE MODE")
     old = stored(conn)
+    # Rows change in place, and only those that change: a save holding one FOR SHARE (``of_owners``) makes this
+    # wait, and rows nobody changes lock nothing, so recalculations for groups or rules never wait on saves.
+    gone = sorted(set(old) - set(new))
+    for start in range(0, len(gone), _CHUNK):
+        conn.execute(sa.delete(owner_lineage).where(owner_lineage.c.user_id.in_(gone[start:start + _CHUNK])))
+    moved = [{"b_user": u, **dict(zip(LINEAGE_COLUMNS, v, strict=True))} for u, v in sorted(new.items())
+             if u in old and old[u] != v]
+    if moved:
+        conn.execute(sa.update(owner_lineage).where(owner_lineage.c.user_id == sa.bindparam("b_user"))
+                     .values({c: sa.bindparam(c) for c in LINEAGE_COLUMNS}), moved)
+    rows = [{"user_id": u, **dict(zip(LINEAGE_COLUMNS, v, strict=True))} for u, v in sorted(new.items())
+            if u not in old]
+    for start in range(0, len(rows), 5000):
+        conn.execute(sa.insert(owner_lineage), rows[start:start + 5000])
     changed: dict[Lineage, list[int]] = {}
     for user in set(old) | set(new):
         value = new.get(user, NONE)
         if old.get(user, NONE) != value:
             changed.setdefault(value, []).append(user)
-    if not changed:
-        return 0
-    users = sorted(u for group in changed.values() for u in group)
-    gone = [u for u in users if u not in new]
-    for start in range(0, len(gone), _CHUNK):
-        conn.execute(sa.delete(owner_lineage).where(owner_lineage.c.user_id.in_(gone[start:start + _CHUNK])))
-    moved = [{"b_user": u, **dict(zip(LINEAGE_COLUMNS, new[u], strict=True))} for u in users if u in new and u in old]
-    if moved:
-        conn.execute(sa.update(owner_lineage).where(owner_lineage.c.user_id == sa.bindparam("b_user"))
-                     .values({c: sa.bindparam(c) for c in LINEAGE_COLUMNS}), moved)
-    rows = [{"user_id": u, **dict(zip(LINEAGE_COLUMNS, new[u], strict=True))} for u in users
-            if u in new and u not in old]
-    for start in range(0, len(rows), 5000):
-        conn.execute(sa.insert(owner_lineage), rows[start:start + 5000])
     for value, group in changed.items():
         restamp(conn, schema, value, sorted(group))
-    return len(users)
+    return sum(len(g) for g in changed.values())
 
 
 def restamp(conn: Connection, schema: SchemaSnapshot, value: Lineage, owners: list[int]) -> None:

@@ -169,8 +169,9 @@ def recalculate(conn: Connection, schema: SchemaSnapshot, progress: Progress | N
     # owner sits in it, for the hierarchy test on their records.
     from keel.security import lineage, reach  # both read the closures this module writes
     report("lineage", 0, 1)
-    restamped = lineage.sync(conn, schema, lineage.compute(
-        parents, {u: role for role, us in users_by_role.items() for u in us}))
+    roles_of: dict[int, int | None] = dict.fromkeys(users)
+    roles_of.update((u, role) for role, us in users_by_role.items() for u in us)
+    restamped = lineage.sync(conn, schema, lineage.compute(parents, roles_of))
     report("lineage", restamped, restamped)
     reach.write_spans(conn, reach.spans(parents))
     report("shares", 0, 1)

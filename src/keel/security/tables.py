@@ -138,12 +138,12 @@ share_reach = sa.Table(
 
 
 # Each active user's place in the role tree (``security/lineage.py``), copied onto every record they own: the
-# depth of their role and its ancestors at depths 1..4. Recalculation diffs it to find the users whose records
-# must be rewritten; saves read it to stamp the records they insert or give a new owner.
+# depth of their role and its ancestors at depths 1..4 (all NULL without a role). Recalculation diffs it to find
+# the users whose records must be rewritten; saves read it to stamp the records they insert or give a new owner.
 owner_lineage = sa.Table(
     "keel_owner_lineage", security,
     sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("role_depth", sa.SmallInteger, nullable=False),
+    sa.Column("role_depth", sa.SmallInteger),  # NULL: an active user without a role
     *(sa.Column(f"role_{d}", sa.BigInteger) for d in range(1, 5)),
 )
 

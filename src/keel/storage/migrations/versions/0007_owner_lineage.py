@@ -49,7 +49,7 @@ def upgrade() -> None:
     if sa.inspect(bind).has_table("keel_share"):  # the security tables exist: add this one beside them
         md = sa.MetaData()
         sa.Table(TABLE, md, sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
-                 sa.Column("role_depth", sa.SmallInteger, nullable=False),
+                 sa.Column("role_depth", sa.SmallInteger),
                  *(sa.Column(c, sa.BigInteger) for c in ROLES))
         md.create_all(bind, checkfirst=True)
     # Access objects cached by running processes hold a manager's depth: make them stale (``security_version``).
