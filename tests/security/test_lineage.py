@@ -200,19 +200,9 @@ def test_a_save_racing_a_recalculation_keeps_no_stale_lineage(world: Org) -> Non
 def test_records_without_a_name_are_their_own_stream(world: Org, tmp_path: Path) -> None:  # noqa: F811
     """Where Name may be empty (a composite name with no parts), shared records without one sort first (last when
     descending) and are read as a stream of their own, outside the bound that the named ones respect."""
-    from keel.security.package import parse_permission_set
-    from keel.services.security import deploy_permission_set
-    from tests.security.conftest import deploy_objects
-    from tests.security.test_sharing import AGENT
+    from tests.security.test_streams import people
 
-    deploy_objects(world.admin, [{"object": "Person__c", "sharing": "private", "name_field": {
-        "type": "composite", "parts": ["First__c", "Last__c"]}, "fields": [
-        {"name": "First__c", "type": "text", "length": 40}, {"name": "Last__c", "type": "text", "length": 40}]}],
-        tmp_path)
-    with world.admin.db.transaction() as conn:
-        deploy_permission_set(world.admin, conn, parse_permission_set({
-            **AGENT, "objects": {**AGENT["objects"], "Person__c": ["read", "create", "edit", "delete"]},
-            "fields": {**AGENT["fields"], "Person__c.First__c": ["edit"], "Person__c.Last__c": ["edit"]}}))
+    people(world, tmp_path)
     for who, n in (("a1", 30), ("aud", 12), ("dir", 5)):
         rows = [{"Last__c": f"{who}-{i:02d}"} if i % 4 else {} for i in range(n)]  # every fourth has no name
         for r in save_many(world.ctx(who), "Person__c", rows):

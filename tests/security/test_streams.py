@@ -48,8 +48,8 @@ def both(w: Org, who: str, soql: str, monkeypatch: pytest.MonkeyPatch, **kw: Any
     return merged, plain
 
 
-def _people(w: Org, tmp_path: Any) -> None:
-    """Person__c, private, whose composite Name may be NULL (as in test_lineage)."""
+def people(w: Org, tmp_path: Any) -> None:
+    """Person__c, private, whose composite Name is NULL when both parts are empty, readable by the agents."""
     from keel.security.package import parse_permission_set
     from keel.services.security import deploy_permission_set
     from tests.security.conftest import deploy_objects
@@ -69,7 +69,7 @@ def test_desc_page_with_unnamed_lead_rows_keeps_shared_rows(world: Org, tmp_path
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """ORDER BY Name DESC (NULLS LAST): the lead stream's first n rows end with unnamed records. A shared record
     named below the lead's last *named* row still sorts before those unnamed rows and belongs on the page."""
-    _people(world, tmp_path)
+    people(world, tmp_path)
     save_many(world.ctx("a1"), "Person__c", [{"Last__c": "m-1"}, {}, {}, {}, {}])
     shared = save_many(world.ctx("aud"), "Person__c", [{"Last__c": "c-1"}])[0].id
     assert shared
@@ -220,7 +220,7 @@ PEOPLE = [
 
 def test_people_with_unnamed(world: Org, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     """Unnamed records among the lead's and the shared stream's, ascending (NULLS FIRST), first and next pages."""
-    _people(world, tmp_path)
+    people(world, tmp_path)
     for who, n in (("a1", 140), ("a2", 30), ("aud", 120), ("dir", 20)):
         rows = [{"Last__c": f"{'xYaB'[i % 4]}-{(i * 13) % 50:02d}"} if i % 6 else {} for i in range(n)]
         done = save_many(world.ctx(who), "Person__c", rows)
