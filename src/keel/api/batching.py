@@ -57,19 +57,27 @@ class RequestBatcher(Generic[T, R]):
             # variables (its request id in logs) to work done for the whole batch.
             task = loop.create_task(self._drain(q), context=contextvars.Context())
             q.drains.add(task)
-            task.add_done_callback(q.drains.discard)
+            task.add_done_callback(q.drains.discard)  # also when the drain fails or is cancelled
         return await fut
 
     async def _drain(self, q: _LoopQueue[T, R]) -> None:
-        while q.items:
-            batch, q.items = q.items[:self._max], q.items[self._max:]
-            try:
-                results = await run_in_threadpool(self._handle, [item for item, _ in batch])
-            except Exception as e:
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(e)
-                continue
-            for (_, fut), result in zip(batch, results, strict=True):
-                if not fut.done():  # a request cancelled (client gone) while its batch ran
-                    fut.set_result(result)
+        try:
+            while q.items:
+                batch, q.items = q.items[:self._max], q.items[self._max:]
+                try:
+                    results = await run_in_threadpool(self._handle, [item for item, _ in batch])
+                except Exception as e:
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(e)
+                    continue
+                for (_, fut), result in zip(batch, results, strict=True):
+                    if not fut.done():  # a request cancelled (client gone) while its batch ran
+                        fut.set_result(result)
+        finally:
+            # Leave the set now, with no await since the queue was found empty. The done callback runs later,
+            # after the callers just answered have resumed: one that submits at once would otherwise see this
+            # drain still running, start none, and wait for somebody else's request to start one.
+            task = asyncio.current_task()
+            if task is not None:
+                q.drains.discard(task)
