@@ -53,13 +53,19 @@ def allocate(conn: Connection, plan: WritePlan, rows: Sequence[RowState]) -> Non
         r.pk = pk
 
 
-def _owner(raw: Any) -> int | None:
-    return ids.split_owner(str(raw))[1] if raw else None
+def _owner(values: dict[str, Any]) -> int:
+    raw = values.get("OwnerId")
+    return ids.split_owner(str(raw))[1] if raw else 0
+
+
+def _lineages(conn: Connection, rows: Sequence[RowState]) -> dict[int, lineage.Lineage]:
+    """The lineage of the rows' owners that have one (``security/lineage.py``); look values up with ``_owner``."""
+    return lineage.of_owners(conn, {o for r in rows if (o := _owner(r.values))})
 
 
 def _stamped(plan: WritePlan, conn: Connection, rows: Sequence[RowState]) -> Any:
-    """The row builder, extended with the owner's lineage (``security/lineage.py``) when any owner has one."""
-    found = lineage.of_owners(conn, {o for r in rows if (o := _owner(r.values.get("OwnerId"))) is not None})
+    """The row builder, extended with the owner's lineage when any owner has one."""
+    found = _lineages(conn, rows)
     if not found:
         return None
     inner = plan.build_row
@@ -67,7 +73,7 @@ def _stamped(plan: WritePlan, conn: Connection, rows: Sequence[RowState]) -> Any
     none = lineage.NONE
 
     def build(values: dict[str, Any], pk: int | None, stamp: Any, actor: int, deleted: Any) -> tuple[Any, ...]:
-        return (*inner(values, pk, stamp, actor, deleted), *get(_owner(values.get("OwnerId")) or 0, none))
+        return (*inner(values, pk, stamp, actor, deleted), *get(_owner(values), none))
     return build
 
 
@@ -133,7 +139,7 @@ def _update(conn: Connection, schema: SchemaSnapshot, plan: WritePlan, rows: Seq
                 values[type_column(f)] = sa.bindparam(f"t_{f.column}")
         found: dict[int, lineage.Lineage] | None = None
         if "OwnerId" in shape:  # a new owner: the record takes their place in the hierarchy
-            found = lineage.of_owners(conn, {o for r in group if (o := _owner(r.values.get("OwnerId"))) is not None})
+            found = _lineages(conn, group)
             values.update((c, sa.bindparam(f"l_{c}")) for c in LINEAGE_COLUMNS)
         stmt = sa.update(t).where(t.c.id == sa.bindparam("b_id")).values(values)
         params = []
@@ -152,7 +158,7 @@ def _update(conn: Connection, schema: SchemaSnapshot, plan: WritePlan, rows: Seq
                     p[f"v_{f.column}"] = raw
             if found is not None:
                 p.update(zip((f"l_{c}" for c in LINEAGE_COLUMNS),
-                             found.get(_owner(r.values.get("OwnerId")) or 0, lineage.NONE), strict=True))
+                             found.get(_owner(r.values), lineage.NONE), strict=True))
             params.append(p)
         conn.execute(stmt, params)
 
